@@ -1,0 +1,246 @@
+"""One typed, frozen configuration, its named presets, and the tables of allowed values.
+
+The model factory (`tf_sine.models`), the training engine and the command line all read the
+tables below, so a value is either allowed everywhere or nowhere. This module imports neither
+Keras nor TensorFlow: the CLI validates its arguments before paying for those imports.
+
+>>> cfg = Config(units=8, steps=100)
+>>> cfg.units, cfg.cell, cfg.layout
+(8, 'lstm', 'legacy')
+>>> PRESETS["legacy"].config == Config()
+True
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import numbers
+from dataclasses import dataclass
+from typing import Any
+
+# Name accepted by the factory and the CLI -> class name in `keras.layers`.
+CELLS: dict[str, str] = {"lstm": "LSTM", "gru": "GRU", "simple_rnn": "SimpleRNN"}
+
+# Name accepted by the factory and the CLI -> class name in `keras.optimizers`. The source
+# used contrib's `optimize_loss(optimizer="Adagrad")`.
+OPTIMIZERS: dict[str, str] = {
+    "adagrad": "Adagrad",
+    "adam": "Adam",
+    "adamw": "AdamW",
+    "rmsprop": "RMSprop",
+    "sgd": "SGD",
+}
+
+# How one window is fed to the recurrent layers.
+LAYOUTS: dict[str, str] = {
+    "legacy": "(N, 1, timesteps): ONE time step holding `timesteps` values, as the source fed it",
+    "sequence": "(N, timesteps, 1): `timesteps` time steps of one value, the usual RNN layout",
+}
+
+# Training engines (see `tf_sine.training`).
+ENGINES: dict[str, str] = {
+    "fast": "many optimizer steps per compiled call, batches gathered inside the graph",
+    "fit": "plain `keras.Model.fit`, the reference path",
+}
+
+CLIP_OPTIONS = ("clipnorm", "clipvalue", "global_clipnorm")
+
+
+class ConfigError(ValueError):
+    """A bad configuration value; `argument` names the offending field.
+
+    Library callers see an ordinary `ValueError` (or `TypeError` via `ConfigTypeError`); the
+    CLI uses `argument` to name the matching flag.
+    """
+
+    def __init__(self, argument: str, message: str):
+        super().__init__(f"{argument}: {message}")
+        self.argument = argument
+        self.detail = message
+
+
+class ConfigTypeError(ConfigError, TypeError):
+    """A configuration value of the wrong type (e.g. a float where an integer belongs)."""
+
+
+def check_choice(argument: str, value: Any, allowed: dict[str, str] | tuple[str, ...]) -> str:
+    """Returns `value` if it is one of `allowed`, else raises `ConfigError` listing them."""
+    if not isinstance(value, str) or value not in allowed:
+        names = ", ".join(repr(name) for name in allowed)
+        raise ConfigError(argument, f"expected one of {names}, got {value!r}")
+    return value
+
+
+def check_positive_int(argument: str, value: Any) -> int:
+    """Returns `value` if it is an integer >= 1 (bools refused), else raises."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ConfigTypeError(argument, f"expected a positive integer, got {value!r}")
+    if value < 1:
+        raise ConfigError(argument, f"expected a positive integer, got {value!r}")
+    return int(value)
+
+
+def check_int(argument: str, value: Any) -> int:
+    """Returns `value` if it is an integer (bools refused), else raises `ConfigTypeError`."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ConfigTypeError(argument, f"expected an integer, got {value!r}")
+    return int(value)
+
+
+def _check_real(argument: str, value: Any, expected: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ConfigTypeError(argument, f"expected {expected}, got {value!r}")
+    if not math.isfinite(value):
+        raise ConfigError(argument, f"expected {expected}, got {value!r}")
+    return float(value)
+
+
+def check_positive_float(argument: str, value: Any) -> float:
+    """Returns `value` as a float if it is a finite number > 0, else raises."""
+    number = _check_real(argument, value, "a positive number")
+    if number <= 0:
+        raise ConfigError(argument, f"expected a positive number, got {value!r}")
+    return number
+
+
+def check_rate(argument: str, value: Any) -> float:
+    """Returns `value` as a float if it is a dropout rate in [0, 1), else raises."""
+    number = _check_real(argument, value, "a rate in [0, 1)")
+    if not 0.0 <= number < 1.0:
+        raise ConfigError(argument, f"expected a rate in [0, 1), got {value!r}")
+    return number
+
+
+def validate_model_options(
+    *,
+    cell: str,
+    units: int,
+    num_layers: int,
+    bidirectional: bool,
+    dropout: float,
+    recurrent_dropout: float,
+    optimizer: str,
+    learning_rate: float,
+    clipnorm: float | None,
+    clipvalue: float | None,
+    global_clipnorm: float | None,
+    timesteps: int,
+    layout: str,
+) -> None:
+    """Checks the model factory's arguments; raises `ConfigError` on the first bad one.
+
+    Shared by `Config` and `tf_sine.build_model`, so both refuse the same values with the
+    same words.
+    """
+    check_choice("cell", cell, CELLS)
+    check_positive_int("units", units)
+    check_positive_int("num_layers", num_layers)
+    if not isinstance(bidirectional, bool):
+        raise ConfigTypeError("bidirectional", f"expected True or False, got {bidirectional!r}")
+    check_rate("dropout", dropout)
+    check_rate("recurrent_dropout", recurrent_dropout)
+    check_choice("optimizer", optimizer, OPTIMIZERS)
+    check_positive_float("learning_rate", learning_rate)
+    clips = {"clipnorm": clipnorm, "clipvalue": clipvalue, "global_clipnorm": global_clipnorm}
+    for name, value in clips.items():
+        if value is not None:
+            check_positive_float(name, value)
+    chosen = [f"{name}={value!r}" for name, value in clips.items() if value is not None]
+    if len(chosen) > 1:
+        raise ConfigError(
+            chosen[0].split("=")[0],
+            f"expected at most one of clipnorm, clipvalue, global_clipnorm, got {', '.join(chosen)}",
+        )
+    check_positive_int("timesteps", timesteps)
+    check_choice("layout", layout, LAYOUTS)
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything that defines one experiment: the model, the data windows and the training.
+
+    The defaults are the source script's hyperparameters (`PRESETS["legacy"]`).
+    """
+
+    # --- model (the arguments of `tf_sine.build_model`) ---
+    cell: str = "lstm"  # one of CELLS; the source used BasicLSTMCell
+    units: int = 30  # HIDDEN_SIZE
+    num_layers: int = 2  # NUM_LAYERS, stacked with MultiRNNCell in the source
+    bidirectional: bool = False  # wrap each layer in keras.layers.Bidirectional
+    dropout: float = 0.0  # input dropout of each recurrent layer (DropoutWrapper)
+    recurrent_dropout: float = 0.0  # dropout on the recurrent state
+    optimizer: str = "adagrad"  # one of OPTIMIZERS
+    learning_rate: float = 0.1
+    clipnorm: float | None = None  # clip each gradient tensor to this L2 norm
+    clipvalue: float | None = None  # clip each gradient element to [-v, v]
+    global_clipnorm: float | None = None  # clip all gradients jointly (contrib's clip_gradients)
+    timesteps: int = 10  # TIMESTEPS: values in one input window
+    layout: str = "legacy"  # one of LAYOUTS
+    # --- training ---
+    steps: int = 3000  # TRAINING_STEPS: optimizer steps, as the Estimator counted them
+    batch_size: int = 32  # BATCH_SIZE
+    seed: int = 0  # seeds weights, dropout and the data order
+    checkpoint_every: int = 500  # steps between checkpoints in the run directory
+    engine: str = "fast"  # one of ENGINES
+
+    def __post_init__(self) -> None:
+        validate_model_options(**self.model_options())
+        check_positive_int("steps", self.steps)
+        check_positive_int("batch_size", self.batch_size)
+        check_int("seed", self.seed)
+        check_positive_int("checkpoint_every", self.checkpoint_every)
+        check_choice("engine", self.engine, ENGINES)
+
+    def model_options(self) -> dict[str, Any]:
+        """The keyword arguments of `tf_sine.build_model` for this configuration."""
+        return {name: getattr(self, name) for name in MODEL_FIELDS}
+
+    def replace(self, **changes: Any) -> Config:
+        """A copy with `changes` applied (validated like any new `Config`)."""
+        unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})
+        if unknown:
+            raise ConfigError(unknown[0], f"not a configuration field; known: {', '.join(FIELDS)}")
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict; `Config.from_dict` inverts it."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> Config:
+        """Rebuilds a `Config` from `to_dict` output; unknown keys are refused."""
+        return cls().replace(**values)
+
+
+FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Config))
+MODEL_FIELDS: tuple[str, ...] = FIELDS[: FIELDS.index("layout") + 1]
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named configuration with a one-line description."""
+
+    description: str
+    config: Config
+
+
+PRESETS: dict[str, Preset] = {
+    "legacy": Preset(
+        "the source script: 2 x LSTM(30), Adagrad 0.1, batch 32, 3000 steps, (N, 1, 10) windows",
+        Config(),
+    ),
+    "sequence": Preset(
+        "the source's model fed (N, 10, 1) windows: ten time steps of one value",
+        Config(layout="sequence"),
+    ),
+    "tiny": Preset(
+        "a seconds-long smoke run: 2 x LSTM(4), 50 steps",
+        Config(units=4, steps=50, checkpoint_every=25),
+    ),
+}
+
+
+def get_preset(name: str) -> Config:
+    """Returns the configuration of preset `name`; raises `ConfigError` listing the presets."""
+    return PRESETS[check_choice("preset", name, tuple(PRESETS))].config

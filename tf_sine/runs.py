@@ -1,0 +1,220 @@
+"""The run directory: where one training run keeps its model, configuration, metrics and plots.
+
+Layout of a run directory::
+
+    model.keras          the trained model (plain Keras; loads without tf_sine)
+    config.json          the `Config` that built and trained it
+    metrics.json         test rmse, mse, mae, steps, train_seconds, ...
+    history.json         training loss by step
+    prediction.png       predicted vs real sine on the test range
+    loss.png             training loss by step
+    checkpoints/         step-000500.keras, ... (model + optimizer state), the last few kept
+    tensorboard/         event files, with --tensorboard
+
+Every file is written atomically: to a temporary name in the same directory, flushed to disk,
+then renamed over the final name, so a reader sees the old file or the new one, never half.
+"""
+
+from __future__ import annotations
+
+import datetime as _datetime
+import json
+import os
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from tf_sine.config import Config, ConfigError
+
+MODEL_FILE = "model.keras"
+CONFIG_FILE = "config.json"
+METRICS_FILE = "metrics.json"
+HISTORY_FILE = "history.json"
+PREDICTION_PLOT = "prediction.png"
+LOSS_PLOT = "loss.png"
+CHECKPOINT_DIR = "checkpoints"
+TENSORBOARD_DIR = "tensorboard"
+DEFAULT_ROOT = "runs"
+CHECKPOINTS_KEPT = 3
+
+_CHECKPOINT_NAME = re.compile(r"^step-(\d+)\.keras$")
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], Any]) -> Path:
+    """Calls `write(temporary_path)`, flushes the file to disk, then renames it to `path`.
+
+    The temporary file sits in the same directory (so the rename is atomic) and keeps the
+    suffix of `path` (Keras and matplotlib pick the format from it). On failure the
+    temporary file is removed and `path` is left as it was.
+    """
+    path = Path(path)
+    temporary = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
+    try:
+        write(temporary)
+        with open(temporary, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    _fsync_directory(path.parent)
+    return path
+
+
+def _fsync_directory(directory: Path) -> None:
+    # Makes the rename itself durable; not every platform can open a directory.
+    try:
+        descriptor = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)
+
+
+def write_json(path: str | os.PathLike, payload: Any) -> Path:
+    """Writes `payload` as indented JSON, atomically."""
+    text = json.dumps(payload, indent=2, sort_keys=True) + "\n"
+    return atomic_write(path, lambda temporary: temporary.write_text(text, encoding="utf-8"))
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    """Reads a JSON file."""
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def default_run_name(prefix: str = "run") -> str:
+    """A fresh, sortable run name such as ``legacy-20261127-060102-123456``."""
+    return f"{prefix}-{_datetime.datetime.now():%Y%m%d-%H%M%S-%f}"
+
+
+class RunDirectory:
+    """Paths and atomic writers for one run directory (see the module docstring)."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+
+    @classmethod
+    def create(cls, path: str | os.PathLike | None = None, prefix: str = "run") -> RunDirectory:
+        """Creates (or reuses) the run directory `path`, default a new one under ``runs/``.
+
+        Raises:
+            ValueError: `path` exists but is not a directory, or cannot be created/written.
+        """
+        if path is None:
+            path = Path(DEFAULT_ROOT) / default_run_name(prefix)
+        path = Path(path)
+        if path.exists() and not path.is_dir():
+            raise ConfigError("run_dir", f"expected a directory, got the file {str(path)!r}")
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise ConfigError("run_dir", f"cannot create {str(path)!r}: {error.strerror}") from None
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise ConfigError("run_dir", f"expected a writable directory, got {str(path)!r}")
+        return cls(path)
+
+    @property
+    def model_path(self) -> Path:
+        return self.path / MODEL_FILE
+
+    @property
+    def config_path(self) -> Path:
+        return self.path / CONFIG_FILE
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.path / METRICS_FILE
+
+    @property
+    def history_path(self) -> Path:
+        return self.path / HISTORY_FILE
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.path / CHECKPOINT_DIR
+
+    @property
+    def tensorboard_dir(self) -> Path:
+        return self.path / TENSORBOARD_DIR
+
+    def save_config(self, config: Config) -> Path:
+        return write_json(self.config_path, config.to_dict())
+
+    def load_config(self) -> Config:
+        return Config.from_dict(read_json(self.config_path))
+
+    def save_metrics(self, metrics: dict[str, Any]) -> Path:
+        return write_json(self.metrics_path, metrics)
+
+    def save_history(self, steps: list[int], losses: list[float]) -> Path:
+        return write_json(self.history_path, {"step": steps, "loss": losses})
+
+    def save_model(self, model: Any, path: str | os.PathLike | None = None) -> Path:
+        """Saves a Keras model (with its optimizer state) atomically, by default as model.keras."""
+        return atomic_write(path or self.model_path, model.save)
+
+    def save_checkpoint(self, model: Any, step: int, keep: int = CHECKPOINTS_KEPT) -> Path:
+        """Saves `model` as ``checkpoints/step-NNNNNN.keras`` and keeps only the newest `keep`."""
+        self.checkpoint_dir.mkdir(exist_ok=True)
+        path = self.save_model(model, self.checkpoint_dir / f"step-{step:06d}.keras")
+        for _, old in self.checkpoints()[:-keep]:
+            old.unlink(missing_ok=True)
+        return path
+
+    def checkpoints(self) -> list[tuple[int, Path]]:
+        """`(step, path)` of every checkpoint, oldest first."""
+        if not self.checkpoint_dir.is_dir():
+            return []
+        found = []
+        for entry in self.checkpoint_dir.iterdir():
+            match = _CHECKPOINT_NAME.match(entry.name)
+            if match:
+                found.append((int(match.group(1)), entry))
+        return sorted(found)
+
+
+def load_model(path: str | os.PathLike) -> tuple[Any, Config | None]:
+    """Loads a saved model from a ``.keras`` file or a run directory.
+
+    Args:
+        path: a ``.keras`` file, or a run directory holding ``model.keras`` (and usually
+            ``config.json``).
+
+    Returns:
+        `(model, config)`: the Keras model, and the run's `Config` when a ``config.json`` sits
+        beside the model (else None).
+
+    Raises:
+        ValueError: the path is missing, is a directory without ``model.keras``, is not a
+            ``.keras`` file, or the file is truncated or corrupt.
+    """
+    import keras
+
+    path = Path(path)
+    if path.is_dir():
+        if not (path / MODEL_FILE).is_file():
+            raise ConfigError(
+                "model",
+                f"expected a .keras file or a run directory holding {MODEL_FILE}, "
+                f"got the directory {str(path)!r} without it",
+            )
+        path = path / MODEL_FILE
+    elif not path.exists():
+        raise ConfigError("model", f"expected an existing .keras file or run directory, got {str(path)!r}")
+    elif path.suffix != ".keras":
+        raise ConfigError("model", f"expected a .keras file, got {str(path)!r}")
+    try:
+        model = keras.models.load_model(path)
+    except Exception as error:  # Keras raises many kinds for a damaged archive
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ConfigError("model", f"cannot load {str(path)!r} as a Keras model: {reason}") from None
+    config_path = path.parent / CONFIG_FILE
+    # A config.json describes the run's model.keras, not a checkpoint or a stray file.
+    belongs = path.name == MODEL_FILE and config_path.is_file()
+    config = Config.from_dict(read_json(config_path)) if belongs else None
+    return model, config

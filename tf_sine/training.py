@@ -1,0 +1,247 @@
+"""Training engines that count optimizer steps, as the source's Estimator did.
+
+`train(model, x, y, steps=3000, batch_size=32)` runs exactly `steps` optimizer updates of
+`batch_size` windows each. The data order is a fresh permutation of the windows for every pass
+over them, drawn from `seed` and the pass number alone, so a run is repeatable and any step's
+batch can be recomputed (what resuming needs).
+
+Two engines (`tf_sine.config.ENGINES`):
+
+* ``"fast"`` (default): one `tf.function` runs a whole chunk of steps in a graph loop; the
+  training windows live in tensors and each step gathers its batch by index inside the graph,
+  so Python and `fit`'s per-step machinery are out of the hot loop.
+* ``"fit"``: the reference, plain `keras.Model.fit` on each chunk's batches.
+
+Both update the same compiled Keras model with its own optimizer and loss, so the model that is
+saved is the same plain Keras model either way. Progress, loss history, NaN checks and
+checkpoints happen between chunks.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tf_sine.config import ENGINES, ConfigError, check_choice, check_int, check_positive_int
+
+# Steps per compiled call: large enough to amortise the call, small enough for a lively
+# progress bar. Chunks also end at every checkpoint.
+DEFAULT_CHUNK = 100
+
+CheckpointCallback = Callable[[keras.Model, int], None]
+
+
+class TrainingDivergedError(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+    def __init__(self, step: int, loss: float):
+        super().__init__(
+            f"training diverged: the loss is {loss} at step {step}; "
+            "try a lower --learning-rate or a gradient clip (--clipnorm, --clipvalue, --global-clipnorm)"
+        )
+        self.step = step
+        self.loss = loss
+
+
+@dataclass
+class TrainingResult:
+    """What `train` returns.
+
+    Attributes:
+        steps: the step number of each entry of `losses` (1-based, ascending).
+        losses: training loss (MSE) of the batch at that step (``"fast"``) or the mean over
+            the chunk ending at that step (``"fit"``).
+        train_seconds: wall time of the training loop, tracing/compilation included,
+            checkpoint writing excluded (see `checkpoint_seconds`).
+        checkpoint_seconds: wall time spent in the checkpoint callback.
+        final_step: the optimizer's step count at the end.
+    """
+
+    steps: list[int] = field(default_factory=list)
+    losses: list[float] = field(default_factory=list)
+    train_seconds: float = 0.0
+    checkpoint_seconds: float = 0.0
+    final_step: int = 0
+
+
+def batch_order(n: int, batch_size: int, seed: int, start_step: int, stop_step: int) -> np.ndarray:
+    """Window indices of the batches for steps `start_step + 1 .. stop_step`.
+
+    The stream of indices is the concatenation of one permutation of `range(n)` per pass,
+    pass `p` drawn from `np.random.default_rng([seed, p])`; step `s` (1-based) takes the
+    stream's items `(s - 1) * batch_size ... s * batch_size - 1`. A batch may straddle two
+    passes; no window is skipped.
+
+    Returns:
+        int32 array of shape `(stop_step - start_step, batch_size)`.
+    """
+    first, last = start_step * batch_size, stop_step * batch_size
+    passes = range(first // n, -(-last // n))
+    stream = np.concatenate([np.random.default_rng([seed, p]).permutation(n) for p in passes])
+    offset = passes.start * n
+    return stream[first - offset : last - offset].astype(np.int32).reshape(-1, batch_size)
+
+
+def _chunk_bounds(start: int, steps: int, chunk: int, checkpoint_every: int | None) -> list[int]:
+    """Step numbers at which chunks end: every `chunk` steps and at each checkpoint."""
+    ends = set(range(start + chunk, steps, chunk)) | {steps}
+    if checkpoint_every:
+        ends |= set(range(checkpoint_every, steps, checkpoint_every))
+    return sorted(end for end in ends if end > start)
+
+
+class _FastEngine:
+    """Runs many optimizer steps per call of one traced `tf.function`."""
+
+    def __init__(self, model: keras.Model, x: np.ndarray, y: np.ndarray, batch_size: int):
+        self.model = model
+        # The windows are copied to tensors once; each step gathers its batch from them.
+        self.x = tf.constant(x)
+        self.y = tf.constant(y)
+        optimizer = model.optimizer
+        optimizer.build(model.trainable_variables)
+        loss_fn = model.loss
+
+        def run_chunk(batches: tf.Tensor) -> tf.Tensor:
+            count = tf.shape(batches)[0]
+            losses = tf.TensorArray(tf.float32, size=count)
+            for i in tf.range(count):
+                xb = tf.gather(self.x, batches[i])
+                yb = tf.gather(self.y, batches[i])
+                with tf.GradientTape() as tape:
+                    loss = loss_fn(yb, model(xb, training=True))
+                grads = tape.gradient(loss, model.trainable_variables)
+                optimizer.apply(grads, model.trainable_variables)
+                losses = losses.write(i, loss)
+            return losses.stack()
+
+        self.run_chunk = tf.function(
+            run_chunk,
+            input_signature=[tf.TensorSpec([None, batch_size], tf.int32)],
+        )
+
+    def __call__(self, batches: np.ndarray) -> np.ndarray:
+        return self.run_chunk(batches).numpy()
+
+
+class _FitEngine:
+    """The reference: `keras.Model.fit` over each chunk's batches, in order."""
+
+    def __init__(self, model: keras.Model, x: np.ndarray, y: np.ndarray, batch_size: int):
+        self.model, self.x, self.y, self.batch_size = model, x, y, batch_size
+
+    def __call__(self, batches: np.ndarray) -> np.ndarray:
+        flat = batches.reshape(-1)
+        history = self.model.fit(
+            self.x[flat], self.y[flat], batch_size=self.batch_size, epochs=1, shuffle=False, verbose=0
+        )
+        return np.asarray(history.history["loss"][-1:], dtype=np.float32)
+
+
+_ENGINES = {"fast": _FastEngine, "fit": _FitEngine}
+
+
+def train(
+    model: keras.Model,
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    steps: int,
+    batch_size: int = 32,
+    seed: int = 0,
+    engine: str = "fast",
+    checkpoint_every: int | None = None,
+    on_checkpoint: CheckpointCallback | None = None,
+    progress: bool = True,
+    summary_writer: tf.summary.SummaryWriter | None = None,
+    chunk: int = DEFAULT_CHUNK,
+) -> TrainingResult:
+    """Trains a compiled model until its optimizer has made `steps` updates.
+
+    Starts from the optimizer's current step count (`model.optimizer.iterations`), so a model
+    restored from a checkpoint continues where it stopped, with the same data order.
+
+    Args:
+        model: a compiled Keras model (from `tf_sine.build_model`).
+        x: training windows, shape `(N, *model.input_shape[1:])`, float32.
+        y: labels, shape `(N, 1)`, float32.
+        steps: the optimizer step count to reach (the Estimator's `steps`).
+        batch_size: windows per step.
+        seed: seeds the data order (weights are seeded when the model is built).
+        engine: ``"fast"`` or ``"fit"`` (see the module docstring).
+        checkpoint_every: call `on_checkpoint(model, step)` every this many steps and at the end.
+        on_checkpoint: the checkpoint callback (e.g. `RunDirectory.save_checkpoint`).
+        progress: show a progress bar on stdout.
+        summary_writer: a `tf.summary` writer receiving the loss by step (TensorBoard).
+        chunk: steps per compiled call.
+
+    Returns:
+        A `TrainingResult` with the loss history and timings.
+
+    Raises:
+        ValueError: bad arguments, or `x`/`y` not matching the model.
+        TrainingDivergedError: the loss became NaN or infinite (the model keeps the weights of
+            the end of the last finished chunk).
+    """
+    steps = check_positive_int("steps", steps)
+    batch_size = check_positive_int("batch_size", batch_size)
+    seed = check_int("seed", seed)
+    chunk = check_positive_int("chunk", chunk)
+    check_choice("engine", engine, ENGINES)
+    if checkpoint_every is not None:
+        check_positive_int("checkpoint_every", checkpoint_every)
+    _check_arrays(model, x, y)
+    start = int(model.optimizer.iterations.numpy())
+    result = TrainingResult(final_step=start)
+    if start >= steps:
+        return result
+
+    bar = keras.utils.Progbar(steps, verbose=1 if sys.stdout.isatty() else 2) if progress else None
+    began = time.perf_counter()
+    run_chunk = _ENGINES[engine](model, x, y, batch_size)
+    step = start
+    for end in _chunk_bounds(start, steps, chunk, checkpoint_every):
+        batches = batch_order(len(x), batch_size, seed, step, end)
+        losses = run_chunk(batches)
+        loss_steps = list(range(step + 1, end + 1)) if len(losses) > 1 else [end]
+        _check_finite(loss_steps, losses)
+        step = end
+        result.steps += loss_steps
+        result.losses += [float(value) for value in losses]
+        if summary_writer is not None:
+            with summary_writer.as_default():
+                for at, value in zip(loss_steps, losses, strict=True):
+                    tf.summary.scalar("loss", float(value), step=at)
+        if bar is not None:
+            bar.update(step, values=[("loss", float(losses[-1]))])
+        if on_checkpoint is not None and checkpoint_every and (step % checkpoint_every == 0 or step == steps):
+            saving = time.perf_counter()
+            on_checkpoint(model, step)
+            result.checkpoint_seconds += time.perf_counter() - saving
+    result.train_seconds = time.perf_counter() - began - result.checkpoint_seconds
+    result.final_step = step
+    if summary_writer is not None:
+        summary_writer.flush()
+    return result
+
+
+def _check_arrays(model: keras.Model, x: np.ndarray, y: np.ndarray) -> None:
+    expected = tuple(model.input_shape[1:])
+    if not isinstance(x, np.ndarray) or x.ndim != 3 or tuple(x.shape[1:]) != expected:
+        got = getattr(x, "shape", type(x).__name__)
+        raise ConfigError("x", f"expected windows of shape (N, {expected[0]}, {expected[1]}), got {got}")
+    if not isinstance(y, np.ndarray) or y.shape != (len(x), 1):
+        got = getattr(y, "shape", type(y).__name__)
+        raise ConfigError("y", f"expected labels of shape ({len(x)}, 1), got {got}")
+
+
+def _check_finite(steps: list[int], losses: np.ndarray) -> None:
+    bad = np.flatnonzero(~np.isfinite(losses))
+    if bad.size:
+        raise TrainingDivergedError(steps[bad[0]], float(losses[bad[0]]))
