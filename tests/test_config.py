@@ -16,6 +16,7 @@ def test_legacy_preset_is_the_source_hyperparameters():
     assert (legacy.batch_size, legacy.steps, legacy.timesteps, legacy.layout) == (32, 3000, 10, "legacy")
     assert legacy.clipnorm is legacy.clipvalue is legacy.global_clipnorm is None
     assert get_preset("sequence").layout == "sequence"
+    assert legacy.engine == "fast"  # the fast engine is the default
 
 
 def test_config_is_frozen_and_round_trips():

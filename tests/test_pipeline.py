@@ -24,6 +24,7 @@ def test_run_directory_is_complete(tiny_run):
     metrics = read_json(path / "metrics.json")
     assert {"rmse", "mse", "mae", "steps", "train_seconds"} <= set(metrics)
     assert metrics["steps"] == TINY.steps and metrics["train_seconds"] > 0
+    assert (metrics["engine"], metrics["kernel"]) == ("fast", "fused_lstm")
     assert metrics["rmse"] == pytest.approx(np.sqrt(metrics["mse"]))
     assert read_json(path / "config.json") == TINY.to_dict()
     history = read_json(path / "history.json")

@@ -59,7 +59,7 @@ def run_experiment(
     Returns:
         An `ExperimentResult`; `metrics` holds `rmse`, `mse`, `mae` on the test windows,
         `steps`, `train_seconds` (training loop incl. tracing, without checkpoint writes),
-        `checkpoint_seconds`, `engine` and `seed`.
+        `checkpoint_seconds`, `engine`, `kernel` and `seed`.
     """
     config = config or Config()
     if tensorboard:
@@ -96,6 +96,7 @@ def run_experiment(
         train_seconds=round(training.train_seconds, 4),
         checkpoint_seconds=round(training.checkpoint_seconds, 4),
         engine=config.engine,
+        kernel=training.kernel,
         seed=config.seed,
     )
     run.save_metrics(metrics)

@@ -1,0 +1,77 @@
+"""The fused LSTM kernel computes the same function, and the same gradients, as Keras's layers."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import tf_sine
+from tf_sine.kernels import fused_forward
+
+
+def _values_and_gradients(model, x, forward):
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        output = forward(x)
+        loss = tf.reduce_sum(tf.sin(3.0 * output))  # a non-linear loss exercises every gradient
+    grads = tape.gradient(loss, [x, *model.trainable_variables])
+    return output.numpy(), [g.numpy() for g in grads]
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"layout": "legacy", "timesteps": 10},
+        {"layout": "sequence", "timesteps": 10},
+        {"layout": "sequence", "timesteps": 37, "num_layers": 3},
+        {"layout": "sequence", "timesteps": 6, "bidirectional": True},
+        {"layout": "legacy", "timesteps": 4, "bidirectional": True, "num_layers": 1},
+    ],
+    ids=["legacy", "sequence", "deep-long", "bidirectional", "bidirectional-legacy"],
+)
+def test_fused_lstm_equals_keras_lstm(options):
+    keras.utils.set_random_seed(1)
+    model = tf_sine.build_model(units=7, **options)
+    # Non-zero biases, so every gate's bias gradient is checked too.
+    for variable in model.trainable_variables:
+        variable.assign(variable + np.random.default_rng(2).normal(0, 0.1, variable.shape).astype(np.float32))
+    window = model.input_shape[1:]
+    x = tf.constant(np.random.default_rng(3).normal(size=(5, *window)).astype(np.float32))
+    fused = fused_forward(model)
+    assert fused is not None
+    keras_out, keras_grads = _values_and_gradients(model, x, lambda v: model(v, training=True))
+    fused_out, fused_grads = _values_and_gradients(model, x, fused)
+    np.testing.assert_allclose(fused_out, keras_out, rtol=1e-5, atol=1e-6)
+    for mine, theirs in zip(fused_grads, keras_grads, strict=True):
+        np.testing.assert_allclose(mine, theirs, rtol=1e-4, atol=1e-5)
+
+
+def test_tensorflow_registers_a_wrong_gradient_for_block_lstm_v2():
+    """Why kernels.py attaches its own gradient: TF's own one for BlockLSTMV2 is the V1 layout's."""
+    from tensorflow.python.framework import ops
+
+    registered = ops.gradient_registry.lookup("BlockLSTMV2")
+    assert registered is ops.gradient_registry.lookup("BlockLSTM")
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"cell": "gru"}, {"cell": "simple_rnn"}, {"dropout": 0.1}, {"recurrent_dropout": 0.2}],
+)
+def test_models_the_kernel_does_not_cover_fall_back_to_keras(options):
+    assert fused_forward(tf_sine.build_model(units=3, **options)) is None
+
+
+def test_fast_engine_uses_the_kernel_and_matches_fit():
+    from tf_sine.training import _FastEngine
+
+    x, y = tf_sine.generate_data(np.sin(np.linspace(0, 20, 300)), 6, "sequence")
+    predictions = {}
+    for engine in ("fast", "fit"):
+        keras.utils.set_random_seed(0)
+        model = tf_sine.build_model(units=5, timesteps=6, layout="sequence")
+        if engine == "fast":
+            assert _FastEngine(model, x, y, 16).fused
+        tf_sine.train(model, x, y, steps=40, batch_size=16, engine=engine, progress=False)
+        predictions[engine] = tf_sine.predict(model, x)
+    np.testing.assert_allclose(predictions["fast"], predictions["fit"], rtol=1e-4, atol=1e-5)

@@ -1,0 +1,146 @@
+"""Fused training kernels: the same function as the model's Keras layers, with fewer, larger ops.
+
+The fast engine (`tf_sine.training`) spends most of its time dispatching small TensorFlow ops.
+For a model of stacked `keras.layers.LSTM` layers (optionally `Bidirectional`) and a `Dense`
+head, `fused_forward(model)` returns a function that computes `model(x, training=True)` with
+TensorFlow's fused `BlockLSTMV2` kernel: one op runs a whole layer over all time steps, and one
+op (`BlockLSTMGradV2`) back-propagates through it. It reads the layers' own variables, so the
+optimizer updates the Keras model itself and the saved model stays plain Keras.
+
+TensorFlow registers the V1 gradient (`BlockLSTMGrad`, gate order i, c, f, o) for `BlockLSTMV2`
+(gate order i, f, c, o, as Keras), which gives wrong gradients; we attach `BlockLSTMGradV2`
+through `tf.custom_gradient` instead. The tests check forward values and gradients against
+`keras.layers.LSTM`.
+
+Models the kernel does not cover (GRU, SimpleRNN, dropout, other activations, masking,
+stateful layers) get `None`, and the engine calls the Keras layers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import keras
+import tensorflow as tf
+
+Forward = Callable[[tf.Tensor], tf.Tensor]
+
+
+def fused_forward(model: keras.Model) -> Forward | None:
+    """Returns `x -> model(x, training=True)` built on fused LSTM kernels, or None.
+
+    Args:
+        model: a `keras.Sequential` of LSTM / Bidirectional(LSTM) layers and Dense layers, as
+            `tf_sine.build_model(cell="lstm")` makes.
+
+    Returns:
+        A function mapping windows `(batch, time, features)` to the model's output, or None
+        when some layer is not covered (the caller then uses the Keras layers).
+    """
+    if not isinstance(model, keras.Sequential):
+        return None
+    layers = list(model.layers)
+    if not layers or not all(_fusable(layer) for layer in layers):
+        return None
+
+    def forward(x: tf.Tensor) -> tf.Tensor:
+        sequence = tf.transpose(x, [1, 0, 2])  # time-major (T, B, F), what BlockLSTM takes
+        output = None
+        for layer in layers:
+            if isinstance(layer, keras.layers.Dense):
+                output = layer(sequence if output is None else output)
+            elif isinstance(layer, keras.layers.Bidirectional):
+                sequence, output = _bidirectional(sequence, layer)
+            else:
+                sequence, output = _lstm_layer(sequence, layer)
+        return output
+
+    return forward
+
+
+def _fusable(layer: keras.layers.Layer) -> bool:
+    if isinstance(layer, keras.layers.Dense):
+        return True
+    if isinstance(layer, keras.layers.Bidirectional):
+        return layer.merge_mode == "concat" and all(
+            _fusable_lstm(inner) for inner in (layer.forward_layer, layer.backward_layer)
+        )
+    return _fusable_lstm(layer) and not layer.go_backwards
+
+
+def _fusable_lstm(layer: keras.layers.Layer) -> bool:
+    if type(layer) is not keras.layers.LSTM:
+        return False
+    cell = layer.cell
+    return (
+        cell.activation is keras.activations.tanh
+        and cell.recurrent_activation is keras.activations.sigmoid
+        and cell.use_bias
+        and cell.dropout == 0
+        and cell.recurrent_dropout == 0
+        and not layer.stateful
+        and not layer.return_state
+    )
+
+
+def _lstm_layer(sequence: tf.Tensor, layer: keras.layers.LSTM) -> tuple[tf.Tensor, tf.Tensor]:
+    """Runs one LSTM layer over time-major `sequence` (T, B, F).
+
+    Returns:
+        `(next_sequence, output)`: the hidden states (T, B, units) for the next layer and the
+        layer's Keras output (the states in batch-major order, or the last state).
+    """
+    states = block_lstm(sequence, layer.cell)
+    if layer.return_sequences:
+        return states, tf.transpose(states, [1, 0, 2])
+    return states, states[-1]
+
+
+def _bidirectional(sequence: tf.Tensor, layer: keras.layers.Bidirectional) -> tuple[tf.Tensor, tf.Tensor]:
+    """A `Bidirectional(LSTM)` layer, merge mode concat, as Keras computes it."""
+    forward_states = block_lstm(sequence, layer.forward_layer.cell)
+    # The backward layer (go_backwards=True) reads the sequence from its end.
+    backward_states = block_lstm(tf.reverse(sequence, [0]), layer.backward_layer.cell)
+    if layer.return_sequences:
+        # Keras flips the backward outputs back into time order before concatenating.
+        states = tf.concat([forward_states, tf.reverse(backward_states, [0])], axis=-1)
+        return states, tf.transpose(states, [1, 0, 2])
+    last = tf.concat([forward_states[-1], backward_states[-1]], axis=-1)
+    return last[tf.newaxis], last
+
+
+def block_lstm(sequence: tf.Tensor, cell: keras.layers.LSTMCell) -> tf.Tensor:
+    """The hidden states of a Keras `LSTMCell` run over `sequence`, zero initial state.
+
+    Args:
+        sequence: time-major inputs, shape `(T, B, F)`.
+        cell: the Keras LSTM cell whose `kernel` (F, 4u), `recurrent_kernel` (u, 4u) and
+            `bias` (4u,) are used (gate order i, f, c, o).
+
+    Returns:
+        Hidden states, shape `(T, B, u)`, equal to `keras.layers.LSTM(return_sequences=True)`.
+    """
+    units = cell.units
+    weights = tf.concat([cell.kernel, cell.recurrent_kernel], axis=0)  # (F + u, 4u), as BlockLSTM takes
+    bias = tf.convert_to_tensor(cell.bias)
+
+    @tf.custom_gradient
+    def run(inputs: tf.Tensor, weights: tf.Tensor, bias: tf.Tensor):
+        steps = tf.shape(inputs, out_type=tf.int64)[0]
+        zero_state = tf.zeros([tf.shape(inputs)[1], units], inputs.dtype)
+        no_peephole = tf.zeros([units], inputs.dtype)
+        common = dict(
+            seq_len_max=steps, x=inputs, cs_prev=zero_state, h_prev=zero_state, w=weights,
+            wci=no_peephole, wcf=no_peephole, wco=no_peephole, b=bias, use_peephole=False,
+        )  # fmt: skip
+        i, cs, f, o, ci, co, h = tf.raw_ops.BlockLSTMV2(cell_clip=0.0, **common)
+
+        def gradient(h_grad: tf.Tensor):
+            grads = tf.raw_ops.BlockLSTMGradV2(
+                i=i, cs=cs, f=f, o=o, ci=ci, co=co, h=h, cs_grad=tf.zeros_like(cs), h_grad=h_grad, **common
+            )
+            return grads[0], grads[3], grads[7]  # inputs, weights, bias
+
+        return h, gradient
+
+    return run(sequence, weights, bias)
