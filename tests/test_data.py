@@ -127,3 +127,10 @@ def test_window_shape_and_layout_of_are_inverse():
 def test_generate_data_refuses_bad_input(seq, kwargs, error, message):
     with pytest.raises(error, match=message):
         tf_sine.generate_data(seq, **kwargs)
+
+
+def test_sine_windows_refuse_windows_longer_than_the_test_series():
+    with pytest.raises(
+        ValueError, match="timesteps: expected at most 998 for the source's 1000-point test series, got 999"
+    ):
+        sine_windows(timesteps=999)

@@ -196,6 +196,13 @@ def sine_windows(
 
     With the defaults: shapes `(9989, 1, 10)`, `(9989, 1)`, `(989, 1, 10)`, `(989, 1)`.
     """
+    timesteps = check_positive_int("timesteps", timesteps)
+    if timesteps > TESTING_EXAMPLES - 2:
+        raise ConfigError(
+            "timesteps",
+            f"expected at most {TESTING_EXAMPLES - 2} for the source's {TESTING_EXAMPLES}-point test series, "
+            f"got {timesteps}",
+        )
     train_seq, test_seq = sine_series()
     train_x, train_y = generate_data(train_seq, timesteps, layout)
     test_x, test_y = generate_data(test_seq, timesteps, layout)

@@ -90,7 +90,7 @@ def _lstm_layer(sequence: tf.Tensor, layer: keras.layers.LSTM) -> tuple[tf.Tenso
         `(next_sequence, output)`: the hidden states (T, B, units) for the next layer and the
         layer's Keras output (the states in batch-major order, or the last state).
     """
-    states = block_lstm(sequence, layer.cell)
+    states = lstm_states(sequence, layer.cell)
     if layer.return_sequences:
         return states, tf.transpose(states, [1, 0, 2])
     return states, states[-1]
@@ -98,15 +98,29 @@ def _lstm_layer(sequence: tf.Tensor, layer: keras.layers.LSTM) -> tuple[tf.Tenso
 
 def _bidirectional(sequence: tf.Tensor, layer: keras.layers.Bidirectional) -> tuple[tf.Tensor, tf.Tensor]:
     """A `Bidirectional(LSTM)` layer, merge mode concat, as Keras computes it."""
-    forward_states = block_lstm(sequence, layer.forward_layer.cell)
+    forward_states = lstm_states(sequence, layer.forward_layer.cell)
     # The backward layer (go_backwards=True) reads the sequence from its end.
-    backward_states = block_lstm(tf.reverse(sequence, [0]), layer.backward_layer.cell)
+    backward_states = lstm_states(tf.reverse(sequence, [0]), layer.backward_layer.cell)
     if layer.return_sequences:
         # Keras flips the backward outputs back into time order before concatenating.
         states = tf.concat([forward_states, tf.reverse(backward_states, [0])], axis=-1)
         return states, tf.transpose(states, [1, 0, 2])
     last = tf.concat([forward_states[-1], backward_states[-1]], axis=-1)
     return last[tf.newaxis], last
+
+
+def lstm_states(sequence: tf.Tensor, cell: keras.layers.LSTMCell) -> tf.Tensor:
+    """Hidden states `(T, B, u)` of `cell` over time-major `sequence`, zero initial state.
+
+    A single time step (the source's legacy layout) needs no recurrence: with a zero initial
+    state the recurrent kernel and the forget gate drop out, and six plain ops beat the
+    fused kernel's set-up. Longer sequences run on `block_lstm`.
+    """
+    if sequence.shape[0] == 1:
+        gates = tf.matmul(sequence[0], cell.kernel) + cell.bias
+        i, _, g, o = tf.split(gates, 4, axis=-1)  # gate order i, f, c, o
+        return (tf.sigmoid(o) * tf.tanh(tf.sigmoid(i) * tf.tanh(g)))[tf.newaxis]
+    return block_lstm(sequence, cell)
 
 
 def block_lstm(sequence: tf.Tensor, cell: keras.layers.LSTMCell) -> tf.Tensor:

@@ -18,7 +18,8 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
 
-def _new_axes(figsize: tuple[float, float] = (8.0, 4.0)) -> Axes:
+def new_axes(figsize: tuple[float, float] = (8.0, 4.0)) -> Axes:
+    """Axes on a new, headless (Agg) figure."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -38,7 +39,7 @@ def plot_prediction(
         ax: axes to draw into; a new figure when None.
         title: optional title (e.g. with the RMSE).
     """
-    ax = ax or _new_axes()
+    ax = ax or new_axes()
     ax.plot(np.ravel(predicted), label="predicted")
     ax.plot(np.ravel(real), label="real_sin", linestyle="--")
     ax.set_xlabel("test window")
@@ -51,11 +52,25 @@ def plot_prediction(
 
 def plot_loss(steps: Sequence[int], losses: Sequence[float], ax: Axes | None = None) -> Axes:
     """Training loss (MSE) by optimizer step, on a log scale."""
-    ax = ax or _new_axes()
+    ax = ax or new_axes()
     ax.plot(steps, losses, linewidth=0.8, label="training loss")
     ax.set_yscale("log")
     ax.set_xlabel("step")
     ax.set_ylabel("loss (MSE)")
+    ax.legend()
+    return ax
+
+
+def plot_scaling(
+    rows: Sequence[dict[str, Any]], x_key: str, y_key: str, label: str, ax: Axes | None = None
+) -> Axes:
+    """One benchmark series: `y_key` against `x_key` of `rows`, both axes logarithmic."""
+    ax = ax or new_axes()
+    ax.plot([row[x_key] for row in rows], [row[y_key] for row in rows], marker="o", label=label)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel(x_key.replace("_", " "))
+    ax.set_ylabel(y_key.replace("_", " "))
     ax.legend()
     return ax
 

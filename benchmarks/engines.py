@@ -1,0 +1,239 @@
+"""tf_sine's training engines against the reference trainers, side by side in one invocation.
+
+    python benchmarks/engines.py --peer-python /path/to/venv-with-torch-and-jax/bin/python
+    python benchmarks/engines.py --sweep            # scaling: timesteps, units, batch size
+    python benchmarks/engines.py --predict          # prediction throughput
+
+Every run is a fresh subprocess, so each pays its own imports, tracing and compilation, and its
+peak RSS is its own (from `os.wait4`). tf_sine runs are `python -m tf_sine train` (their
+`train_seconds` comes from metrics.json); the references in ../shared/bench print theirs. The
+references run only when `--peer-python` can import their framework. Prints a Markdown table
+and writes all numbers as JSON (`--json`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_BENCH = ROOT.parent / "shared" / "bench"
+PEAK_GFLOPS = 157.0  # this machine kind's fp32 peak: 2 cores x AVX2 FMA (see README)
+PEERS = {"pytorch eager": ("reference_torch.py", "torch"), "keras-jax fit": ("reference_keras_jax.py", "jax")}
+
+
+# Runs argv[1:] and reports that one child's peak RSS: RUSAGE_CHILDREN of a fresh wrapper
+# process covers exactly one child.
+_RSS_WRAPPER = (
+    "import resource, subprocess, sys\n"
+    "code = subprocess.call(sys.argv[1:])\n"
+    "sys.stderr.write('PEAK_RSS_KIB %d\\n' % resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
+    "sys.exit(code)\n"
+)
+
+
+def run_measured(command: list[str], cwd: Path) -> tuple[str, float, float]:
+    """Runs `command`; returns (stdout, wall seconds, peak RSS in MiB) of that process alone."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    began = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", _RSS_WRAPPER, *command], cwd=cwd, env=env,
+                          capture_output=True, text=True)  # fmt: skip
+    wall = time.perf_counter() - began
+    if done.returncode:
+        raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr[-2000:]}")
+    peak = next(line for line in done.stderr.splitlines() if line.startswith("PEAK_RSS_KIB"))
+    return done.stdout, wall, int(peak.split()[1]) / 1024
+
+
+def training_flops(layout: str, steps: int, batch: int, units: int, layers: int, timesteps: int) -> float:
+    """Matmul FLOPs of LSTM training: forward 2*B*T*(F+u)*4u per layer, backward twice that."""
+    time_steps, features = (1, timesteps) if layout == "legacy" else (timesteps, 1)
+    forward = 0.0
+    for layer in range(layers):
+        inputs = features if layer == 0 else units
+        forward += 2 * batch * time_steps * (inputs + units) * 4 * units
+    forward += 2 * batch * units  # the Dense head
+    return 3 * forward * steps
+
+
+def tf_sine_run(engine: str, layout: str, scratch: Path, extra: list[str], tag: str) -> dict:
+    run_dir = scratch / tag
+    command = [sys.executable, "-m", "tf_sine", "train", "--engine", engine, "--layout", layout,
+               "--run-dir", str(run_dir), "--quiet", *extra]  # fmt: skip
+    _, wall, rss = run_measured(command, ROOT)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    config = json.loads((run_dir / "config.json").read_text())
+    return {"train_seconds": metrics["train_seconds"], "rmse": metrics["rmse"], "wall_seconds": wall,
+            "peak_rss_mib": rss, "kernel": metrics.get("kernel"), "config": config}  # fmt: skip
+
+
+def peer_run(name: str, python: str, bench: Path, layout: str) -> dict:
+    script, _ = PEERS[name]
+    stdout, wall, rss = run_measured([python, str(bench / script), "--layout", layout], bench)
+    result = json.loads(stdout.strip().splitlines()[-1])
+    return {"train_seconds": result["train_seconds"], "rmse": result["rmse"], "wall_seconds": wall,
+            "peak_rss_mib": rss}  # fmt: skip
+
+
+def peers_available(python: str | None, bench: Path) -> list[str]:
+    if not python or not bench.is_dir():
+        return []
+    found = []
+    for name, (_, module) in PEERS.items():
+        probe = subprocess.run([python, "-c", f"import {module}"], capture_output=True)
+        if probe.returncode == 0:
+            found.append(name)
+    return found
+
+
+def median_of(runs: list[dict]) -> dict:
+    summary = dict(runs[0])
+    for key in ("train_seconds", "rmse", "wall_seconds", "peak_rss_mib"):
+        summary[key] = statistics.median(run[key] for run in runs)
+    summary["train_seconds_all"] = [run["train_seconds"] for run in runs]
+    return summary
+
+
+def compare(args: argparse.Namespace, scratch: Path) -> list[dict]:
+    peers = peers_available(args.peer_python, args.bench)
+    rows = []
+    for layout in args.layouts:
+        results: dict[str, list[dict]] = {}
+        for repeat in range(args.repeats):  # interleaved, so drifts in machine load hit all alike
+            for engine in ("fast", "fit"):
+                if engine == "fit" and args.skip_fit:
+                    continue
+                run = tf_sine_run(engine, layout, scratch, [], f"{layout}-{engine}-{repeat}")
+                results.setdefault(f"tf_sine {engine}", []).append(run)
+            for name in peers:
+                results.setdefault(name, []).append(peer_run(name, args.peer_python, args.bench, layout))
+        summaries = {name: median_of(runs) for name, runs in results.items()}
+        fastest_peer = min((summaries[name]["train_seconds"] for name in peers), default=None)
+        for name, summary in summaries.items():
+            flops = training_flops(layout, 3000, 32, 30, 2, 10)
+            row = {"engine": name, "layout": layout, **summary,
+                   "gflops_per_second": flops / summary["train_seconds"] / 1e9}  # fmt: skip
+            if fastest_peer:
+                row["ratio_to_fastest_peer"] = summary["train_seconds"] / fastest_peer
+            row.pop("config", None)
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    return rows
+
+
+SWEEP = [  # (timesteps, units, batch, steps): one factor at a time from the sequence preset;
+    # 500 is near the longest window the source's 1000-point test series allows (998)
+    (10, 30, 32, 1000), (100, 30, 32, 300), (500, 30, 32, 60),
+    (10, 128, 32, 500), (10, 512, 32, 100),
+    (10, 30, 256, 500), (100, 512, 256, 10),
+]  # fmt: skip
+
+
+def sweep(scratch: Path) -> list[dict]:
+    rows = []
+    for timesteps, units, batch, steps in SWEEP:
+        extra = ["--timesteps", str(timesteps), "--units", str(units), "--batch-size", str(batch),
+                 "--steps", str(steps), "--checkpoint-every", str(steps)]  # fmt: skip
+        tag = f"sweep-{timesteps}-{units}-{batch}"
+        run = tf_sine_run("fast", "sequence", scratch, extra, tag)
+        flops = training_flops("sequence", steps, batch, units, 2, timesteps)
+        row = {"timesteps": timesteps, "units": units, "batch_size": batch, "steps": steps,
+               "train_seconds": run["train_seconds"], "ms_per_step": 1000 * run["train_seconds"] / steps,
+               "gflops_per_second": flops / run["train_seconds"] / 1e9,
+               "fraction_of_peak": flops / run["train_seconds"] / 1e9 / PEAK_GFLOPS,
+               "peak_rss_mib": run["peak_rss_mib"]}  # fmt: skip
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    return rows
+
+
+def plot_sweep(rows: list[dict], folder: Path) -> None:
+    """Writes sweep_timesteps.png (cost against sequence length) and sweep_units.png (GFLOP/s)."""
+    from tf_sine import plotting
+
+    folder.mkdir(parents=True, exist_ok=True)
+    by_length = [r for r in rows if r["units"] == 30 and r["batch_size"] == 32]
+    ax = plotting.plot_scaling(by_length, "timesteps", "ms_per_step", "tf_sine fast, units 30, batch 32")
+    ax.set_title("training cost per step grows linearly with sequence length")
+    plotting.save_figure(ax, folder / "sweep_timesteps.png")
+    by_units = [r for r in rows if r["timesteps"] == 10 and r["batch_size"] == 32]
+    ax = plotting.plot_scaling(by_units, "units", "gflops_per_second", "tf_sine fast, timesteps 10, batch 32")
+    ax.axhline(PEAK_GFLOPS, color="grey", linestyle=":", label=f"fp32 peak {PEAK_GFLOPS:.0f} GFLOP/s")
+    ax.legend()
+    ax.set_title("achieved matmul throughput")
+    plotting.save_figure(ax, folder / "sweep_units.png")
+
+
+def predict_throughput(scratch: Path) -> list[dict]:
+    """Windows per second of `tf_sine.predict` on a trained legacy model, in this process."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import numpy as np
+
+    import tf_sine
+
+    rows = []
+    for layout in ("legacy", "sequence"):
+        run_dir = scratch / f"predict-{layout}"
+        tf_sine_run("fast", layout, scratch, ["--steps", "10"], run_dir.name)
+        model, _ = tf_sine.load_model(run_dir)
+        _, _, test_x, _ = tf_sine.sine_windows(layout=layout)
+        big = np.resize(test_x, (1_000_000, *test_x.shape[1:]))
+        for name, x in (("989 test windows", test_x), ("10^6 windows", big)):
+            seconds = []
+            for _ in range(2):  # the first call includes tracing for this input's shape
+                began = time.perf_counter()
+                tf_sine.predict(model, x)
+                seconds.append(time.perf_counter() - began)
+            row = {"layout": layout, "input": name, "first_call_seconds": seconds[0],
+                   "seconds": seconds[1], "windows_per_second": len(x) / seconds[1]}  # fmt: skip
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    return rows
+
+
+def markdown(rows: list[dict]) -> str:
+    keys = [key for key in rows[0] if not key.endswith("_all")]
+    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    for row in rows:
+        cells = [f"{row[k]:.4g}" if isinstance(row.get(k), float) else str(row.get(k, "")) for k in keys]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--peer-python", help="an interpreter that has torch and/or jax+keras")
+    parser.add_argument("--bench", type=Path, default=DEFAULT_BENCH, help="folder of the reference trainers")
+    parser.add_argument("--layouts", nargs="+", default=["legacy", "sequence"])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--skip-fit", action="store_true", help="leave out tf_sine's fit engine")
+    parser.add_argument("--sweep", action="store_true", help="run the scaling sweep instead")
+    parser.add_argument("--predict", action="store_true", help="measure prediction throughput instead")
+    parser.add_argument("--json", type=Path, help="write the results here")
+    parser.add_argument("--plot-dir", type=Path, help="with --sweep: write the sweep's figures here")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as scratch:
+        if args.sweep:
+            rows = sweep(Path(scratch))
+            if args.plot_dir:
+                plot_sweep(rows, args.plot_dir)
+        elif args.predict:
+            rows = predict_throughput(Path(scratch))
+        else:
+            rows = compare(args, Path(scratch))
+    print(f"\n{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}\n")
+    print(markdown(rows))
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
