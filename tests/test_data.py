@@ -4,25 +4,26 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from source_script import source_generate_data, source_series
+from source_script import SOURCE, source_generate_data, source_windows
 
 import tf_sine
 from tf_sine.data import all_windows, count_windows, layout_of, sine_series, sine_windows, window_shape
 
 
-def test_source_series_equal_the_scripts():
-    ours = sine_series()
-    theirs = source_series()
-    for a, b in zip(ours, theirs, strict=True):
-        assert a.dtype == np.float32
+def test_source_windows_equal_the_scripts():
+    ours = sine_windows()
+    for a, b in zip(ours, source_windows(), strict=True):
+        assert a.dtype == b.dtype == np.float32 and a.shape == b.shape
         np.testing.assert_array_equal(a, b)
-    assert ours[0].shape == (10000,) and ours[1].shape == (1000,)
-    assert ours[1][0] == np.float32(np.sin(np.float32(100.0)))
+    assert SOURCE["TRAINING_EXAMPLES"] == 10000 and SOURCE["TESTING_EXAMPLES"] == 1000
+    train_seq, test_seq = sine_series()
+    assert train_seq.shape == (10000,) and test_seq.shape == (1000,) and test_seq.dtype == np.float32
+    assert test_seq[0] == np.float32(np.sin(np.float32(100.0)))
 
 
 @pytest.mark.parametrize("part", [0, 1], ids=["train", "test"])
 def test_generate_data_equals_source_on_source_series(part):
-    seq = source_series()[part]
+    seq = sine_series()[part]
     x, y = tf_sine.generate_data(seq)
     sx, sy = source_generate_data(seq, 10)
     assert x.dtype == sx.dtype == np.float32 and y.dtype == np.float32

@@ -39,6 +39,7 @@ _EXPORTS = {
     "RunDirectory": "tf_sine.runs",
     "load_model": "tf_sine.runs",
     "run_experiment": "tf_sine.pipeline",
+    "LegacyRegressor": "tf_sine.compat",
 }
 
 __all__ = sorted(_EXPORTS)
