@@ -11,6 +11,7 @@ range, print the error, plot), and writes everything to a run directory instead 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,8 +46,15 @@ def run_experiment(
     tensorboard: bool = False,
     progress: bool = True,
     run_prefix: str = "run",
+    overwrite: bool = False,
+    notify: Callable[[str], None] | None = None,
 ) -> ExperimentResult:
     """Trains `config` on the source's sine data and writes a complete run directory.
+
+    An unfinished run in `run_dir` (same configuration, no metrics.json yet) is resumed from
+    its newest readable checkpoint: weights, optimizer state, step count, data order and
+    dropout random state, so it ends with the model an uninterrupted run would have made.
+    A finished run is never overwritten unless `overwrite` is set.
 
     Args:
         config: the experiment; default `Config()` (the `legacy` preset).
@@ -55,38 +63,47 @@ def run_experiment(
             ``run_dir/tensorboard`` (needs the ``tensorboard`` package).
         progress: show a progress bar.
         run_prefix: the name prefix of a default run directory.
+        overwrite: replace a finished run in `run_dir` (or an unfinished one of another
+            configuration) instead of refusing.
+        notify: receives one-line messages (resuming, unreadable checkpoints).
 
     Returns:
         An `ExperimentResult`; `metrics` holds `rmse`, `mse`, `mae` on the test windows,
-        `steps`, `train_seconds` (training loop incl. tracing, without checkpoint writes),
-        `checkpoint_seconds`, `engine`, `kernel` and `seed`.
+        `steps`, `train_seconds` (training loop incl. tracing, without checkpoint writes,
+        summed over resumed segments), `checkpoint_seconds`, `engine`, `kernel` and `seed`.
+
+    Raises:
+        ValueError: bad arguments, or `run_dir` holds a finished run or another
+            configuration's unfinished run (and `overwrite` is not set).
     """
     config = config or Config()
+    notify = notify or (lambda message: None)
     if tensorboard:
         _require_tensorboard()  # before any work is done
     run = RunDirectory.create(run_dir, prefix=run_prefix)
-    writer = tf.summary.create_file_writer(str(run.tensorboard_dir)) if tensorboard else None
-    run.save_config(config)
-
-    keras.utils.set_random_seed(config.seed)
     train_x, train_y, test_x, test_y = sine_windows(config.timesteps, config.layout)
-    model = build_model_from_config(config)
+    model, training = _resume(run, config, overwrite, notify)
+    if model is None:
+        run.save_config(config)
+        keras.utils.set_random_seed(config.seed)
+        model = build_model_from_config(config)
+    writer = tf.summary.create_file_writer(str(run.tensorboard_dir)) if tensorboard else None
     if writer is not None:
         _write_graph(writer, model, test_x[:1])
 
-    training = train(
-        model,
-        train_x,
-        train_y,
-        steps=config.steps,
-        batch_size=config.batch_size,
-        seed=config.seed,
-        engine=config.engine,
-        checkpoint_every=config.checkpoint_every,
-        on_checkpoint=lambda trained, step: run.save_checkpoint(trained, step),
-        progress=progress,
-        summary_writer=writer,
-    )
+    def checkpoint(trained: keras.Model, step: int) -> None:
+        state = {
+            "train_seconds": training.train_seconds,
+            "loss_steps": training.steps,
+            "losses": training.losses,
+        }
+        run.save_checkpoint(trained, step, state)
+
+    train(
+        model, train_x, train_y, steps=config.steps, batch_size=config.batch_size, seed=config.seed,
+        engine=config.engine, checkpoint_every=config.checkpoint_every, on_checkpoint=checkpoint,
+        progress=progress, summary_writer=writer, result=training,
+    )  # fmt: skip
     run.save_model(model)
     run.save_history(training.steps, training.losses)
 
@@ -99,9 +116,52 @@ def run_experiment(
         kernel=training.kernel,
         seed=config.seed,
     )
-    run.save_metrics(metrics)
+    run.save_metrics(metrics)  # written last: its presence marks the run finished
     write_plots(run, predictions, test_y, training, metrics["rmse"])
     return ExperimentResult(run, model, metrics, predictions, training)
+
+
+def _resume(
+    run: RunDirectory, config: Config, overwrite: bool, notify: Callable[[str], None]
+) -> tuple[keras.Model | None, TrainingResult]:
+    """The model and history to continue from, or `(None, empty)` for a fresh start."""
+    fresh = TrainingResult()
+    if run.finished and not overwrite:
+        raise ConfigError(
+            "run_dir",
+            f"{str(run.path)!r} holds a finished run; "
+            "pass --overwrite to train it again, or choose another --run-dir",
+        )
+    if run.finished or overwrite:
+        run.clear()
+        return None, fresh
+    for leftover in run.remove_temporaries():
+        notify(f"removed {leftover}, a file half-written when the last run was stopped")
+    if not run.config_path.is_file() or not run.checkpoints():
+        return None, fresh  # nothing worth keeping was written yet
+    saved = run.load_config()
+    if saved != config:
+        changed = ", ".join(f"{k}={v!r} (saved {saved.to_dict()[k]!r})" for k, v in config.to_dict().items()
+                            if saved.to_dict()[k] != v)  # fmt: skip
+        raise ConfigError(
+            "run_dir",
+            f"{str(run.path)!r} holds an unfinished run of another configuration ({changed}); "
+            "run the same command to resume it, pass --overwrite, or choose another --run-dir",
+        )
+    restored = run.load_checkpoint(notify)
+    if restored is None:
+        notify(f"no readable checkpoint in {run.checkpoint_dir}; starting again")
+        return None, fresh
+    model, state = restored
+    step = state["step"]
+    notify(f"resuming {run.path} from step {step} of {config.steps} (checkpoint {step:06d})")
+    history = TrainingResult(
+        steps=state["loss_steps"],
+        losses=state["losses"],
+        train_seconds=state["train_seconds"],
+        final_step=step,
+    )
+    return model, history
 
 
 def write_plots(

@@ -21,6 +21,7 @@ import datetime as _datetime
 import json
 import os
 import re
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -158,12 +159,43 @@ class RunDirectory:
         """Saves a Keras model (with its optimizer state) atomically, by default as model.keras."""
         return atomic_write(path or self.model_path, model.save)
 
-    def save_checkpoint(self, model: Any, step: int, keep: int = CHECKPOINTS_KEPT) -> Path:
-        """Saves `model` as ``checkpoints/step-NNNNNN.keras`` and keeps only the newest `keep`."""
+    @property
+    def finished(self) -> bool:
+        """True once a run has written its metrics: the mark of a completed run."""
+        return self.metrics_path.is_file()
+
+    def clear(self) -> None:
+        """Removes everything a run writes here (for ``--overwrite``); other files are left alone."""
+        for name in (MODEL_FILE, CONFIG_FILE, METRICS_FILE, HISTORY_FILE, PREDICTION_PLOT, LOSS_PLOT):
+            (self.path / name).unlink(missing_ok=True)
+        for folder in (self.checkpoint_dir, self.tensorboard_dir):
+            if folder.is_dir():
+                shutil.rmtree(folder)
+
+    def remove_temporaries(self) -> list[Path]:
+        """Deletes half-written temporary files that a killed process left behind."""
+        leftovers = [p for folder in (self.path, self.checkpoint_dir) if folder.is_dir()
+                     for p in folder.glob(".*.tmp-*")]  # fmt: skip
+        for leftover in leftovers:
+            leftover.unlink(missing_ok=True)
+        return leftovers
+
+    def save_checkpoint(
+        self, model: Any, step: int, state: dict[str, Any] | None = None, keep: int = CHECKPOINTS_KEPT
+    ) -> Path:
+        """Saves ``checkpoints/step-NNNNNN.keras`` (model + optimizer) and its ``.state.json``.
+
+        The state file (random-generator states, which `model.save` leaves out, and `state`)
+        is written first, so a checkpoint's ``.keras`` file never exists without it. Only the
+        newest `keep` checkpoints are kept.
+        """
         self.checkpoint_dir.mkdir(exist_ok=True)
-        path = self.save_model(model, self.checkpoint_dir / f"step-{step:06d}.keras")
+        path = self.checkpoint_dir / f"step-{step:06d}.keras"
+        write_json(_state_path(path), {**(state or {}), "step": step, "seed_generators": _seed_states(model)})
+        self.save_model(model, path)
         for _, old in self.checkpoints()[:-keep]:
             old.unlink(missing_ok=True)
+            _state_path(old).unlink(missing_ok=True)
         return path
 
     def checkpoints(self) -> list[tuple[int, Path]]:
@@ -176,6 +208,58 @@ class RunDirectory:
             if match:
                 found.append((int(match.group(1)), entry))
         return sorted(found)
+
+    def load_checkpoint(
+        self, notify: Callable[[str], None] | None = None
+    ) -> tuple[Any, dict[str, Any]] | None:
+        """Loads the newest readable checkpoint, with its random-generator states restored.
+
+        A checkpoint that cannot be read (truncated, corrupt, its state file missing) is
+        reported through `notify` and the one before it is tried.
+
+        Returns:
+            `(model, state)`, or None when there is no readable checkpoint.
+        """
+        for _, path in reversed(self.checkpoints()):
+            try:
+                state = read_json(_state_path(path))
+                model, _ = load_model(path)
+                _restore_seed_states(model, state["seed_generators"])
+            except (OSError, ValueError, KeyError) as error:
+                if notify is not None:
+                    notify(f"checkpoint {path} is unreadable ({_first_line(error)}); using the one before it")
+                continue
+            return model, state
+        return None
+
+
+def _state_path(checkpoint: Path) -> Path:
+    return checkpoint.with_name(checkpoint.name.replace(".keras", ".state.json"))
+
+
+def _seed_generator_variables(model: Any) -> list[Any]:
+    # Dropout draws from keras.random.SeedGenerator states: model variables that model.save
+    # does not store. Without them a resumed run would draw other dropout masks.
+    return [v for v in model.non_trainable_variables if v.path.endswith("seed_generator_state")]
+
+
+def _seed_states(model: Any) -> list[list[int]]:
+    return [[int(n) for n in v.numpy()] for v in _seed_generator_variables(model)]
+
+
+def _restore_seed_states(model: Any, states: list[list[int]]) -> None:
+    variables = _seed_generator_variables(model)
+    if len(variables) != len(states):
+        raise ValueError(
+            f"the state file has {len(states)} random-generator states, the model {len(variables)}"
+        )
+    for variable, values in zip(variables, states, strict=True):
+        variable.assign(values)
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def load_model(path: str | os.PathLike) -> tuple[Any, Config | None]:
@@ -211,8 +295,9 @@ def load_model(path: str | os.PathLike) -> tuple[Any, Config | None]:
     try:
         model = keras.models.load_model(path)
     except Exception as error:  # Keras raises many kinds for a damaged archive
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ConfigError("model", f"cannot load {str(path)!r} as a Keras model: {reason}") from None
+        raise ConfigError(
+            "model", f"cannot load {str(path)!r} as a Keras model: {_first_line(error)}"
+        ) from None
     config_path = path.parent / CONFIG_FILE
     # A config.json describes the run's model.keras, not a checkpoint or a stray file.
     belongs = path.name == MODEL_FILE and config_path.is_file()

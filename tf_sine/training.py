@@ -185,6 +185,7 @@ def train(
     progress: bool = True,
     summary_writer: tf.summary.SummaryWriter | None = None,
     chunk: int = DEFAULT_CHUNK,
+    result: TrainingResult | None = None,
 ) -> TrainingResult:
     """Trains a compiled model until its optimizer has made `steps` updates.
 
@@ -204,6 +205,8 @@ def train(
         progress: show a progress bar on stdout.
         summary_writer: a `tf.summary` writer receiving the loss by step (TensorBoard).
         chunk: steps per compiled call.
+        result: a `TrainingResult` to extend (e.g. the history of a resumed run); it is
+            updated in place before each checkpoint, so the callback can save it.
 
     Returns:
         A `TrainingResult` with the loss history and timings.
@@ -212,6 +215,8 @@ def train(
         ValueError: bad arguments, or `x`/`y` not matching the model.
         TrainingDivergedError: the loss became NaN or infinite (the model keeps the weights of
             the end of the last finished chunk).
+        KeyboardInterrupt: Ctrl-C (or SIGTERM turned into it by the CLI); the callback has
+            then written a checkpoint at the step reached.
     """
     steps = check_positive_int("steps", steps)
     batch_size = check_positive_int("batch_size", batch_size)
@@ -222,7 +227,8 @@ def train(
         check_positive_int("checkpoint_every", checkpoint_every)
     _check_arrays(model, x, y)
     start = int(model.optimizer.iterations.numpy())
-    result = TrainingResult(final_step=start)
+    result = result if result is not None else TrainingResult()
+    result.final_step = start
     if start >= steps:
         return result
 
@@ -230,30 +236,54 @@ def train(
     began = time.perf_counter()
     run_chunk = _ENGINES[engine](model, x, y, batch_size)
     result.kernel = "fused_lstm" if getattr(run_chunk, "fused", False) else "keras"
-    step = start
-    for end in _chunk_bounds(start, steps, chunk, checkpoint_every):
-        batches = batch_order(len(x), batch_size, seed, step, end)
-        losses = run_chunk(batches)
-        loss_steps = list(range(step + 1, end + 1)) if len(losses) > 1 else [end]
-        _check_finite(loss_steps, losses)
-        step = end
-        result.steps += loss_steps
-        result.losses += [float(value) for value in losses]
-        if summary_writer is not None:
-            with summary_writer.as_default():
-                for at, value in zip(loss_steps, losses, strict=True):
-                    tf.summary.scalar("loss", float(value), step=at)
-        if bar is not None:
-            bar.update(step, values=[("loss", float(losses[-1]))])
-        if on_checkpoint is not None and checkpoint_every and (step % checkpoint_every == 0 or step == steps):
-            saving = time.perf_counter()
-            on_checkpoint(model, step)
-            result.checkpoint_seconds += time.perf_counter() - saving
-    result.train_seconds = time.perf_counter() - began - result.checkpoint_seconds
+    step, trained_before, saved_before = start, result.train_seconds, result.checkpoint_seconds
+
+    def account() -> None:  # training time so far, checkpoint writes excluded
+        saving = result.checkpoint_seconds - saved_before
+        result.train_seconds = trained_before + time.perf_counter() - began - saving
+
+    try:
+        for end in _chunk_bounds(start, steps, chunk, checkpoint_every):
+            losses = run_chunk(batch_order(len(x), batch_size, seed, step, end))
+            loss_steps = list(range(step + 1, end + 1)) if len(losses) > 1 else [end]
+            _check_finite(loss_steps, losses)
+            step = end
+            _record(result, loss_steps, losses, summary_writer)
+            if bar is not None:
+                bar.update(step, values=[("loss", float(losses[-1]))])
+            if (
+                on_checkpoint is not None
+                and checkpoint_every
+                and (step % checkpoint_every == 0 or step == steps)
+            ):
+                account()
+                saving = time.perf_counter()
+                on_checkpoint(model, step)
+                result.checkpoint_seconds += time.perf_counter() - saving
+    except KeyboardInterrupt:
+        # Ctrl-C lands between chunks (Python handles signals once the graph call returns), so
+        # the model is consistent: keep the work done so far.
+        result.final_step = int(model.optimizer.iterations.numpy())
+        account()
+        if on_checkpoint is not None and result.final_step > start:
+            on_checkpoint(model, result.final_step)
+        raise
+    account()
     result.final_step = step
     if summary_writer is not None:
         summary_writer.flush()
     return result
+
+
+def _record(
+    result: TrainingResult, steps: list[int], losses: np.ndarray, writer: tf.summary.SummaryWriter | None
+):
+    result.steps += steps
+    result.losses += [float(value) for value in losses]
+    if writer is not None:
+        with writer.as_default():
+            for at, value in zip(steps, losses, strict=True):
+                tf.summary.scalar("loss", float(value), step=at)
 
 
 def _check_arrays(model: keras.Model, x: np.ndarray, y: np.ndarray) -> None:

@@ -1,0 +1,164 @@
+"""Interrupted training resumes to the same model; finished runs are never overwritten."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+from conftest import ROOT, run_cli
+
+# Long enough to be killed in the middle (a few seconds of training), small enough for CI.
+FLAGS = ["--layout", "sequence", "--units", "8", "--steps", "2500", "--checkpoint-every", "250", "--quiet"]
+
+
+def _start(run_dir: Path) -> subprocess.Popen:
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    return subprocess.Popen([sys.executable, "-m", "tf_sine", "train", *FLAGS, "--run-dir", str(run_dir)],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+
+
+def _wait_for_checkpoints(run_dir: Path, count: int, process: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if len(list((run_dir / "checkpoints").glob("step-*.keras"))) >= count:
+            return
+        if process.poll() is not None:
+            pytest.fail(f"training ended before {count} checkpoints: {process.stderr.read()[-1000:]}")
+        time.sleep(0.02)
+    pytest.fail("no checkpoint appeared in time")
+
+
+def _predictions(run_dir: Path) -> np.ndarray:
+    import tf_sine
+
+    model = keras.models.load_model(run_dir / "model.keras")
+    return model.predict(tf_sine.sine_windows(layout="sequence")[2], verbose=0)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> np.ndarray:
+    run_dir = tmp_path_factory.mktemp("whole") / "run"
+    done = run_cli("train", *FLAGS, "--run-dir", str(run_dir))
+    assert done.returncode == 0, done.stderr
+    return _predictions(run_dir)
+
+
+def test_sigkill_at_random_moments_then_resume_gives_the_same_model(tmp_path, uninterrupted):
+    run_dir = tmp_path / "run"
+    rng = np.random.default_rng(7)
+    for kill in range(3):
+        process = _start(run_dir)
+        _wait_for_checkpoints(run_dir, 1 + kill, process)
+        time.sleep(float(rng.uniform(0.0, 0.3)))  # somewhere in a chunk or a checkpoint write
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        if (run_dir / "metrics.json").exists():
+            break
+        # Whatever is on disk at any moment is loadable: every checkpoint with its state.
+        for checkpoint in (run_dir / "checkpoints").glob("step-*.keras"):
+            keras.models.load_model(checkpoint)
+            assert checkpoint.with_name(checkpoint.name.replace(".keras", ".state.json")).is_file()
+    done = run_cli("train", *FLAGS, "--run-dir", str(run_dir))
+    assert done.returncode == 0, done.stderr
+    if "resuming" not in done.stderr:
+        assert (run_dir / "metrics.json").exists()  # finished before a kill landed: nothing to resume
+    np.testing.assert_array_equal(_predictions(run_dir), uninterrupted)  # bit for bit on this CPU
+    assert json.loads((run_dir / "metrics.json").read_text())["steps"] == 2500
+
+
+def test_sigterm_writes_a_final_checkpoint_and_resumes(tmp_path, uninterrupted):
+    run_dir = tmp_path / "run"
+    process = _start(run_dir)
+    _wait_for_checkpoints(run_dir, 1, process)
+    time.sleep(0.3)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    if process.returncode == 0:
+        pytest.skip("training finished before SIGTERM arrived")
+    assert process.returncode == 143
+    assert "tf-sine: terminated; run the same command to resume" in stderr
+    assert "Traceback" not in stderr
+    steps = sorted(int(p.stem.split("-")[1]) for p in (run_dir / "checkpoints").glob("step-*.keras"))
+    done = run_cli("train", *FLAGS, "--run-dir", str(run_dir))
+    assert done.returncode == 0, done.stderr
+    assert f"resuming {run_dir} from step {steps[-1]} of 2500" in done.stderr
+    np.testing.assert_array_equal(_predictions(run_dir), uninterrupted)
+
+
+def test_half_written_and_corrupt_checkpoints_are_reported_and_skipped(tmp_path, uninterrupted):
+    run_dir = tmp_path / "run"
+    process = _start(run_dir)
+    _wait_for_checkpoints(run_dir, 2, process)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    checkpoints = run_dir / "checkpoints"
+    newest = max(checkpoints.glob("step-*.keras"))
+    # What a kill in the middle of a write leaves: a temporary file. And a damaged newest file.
+    (checkpoints / ".step-009999.tmp-12345.keras").write_bytes(b"PK\x03\x04 half a zip")
+    newest.write_bytes(newest.read_bytes()[:500])
+    done = run_cli("train", *FLAGS, "--run-dir", str(run_dir))
+    assert done.returncode == 0, done.stderr
+    assert f"checkpoint {newest} is unreadable" in done.stderr and "using the one before it" in done.stderr
+    assert "half-written" in done.stderr
+    assert not list(checkpoints.glob(".*.tmp-*"))
+    np.testing.assert_array_equal(_predictions(run_dir), uninterrupted)
+
+
+def test_a_finished_run_is_not_overwritten_without_the_flag(tiny_run):
+    run_dir = tiny_run.run.path
+    before = (run_dir / "model.keras").read_bytes()
+    args = [
+        "train",
+        "--preset",
+        "tiny",
+        "--steps",
+        "40",
+        "--units",
+        "4",
+        "--checkpoint-every",
+        "20",
+        "--quiet",
+    ]
+    done = run_cli(*args, "--run-dir", str(run_dir))
+    assert done.returncode == 2
+    assert "argument --run-dir:" in done.stderr and "holds a finished run; pass --overwrite" in done.stderr
+    assert (run_dir / "model.keras").read_bytes() == before
+
+
+def test_overwrite_and_another_configuration(tmp_path):
+    run_dir = tmp_path / "run"
+    args = [
+        "train",
+        "--preset",
+        "tiny",
+        "--steps",
+        "20",
+        "--checkpoint-every",
+        "10",
+        "--quiet",
+        "--run-dir",
+        str(run_dir),
+    ]
+    assert run_cli(*args).returncode == 0
+    assert run_cli(*args, "--overwrite").returncode == 0
+    (run_dir / "metrics.json").unlink()  # now an unfinished run with checkpoints
+    done = run_cli(*args[:-2], "--units", "5", "--run-dir", str(run_dir))
+    assert done.returncode == 2
+    assert "holds an unfinished run of another configuration (units=5 (saved 4))" in done.stderr
+
+
+def test_divergence_stops_with_the_step_and_writes_no_nan_model(tmp_path):
+    run_dir = tmp_path / "run"
+    done = run_cli("train", "--preset", "tiny", "--optimizer", "sgd", "--learning-rate", "1e30", "--quiet",
+                   "--run-dir", str(run_dir))  # fmt: skip
+    assert done.returncode == 1
+    lines = [line for line in done.stderr.splitlines() if line.startswith("tf-sine")]
+    assert len(lines) == 1 and "training diverged: the loss is" in lines[0] and "at step" in lines[0]
+    assert "--learning-rate" in lines[0] and "Traceback" not in done.stderr
+    assert not (run_dir / "model.keras").exists() and not (run_dir / "metrics.json").exists()
