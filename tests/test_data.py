@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 from source_script import SOURCE, source_generate_data, source_windows
 
 import tf_sine
@@ -135,3 +136,42 @@ def test_sine_windows_refuse_windows_longer_than_the_test_series():
         ValueError, match="timesteps: expected at most 998 for the source's 1000-point test series, got 999"
     ):
         sine_windows(timesteps=999)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seq=hnp.arrays(np.float64, st.integers(2, 300), elements=st.floats(-1e6, 1e6, allow_nan=False)),
+    timesteps=st.integers(1, 40),
+    layout=st.sampled_from(["legacy", "sequence"]),
+)
+def test_property_shapes_formula_and_no_nan_introduced(seq, timesteps, layout):
+    if len(seq) < timesteps + 2:
+        with pytest.raises(ValueError, match="seq: expected at least"):
+            tf_sine.generate_data(seq, timesteps, layout)
+        return
+    x, y = tf_sine.generate_data(seq, timesteps, layout)
+    n = len(seq) - timesteps - 1
+    assert x.shape == ((n, 1, timesteps) if layout == "legacy" else (n, timesteps, 1)) and y.shape == (n, 1)
+    assert np.isfinite(x).all() and np.isfinite(y).all()
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    length=st.integers(12, 200),
+    where=st.floats(0, 1, exclude_max=True),
+    bad=st.sampled_from([np.nan, np.inf, -np.inf]),
+    timesteps=st.integers(1, 10),
+)
+def test_property_every_non_finite_series_is_refused(length, where, bad, timesteps):
+    seq = np.sin(np.arange(length, dtype=np.float64))
+    index = int(where * length)
+    seq[index] = bad
+    with pytest.raises(ValueError, match=f"seq: expected finite values, got {bad} at index {index}"):
+        tf_sine.generate_data(seq, timesteps)
+
+
+@settings(max_examples=40, deadline=None)
+@given(shape=hnp.array_shapes(min_dims=2, max_dims=3, min_side=1, max_side=6))
+def test_property_every_multi_dimensional_series_is_refused(shape):
+    with pytest.raises(ValueError, match=r"seq: expected a 1-D sequence, got shape"):
+        tf_sine.generate_data(np.zeros(shape))

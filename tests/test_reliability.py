@@ -72,17 +72,22 @@ def test_sigkill_at_random_moments_then_resume_gives_the_same_model(tmp_path, un
     assert json.loads((run_dir / "metrics.json").read_text())["steps"] == 2500
 
 
-def test_sigterm_writes_a_final_checkpoint_and_resumes(tmp_path, uninterrupted):
+@pytest.mark.parametrize(
+    ("signum", "status", "word"), [(signal.SIGTERM, 143, "terminated"), (signal.SIGINT, 130, "interrupted")]
+)
+def test_sigterm_and_ctrl_c_write_a_final_checkpoint_and_resume(
+    tmp_path, uninterrupted, signum, status, word
+):
     run_dir = tmp_path / "run"
     process = _start(run_dir)
     _wait_for_checkpoints(run_dir, 1, process)
     time.sleep(0.3)
-    process.send_signal(signal.SIGTERM)
+    process.send_signal(signum)
     _, stderr = process.communicate(timeout=120)
     if process.returncode == 0:
-        pytest.skip("training finished before SIGTERM arrived")
-    assert process.returncode == 143
-    assert "tf-sine: terminated; run the same command to resume" in stderr
+        pytest.skip("training finished before the signal arrived")
+    assert process.returncode == status
+    assert f"tf-sine: {word}; run the same command to resume" in stderr
     assert "Traceback" not in stderr
     steps = sorted(int(p.stem.split("-")[1]) for p in (run_dir / "checkpoints").glob("step-*.keras"))
     done = run_cli("train", *FLAGS, "--run-dir", str(run_dir))

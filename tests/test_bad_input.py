@@ -1,0 +1,142 @@
+"""Every bad input, through the CLI (a real subprocess) and through the Python API.
+
+Each case gets one line naming the argument, what was expected and what was received: exit
+status 2 and no traceback from the CLI, `ValueError` or `TypeError` from the library.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from conftest import TINY, run_cli
+
+import tf_sine
+from tf_sine.config import Config
+from tf_sine.runs import RunDirectory, load_model
+
+
+@dataclass
+class Case:
+    name: str
+    cli: list[str]  # {placeholders} are files made by the `paths` fixture
+    cli_message: str
+    api: Callable[[dict[str, Path]], Any]
+    api_error: type
+    api_message: str
+    stdin: str | None = None
+
+
+def _predict(paths, **changes):
+    model, _ = load_model(paths["model"])
+    return tf_sine.predict(model, np.zeros(changes.get("shape", (4, 10, 1)), np.float32))
+
+
+CASES = [
+    Case("cell", ["--cell", "cnn"], "argument --cell: invalid choice: 'cnn'",
+         lambda p: tf_sine.build_model(cell="cnn"), ValueError, "cell: expected one of 'lstm', 'gru', 'simple_rnn', got 'cnn'"),
+    Case("optimizer", ["--optimizer", "lion"], "argument --optimizer: invalid choice: 'lion'",
+         lambda p: tf_sine.build_model(optimizer="lion"), ValueError, "optimizer: expected one of 'adagrad'"),
+    Case("preset", ["--preset", "huge"], "argument --preset: invalid choice: 'huge'",
+         lambda p: tf_sine.get_preset("huge"), ValueError, "preset: expected one of 'legacy', 'sequence', 'tiny', got 'huge'"),
+    Case("layout", ["--layout", "nchw"], "argument --layout: invalid choice: 'nchw'",
+         lambda p: tf_sine.generate_data(np.arange(20.0), layout="nchw"), ValueError, "layout: expected one of 'legacy', 'sequence', got 'nchw'"),
+    Case("steps", ["--steps", "0"], "argument --steps: expected a positive integer, got 0",
+         lambda p: Config(steps=0), ValueError, "steps: expected a positive integer, got 0"),
+    Case("units", ["--units", "-4"], "argument --units: expected a positive integer, got -4",
+         lambda p: tf_sine.build_model(units=-4), ValueError, "units: expected a positive integer, got -4"),
+    Case("layers", ["--layers", "0"], "argument --layers: expected a positive integer, got 0",
+         lambda p: tf_sine.build_model(num_layers=0), ValueError, "num_layers: expected a positive integer, got 0"),
+    Case("timesteps", ["--timesteps", "0"], "argument --timesteps: expected a positive integer, got 0",
+         lambda p: tf_sine.generate_data(np.arange(20.0), timesteps=0), ValueError, "timesteps: expected a positive integer, got 0"),
+    Case("batch size", ["--batch-size", "-1"], "argument --batch-size: expected a positive integer, got -1",
+         lambda p: Config(batch_size=-1), ValueError, "batch_size: expected a positive integer, got -1"),
+    Case("checkpoint interval", ["--checkpoint-every", "0"], "argument --checkpoint-every: expected a positive integer, got 0",
+         lambda p: Config(checkpoint_every=0), ValueError, "checkpoint_every: expected a positive integer, got 0"),
+    Case("non-integer", ["--steps", "2.5"], "argument --steps: invalid int value: '2.5'",
+         lambda p: Config(steps=2.5), TypeError, "steps: expected a positive integer, got 2.5"),
+    Case("dropout", ["--dropout", "1.0"], "argument --dropout: expected a rate in [0, 1), got 1.0",
+         lambda p: tf_sine.build_model(dropout=1.0), ValueError, "dropout: expected a rate in [0, 1), got 1.0"),
+    Case("recurrent dropout", ["--recurrent-dropout", "-0.5"], "argument --recurrent-dropout: expected a rate in [0, 1), got -0.5",
+         lambda p: tf_sine.build_model(recurrent_dropout=-0.5), ValueError, "recurrent_dropout: expected a rate in [0, 1), got -0.5"),
+    Case("two clips", ["--clipnorm", "1", "--global-clipnorm", "2"],
+         "argument --clipnorm: expected at most one of clipnorm, clipvalue, global_clipnorm, got clipnorm=1.0, global_clipnorm=2.0",
+         lambda p: tf_sine.build_model(clipnorm=1.0, global_clipnorm=2.0), ValueError,
+         "expected at most one of clipnorm, clipvalue, global_clipnorm, got clipnorm=1.0, global_clipnorm=2.0"),
+    Case("learning rate", ["--learning-rate", "inf"], "argument --learning-rate: expected a positive number, got inf",
+         lambda p: tf_sine.build_model(learning_rate=float("inf")), ValueError, "learning_rate: expected a positive number, got inf"),
+    Case("series not 1-D", ["predict", "--model", "{model}", "--input", "{matrix}"], "argument --input: expected a 1-D sequence, got shape (6, 2)",
+         lambda p: tf_sine.generate_data(np.zeros((6, 2))), ValueError, "seq: expected a 1-D sequence, got shape (6, 2)"),
+    Case("series not numeric", ["predict", "--model", "{model}"], "argument --input: expected numbers, got 'abc'",
+         lambda p: tf_sine.generate_data(["abc"] * 20), TypeError, "seq: expected real numbers, got values of dtype <U3", stdin="1\n2\nabc\n"),
+    Case("series empty", ["predict", "--model", "{model}", "--input", "{empty}"], "argument --input: expected a non-empty sequence, got 0 values",
+         lambda p: tf_sine.generate_data([]), ValueError, "seq: expected a non-empty sequence, got 0 values"),
+    Case("series with NaN", ["predict", "--model", "{model}", "--input", "{nan}"], "argument --input: expected finite values, got nan at index 3",
+         lambda p: tf_sine.generate_data([0.0, 1, 2, np.nan] + [0.0] * 20), ValueError, "seq: expected finite values, got nan at index 3"),
+    Case("series with infinity", ["predict", "--model", "{model}"], "argument --input: expected finite values, got inf at index 1",
+         lambda p: tf_sine.generate_data([0.0, np.inf] + [0.0] * 20), ValueError, "seq: expected finite values, got inf at index 1", stdin="0\ninf\n" + "0\n" * 20),
+    Case("series too short", ["predict", "--model", "{model}"], "argument --input: expected at least timesteps = 10 values, got 5",
+         lambda p: tf_sine.generate_data(np.arange(11.0)), ValueError, "seq: expected at least timesteps + 2 = 12 values for one window, got 11", stdin="1 2 3 4 5"),
+    Case("model missing", ["evaluate", "--model", "{dir}/none.keras"], "argument --model: expected an existing .keras file or run directory, got",
+         lambda p: load_model(p["dir"] / "none.keras"), ValueError, "model: expected an existing .keras file or run directory, got"),
+    Case("model is a directory", ["evaluate", "--model", "{dir}"], "argument --model: expected a .keras file or a run directory holding model.keras",
+         lambda p: load_model(p["dir"]), ValueError, "model: expected a .keras file or a run directory holding model.keras"),
+    Case("model not a Keras file", ["predict", "--model", "{weights}", "--input", "{npy}"], "argument --model: expected a .keras file, got",
+         lambda p: load_model(p["weights"]), ValueError, "model: expected a .keras file, got"),
+    Case("model truncated", ["evaluate", "--model", "{truncated}"], "argument --model: cannot load",
+         lambda p: load_model(p["truncated"]), ValueError, "model: cannot load"),
+    Case("model corrupt", ["evaluate", "--model", "{corrupt}"], "argument --model: cannot load",
+         lambda p: load_model(p["corrupt"]), ValueError, "model: cannot load"),
+    Case("model does not fit the windows", ["predict", "--model", "{model}", "--input", "{npy}"], None,
+         lambda p: _predict(p), ValueError, "model: expects windows of shape (N, 1, 10) (legacy layout, timesteps=10), got (4, 10, 1)"),
+    Case("run directory is a file", ["--preset", "tiny", "--run-dir", "{file}"], "argument --run-dir: expected a directory, got the file",
+         lambda p: RunDirectory.create(p["file"]), ValueError, "run_dir: expected a directory, got the file"),
+    Case("run directory not writable", ["--preset", "tiny", "--run-dir", "{file}/below"], "argument --run-dir: cannot create",
+         lambda p: tf_sine.run_experiment(TINY, p["file"] / "below"), ValueError, "run_dir: cannot create"),
+    Case("window longer than the test series", ["--timesteps", "999", "--run-dir", "{dir}/long"], "argument --timesteps: expected at most 998",
+         lambda p: tf_sine.sine_windows(timesteps=999), ValueError, "timesteps: expected at most 998"),
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def paths(tiny_run, tmp_path_factory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("bad")
+    model_bytes = (tiny_run.run.path / "model.keras").read_bytes()
+    made = {"model": tiny_run.run.path / "model.keras", "dir": folder}
+    for name, content in {
+        "matrix.npy": None, "npy.npy": None, "empty.txt": b"", "nan.txt": b"0\n1\n2\nnan\n" + b"0\n" * 20,
+        "weights.h5": b"\x89HDF", "truncated.keras": model_bytes[: len(model_bytes) // 3],
+        "corrupt.keras": b"this is not a zip archive", "file.txt": b"a file, not a directory",
+    }.items():  # fmt: skip
+        path = folder / name
+        if name == "matrix.npy":
+            np.save(path, np.zeros((6, 2)))
+        elif name == "npy.npy":
+            np.save(path, np.arange(30.0))
+        else:
+            path.write_bytes(content)
+        made[name.split(".")[0]] = path
+    return made
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
+def test_api_raises_one_line(case, paths):
+    with pytest.raises(case.api_error) as caught:
+        case.api(paths)
+    assert case.api_message in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "case", [c for c in CASES if c.cli_message], ids=[c.name for c in CASES if c.cli_message]
+)
+def test_cli_exits_2_with_one_line(case, paths):
+    args = [arg.format(**paths) for arg in case.cli]
+    done = run_cli(*args, stdin=case.stdin)
+    assert done.returncode == 2, done.stderr[-500:]
+    assert "Traceback" not in done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.startswith("tf-sine")]
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("tf-sine: error: ") and case.cli_message in lines[0], lines[0]
