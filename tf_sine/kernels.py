@@ -44,11 +44,13 @@ def fused_forward(model: keras.Model) -> Forward | None:
         return None
 
     def forward(x: tf.Tensor) -> tf.Tensor:
-        sequence = tf.transpose(x, [1, 0, 2])  # time-major (T, B, F), what BlockLSTM takes
+        # Time-major (T, B, F), what BlockLSTM takes; for one time step a reshape does it.
+        one_step = x.shape[1] == 1
+        sequence = tf.reshape(x, [1, -1, x.shape[2]]) if one_step else tf.transpose(x, [1, 0, 2])
         output = None
         for layer in layers:
             if isinstance(layer, keras.layers.Dense):
-                output = layer(sequence if output is None else output)
+                output = _dense(sequence if output is None else output, layer)
             elif isinstance(layer, keras.layers.Bidirectional):
                 sequence, output = _bidirectional(sequence, layer)
             else:
@@ -58,9 +60,17 @@ def fused_forward(model: keras.Model) -> Forward | None:
     return forward
 
 
+def _dense(inputs: tf.Tensor, layer: keras.layers.Dense) -> tf.Tensor:
+    """`layer(inputs)` for a 2-D input, as two ops."""
+    outputs = tf.matmul(inputs, layer.kernel)
+    if layer.use_bias:
+        outputs = outputs + layer.bias
+    return layer.activation(outputs)
+
+
 def _fusable(layer: keras.layers.Layer) -> bool:
     if isinstance(layer, keras.layers.Dense):
-        return True
+        return layer.lora_rank is None if hasattr(layer, "lora_rank") else True
     if isinstance(layer, keras.layers.Bidirectional):
         return layer.merge_mode == "concat" and all(
             _fusable_lstm(inner) for inner in (layer.forward_layer, layer.backward_layer)
