@@ -75,6 +75,43 @@ def plot_scaling(
     return ax
 
 
+def plot_compare(rows: Sequence[dict[str, Any]], ax: Axes | None = None) -> Axes:
+    """Test RMSE of each configuration of `tf_sine.experiments.compare`, log scale."""
+    ax = ax or new_axes()
+    names = [row["name"] for row in rows]
+    ax.bar(names, [row["rmse"] for row in rows], color="tab:blue")
+    for index, row in enumerate(rows):
+        ax.annotate(f"{row['parameters']:,} params\n{row['train_seconds']:.1f} s", (index, row["rmse"]),
+                    ha="center", va="bottom", fontsize=8)  # fmt: skip
+    ax.set_yscale("log")
+    ax.set_ylabel("test RMSE (median over seeds)")
+    ax.tick_params(axis="x", labelrotation=15)
+    return ax
+
+
+def plot_input_gradients(study: dict[str, dict[str, Any]], ax: Axes | None = None) -> Axes:
+    """Input-gradient norm by distance from the output, relative to the last step, log scale.
+
+    Draws each cell of `tf_sine.experiments.gradient_study` at initialisation (dashed) and
+    after training (solid), beside the text's 0.99^t and 1.1^t.
+    """
+    ax = ax or new_axes((8.0, 5.0))
+    for index, (cell, result) in enumerate(study.items()):
+        color = f"C{index}"
+        for stage, style in (("initial", "--"), ("trained", "-")):
+            norms = np.asarray(result[stage], dtype=np.float64)[::-1]  # distance 0 = last step
+            relative = np.where(norms > 0, norms / norms[0], np.nan)  # 0 (underflow) is not drawn
+            ax.plot(relative, style, color=color, label=f"{cell}, {stage}")
+    distance = np.arange(len(next(iter(study.values()))["initial"]))
+    ax.plot(0.99**distance, ":", color="grey", label="0.99^t")
+    ax.plot(1.1**distance, "-.", color="grey", label="1.1^t")
+    ax.set_yscale("log")
+    ax.set_xlabel("time steps before the output (t)")
+    ax.set_ylabel("|d loss / d input_t|, relative to the last step")
+    ax.legend(fontsize=8, ncol=2)
+    return ax
+
+
 def save_figure(ax: Axes, path: str | os.PathLike, dpi: int = 100) -> Path:
     """Writes the figure holding `ax` as a PNG at `path` and returns the path."""
     figure: Any = ax.figure
