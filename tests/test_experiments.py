@@ -95,3 +95,47 @@ def test_compare_and_gradients_commands(tmp_path):
     assert (tmp_path / "grad" / "gradients.png").read_bytes()[:4] == b"\x89PNG"
     done = run_cli("compare", "--steps", "0")
     assert done.returncode == 2 and "argument --steps: expected a positive integer, got 0" in done.stderr
+
+
+def test_adding_problem_data():
+    from tf_sine.data import adding_problem
+
+    x, y = adding_problem(500, 20, seed=3)
+    assert x.shape == (500, 20, 2) and y.shape == (500, 1) and x.dtype == y.dtype == np.float32
+    markers = x[:, :, 1]
+    assert (markers.sum(axis=1) == 2).all()
+    assert (markers[:, :10].sum(axis=1) == 1).all()  # one mark in each half
+    np.testing.assert_allclose(y[:, 0], (x[:, :, 0] * markers).sum(axis=1), rtol=1e-6)
+    # The trivial baseline: always 1.0 scores the variance of a sum of two U(0, 1), 1/6.
+    big_y = adding_problem(200_000, 4, seed=0)[1]
+    assert np.mean((big_y - 1.0) ** 2) == pytest.approx(1 / 6, rel=0.02)
+    with pytest.raises(ValueError, match="timesteps: expected at least 2 for two marked steps, got 1"):
+        adding_problem(10, 1)
+
+
+def test_models_take_several_features_in_the_sequence_layout():
+    model = tf_sine.build_model(units=3, timesteps=7, layout="sequence", features=2)
+    assert model.input_shape == (None, 7, 2)
+    with pytest.raises(ValueError, match="features: expected 1 with the legacy layout"):
+        tf_sine.build_model(features=2)
+    from tf_sine.kernels import fused_forward
+
+    x = tf.constant(np.random.default_rng(0).normal(size=(3, 7, 2)), tf.float32)
+    np.testing.assert_allclose(fused_forward(model)(x), model(x, training=True), rtol=1e-5, atol=1e-6)
+
+
+def test_memory_study_and_command(tmp_path):
+    from tf_sine.experiments import ADDING_BASELINE_MSE, memory_study
+
+    rows = memory_study(cells=("gru",), lengths=(6,), units=4, steps=30)
+    assert rows[0]["cell"] == "gru" and rows[0]["timesteps"] == 6
+    assert rows[0]["ratio"] == pytest.approx(rows[0]["mse"] / ADDING_BASELINE_MSE)
+    done = run_cli("memory", "--steps", "5", "--lengths", "4", "6", "--out", str(tmp_path / "mem"))
+    assert done.returncode == 0, done.stderr
+    assert "simple_rnn" in done.stdout and "lstm" in done.stdout and "gru" in done.stdout
+    assert len(json.loads((tmp_path / "mem" / "memory.json").read_text())) == 6
+    done = run_cli("memory", "--lengths", "1")
+    assert (
+        done.returncode == 2
+        and "argument --lengths: expected sequence lengths of at least 2, got 1" in done.stderr
+    )

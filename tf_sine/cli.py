@@ -132,6 +132,11 @@ def build_parser() -> argparse.ArgumentParser:
     gradients.add_argument(
         "--out", help="folder for gradients.json and gradients.png (default: a new one under runs/)"
     )
+    memory = commands.add_parser("memory", help="the adding problem: where each cell stops remembering")
+    memory.add_argument("--steps", type=int, default=2000, help="training steps per run (default 2000)")
+    memory.add_argument("--lengths", type=int, nargs="+", default=[10, 50, 100, 200],
+                        help="sequence lengths T (default 10 50 100 200)")  # fmt: skip
+    memory.add_argument("--out", help="folder for memory.json (default: a new one under runs/)")
     return parser
 
 
@@ -326,10 +331,35 @@ def _gradients(args: argparse.Namespace) -> int:
     return 0
 
 
+def _memory(args: argparse.Namespace) -> int:
+    Config(steps=args.steps)  # validates --steps before any work
+    for length in args.lengths:
+        if length < 2:
+            raise ConfigError("lengths", f"expected sequence lengths of at least 2, got {length}")
+    folder = _study_folder(args.out, "memory")
+    from tf_sine.experiments import ADDING_BASELINE_MSE, memory_study
+    from tf_sine.runs import write_json
+
+    rows = memory_study(lengths=args.lengths, steps=args.steps)
+    write_json(folder / "memory.json", rows)
+    cells = list(dict.fromkeys(row["cell"] for row in rows))
+    baseline = f"{ADDING_BASELINE_MSE:.3f}"
+    print(
+        f"adding problem, {args.steps} steps: test MSE / baseline MSE {baseline} (near 1: nothing remembered)"
+    )
+    print(f"{'T':>5} " + " ".join(f"{cell:>11}" for cell in cells))
+    for length in args.lengths:
+        ratios = {row["cell"]: row["ratio"] for row in rows if row["timesteps"] == length}
+        print(f"{length:>5} " + " ".join(f"{ratios[cell]:>11.3f}" for cell in cells))
+    print(f"written: {folder / 'memory.json'}")
+    return 0
+
+
 _COMMANDS = {
     "train": _train,
     "evaluate": _evaluate,
     "predict": _predict,
     "compare": _compare,
     "gradients": _gradients,
+    "memory": _memory,
 }

@@ -51,7 +51,7 @@ class LegacyRegressor:
     """
 
     def __init__(self, model_dir: str | os.PathLike, seed: int = 0, **factory_options: Any):
-        inferred = ("timesteps", "layout")  # read from the windows, as the Estimator did
+        inferred = ("timesteps", "layout", "features")  # read from the windows, as the Estimator did
         unknown = sorted(name for name in factory_options if name not in MODEL_FIELDS or name in inferred)
         if unknown:
             allowed = ", ".join(name for name in MODEL_FIELDS if name not in inferred)

@@ -127,6 +127,7 @@ def validate_model_options(
     global_clipnorm: float | None,
     timesteps: int,
     layout: str,
+    features: int = 1,
 ) -> None:
     """Checks the model factory's arguments; raises `ConfigError` on the first bad one.
 
@@ -154,6 +155,11 @@ def validate_model_options(
         )
     check_positive_int("timesteps", timesteps)
     check_choice("layout", layout, LAYOUTS)
+    check_positive_int("features", features)
+    if features > 1 and layout != "sequence":
+        raise ConfigError(
+            "features", f"expected 1 with the legacy layout (one step of the window), got {features}"
+        )
 
 
 @dataclass(frozen=True)
@@ -176,6 +182,7 @@ class Config:
     clipvalue: float | None = None  # clip each gradient element to [-v, v]
     global_clipnorm: float | None = None  # clip all gradients jointly (contrib's clip_gradients)
     timesteps: int = 10  # TIMESTEPS: values in one input window
+    features: int = 1  # values per time step (sequence layout only; the sine has 1)
     layout: str = "legacy"  # one of LAYOUTS
     # --- training ---
     steps: int = 3000  # TRAINING_STEPS: optimizer steps, as the Estimator counted them

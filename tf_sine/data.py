@@ -142,10 +142,11 @@ def to_layout(x: np.ndarray, layout: str) -> np.ndarray:
     return np.ascontiguousarray(x.transpose(0, 2, 1))
 
 
-def window_shape(timesteps: int, layout: str) -> tuple[int, int]:
+def window_shape(timesteps: int, layout: str, features: int = 1) -> tuple[int, int]:
     """The shape of one window (a model input without its batch axis) for `layout`."""
     check_positive_int("timesteps", timesteps)
-    return (1, timesteps) if check_choice("layout", layout, LAYOUTS) == "legacy" else (timesteps, 1)
+    check_positive_int("features", features)
+    return (1, timesteps) if check_choice("layout", layout, LAYOUTS) == "legacy" else (timesteps, features)
 
 
 def layout_of(shape: tuple[Any, ...]) -> tuple[int, str]:
@@ -207,3 +208,31 @@ def sine_windows(
     train_x, train_y = generate_data(train_seq, timesteps, layout)
     test_x, test_y = generate_data(test_seq, timesteps, layout)
     return train_x, train_y, test_x, test_y
+
+
+def adding_problem(count: int, timesteps: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The adding problem (Hochreiter & Schmidhuber, 1997): a task that needs long memory.
+
+    Each sequence has `timesteps` steps of two features: a random value in [0, 1) and a
+    marker, 1 at exactly two steps (one in each half) and 0 elsewhere. The target is the sum
+    of the two marked values, so a model must remember a value seen up to `timesteps` steps
+    before the end. Always predicting 1.0 scores the variance of the sum, 2/12 ≈ 0.167 MSE.
+
+    Returns:
+        `(x, y)`: float32 arrays of shapes `(count, timesteps, 2)` and `(count, 1)`.
+    """
+    count = check_positive_int("count", count)
+    timesteps = check_positive_int("timesteps", timesteps)
+    if timesteps < 2:
+        raise ConfigError("timesteps", f"expected at least 2 for two marked steps, got {timesteps}")
+    rng = np.random.default_rng(seed)
+    values = rng.uniform(0.0, 1.0, (count, timesteps))
+    half = timesteps // 2
+    first = rng.integers(0, half, count)
+    second = rng.integers(half, timesteps, count)
+    rows = np.arange(count)
+    markers = np.zeros((count, timesteps))
+    markers[rows, first] = markers[rows, second] = 1.0
+    x = np.stack([values, markers], axis=-1).astype(np.float32)
+    y = (values[rows, first] + values[rows, second]).astype(np.float32).reshape(count, 1)
+    return x, y

@@ -33,6 +33,7 @@ def build_model(
     global_clipnorm: float | None = None,
     timesteps: int = 10,
     layout: str = "legacy",
+    features: int = 1,
 ) -> keras.Model:
     """Builds and compiles the source's network, or any stacked variant of it.
 
@@ -59,7 +60,8 @@ def build_model(
             (what contrib's `optimize_loss(clip_gradients=...)` did). At most one clip option.
         timesteps: values per input window.
         layout: ``"legacy"`` takes inputs `(batch, 1, timesteps)`; ``"sequence"`` takes
-            `(batch, timesteps, 1)`.
+            `(batch, timesteps, features)`.
+        features: values per time step (sequence layout only).
 
     Returns:
         A compiled `keras.Sequential` mapping `(batch, *window_shape)` to `(batch, 1)`, with
@@ -84,11 +86,12 @@ def build_model(
         global_clipnorm=global_clipnorm,
         timesteps=timesteps,
         layout=layout,
+        features=features,
     )
     # Layers.
     layer_class = getattr(keras.layers, CELLS[cell])
     model = keras.Sequential(name=f"{cell}_{num_layers}x{units}")
-    model.add(keras.Input(shape=window_shape(timesteps, layout), name="window"))
+    model.add(keras.Input(shape=window_shape(timesteps, layout, features), name="window"))
     for index in range(num_layers):
         recurrent = layer_class(
             units,
