@@ -139,3 +139,40 @@ def test_memory_study_and_command(tmp_path):
         done.returncode == 2
         and "argument --lengths: expected sequence lengths of at least 2, got 1" in done.stderr
     )
+
+
+@pytest.mark.parametrize("clip", [{}, {"clipvalue": 0.5}, {"clipnorm": 1.0}, {"global_clipnorm": 1.0}])
+def test_clip_gradients_is_what_the_keras_optimizer_applies(clip):
+    from tf_sine.experiments import clip_gradients
+
+    gradients = [tf.constant([3.0, -4.0]), tf.constant([[12.0, 0.2]])]
+    variables = [keras.Variable(tf.zeros_like(g)) for g in gradients]
+    keras.optimizers.SGD(learning_rate=1.0, **clip).apply(gradients, variables)
+    for variable, mine in zip(variables, clip_gradients(gradients, **clip), strict=True):
+        np.testing.assert_allclose(-variable.numpy(), mine.numpy(), rtol=1e-6)
+
+
+def test_clipping_study_records_losses_norms_and_divergence(tmp_path):
+    from tf_sine.experiments import clipping_study
+
+    study = clipping_study({"none": {}, "global_clipnorm": {"global_clipnorm": 1.0}}, steps=10, timesteps=12,
+                           learning_rate=0.1, probe_every=5)  # fmt: skip
+    clipped = study["global_clipnorm"]
+    assert clipped["steps"] == list(range(1, 11)) and clipped["probe_steps"] == [0, 5]
+    assert all(
+        after <= min(before, 1.0) + 1e-5
+        for before, after in zip(clipped["norm_before"], clipped["norm_after"], strict=True)
+    )
+    assert study["none"]["norm_before"] == study["none"]["norm_after"]
+    assert clipped["diverged_at"] is None and clipped["test_rmse"] > 0
+    wild = clipping_study({"none": {}}, steps=40, timesteps=12, learning_rate=1e6, probe_every=20)["none"]
+    assert wild["diverged_at"] is not None and wild["test_rmse"] is None
+
+
+def test_clipping_command(tmp_path):
+    done = run_cli("clipping", "--steps", "10", "--out", str(tmp_path / "clip"))
+    assert done.returncode == 0, done.stderr
+    for name in ("none", "clipvalue", "clipnorm", "global_clipnorm"):
+        assert name in done.stdout
+    for figure in ("clipping_loss.png", "clipping_norms.png"):
+        assert (tmp_path / "clip" / figure).read_bytes()[:4] == b"\x89PNG"

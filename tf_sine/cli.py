@@ -137,6 +137,11 @@ def build_parser() -> argparse.ArgumentParser:
     memory.add_argument("--lengths", type=int, nargs="+", default=[10, 50, 100, 200],
                         help="sequence lengths T (default 10 50 100 200)")  # fmt: skip
     memory.add_argument("--out", help="folder for memory.json (default: a new one under runs/)")
+    clipping = commands.add_parser("clipping", help="a diverging setting with and without gradient clipping")
+    clipping.add_argument("--steps", type=int, default=600, help="training steps per option (default 600)")
+    clipping.add_argument(
+        "--out", help="folder for clipping.json and its figures (default: a new one under runs/)"
+    )
     return parser
 
 
@@ -355,6 +360,29 @@ def _memory(args: argparse.Namespace) -> int:
     return 0
 
 
+def _clipping(args: argparse.Namespace) -> int:
+    Config(steps=args.steps)  # validates --steps before any work
+    folder = _study_folder(args.out, "clipping")
+    from tf_sine import plotting
+    from tf_sine.experiments import clipping_study
+    from tf_sine.runs import atomic_write, write_json
+
+    study = clipping_study(steps=args.steps)
+    write_json(folder / "clipping.json", study)
+    for name, plot in (("clipping_loss.png", plotting.plot_clipping_losses),
+                       ("clipping_norms.png", plotting.plot_clipping_norms)):  # fmt: skip
+        ax = plot(study)
+        atomic_write(folder / name, lambda path, ax=ax: plotting.save_figure(ax, path))
+    print(f"2 x LSTM(30), 50-step windows, SGD at learning rate 1.0, {args.steps} steps:")
+    for name, result in study.items():
+        outcome = (f"diverged at step {result['diverged_at']}" if result["diverged_at"]
+                   else f"test RMSE {result['test_rmse']:.4f}")  # fmt: skip
+        print(f"{name:<16} {outcome:<28} gradient norm: largest {max(result['norm_before']):.3g}, "
+              f"after clipping {max(result['norm_after']):.3g}")  # fmt: skip
+    print(f"written: {folder / 'clipping.json'}, clipping_loss.png, clipping_norms.png")
+    return 0
+
+
 _COMMANDS = {
     "train": _train,
     "evaluate": _evaluate,
@@ -362,4 +390,5 @@ _COMMANDS = {
     "compare": _compare,
     "gradients": _gradients,
     "memory": _memory,
+    "clipping": _clipping,
 }

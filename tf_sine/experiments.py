@@ -4,6 +4,8 @@
   task: parameters, training seconds and test RMSE (median over seeds).
 * `memory_study`: the adding problem at several lengths: where each cell still learns to
   remember, and where it falls back to the trivial baseline.
+* `clipping_study`: a setting that diverges without clipping, trained with no clipping,
+  `clipvalue`, `clipnorm` and `global_clipnorm`: losses and gradient norms before/after clipping.
 * `input_gradients`: the norm of the loss's gradient with respect to the input at each time
   step, the text's vanishing/exploding-gradient argument (0.99^100 ≈ 0.37, 1.1^100 ≈ 13780)
   measured on real cells, at initialisation and after training.
@@ -27,7 +29,7 @@ from tf_sine.config import Config, check_positive_int
 from tf_sine.data import adding_problem, sine_windows
 from tf_sine.evaluation import evaluate
 from tf_sine.models import build_model_from_config
-from tf_sine.training import train
+from tf_sine.training import TrainingDivergedError, TrainingResult, batch_order, train
 
 # The configurations `compare` trains: name -> changes to the base configuration.
 COMPARE_SET: dict[str, dict[str, Any]] = {
@@ -188,3 +190,79 @@ def memory_study(
                 "ratio": mse / ADDING_BASELINE_MSE, "train_seconds": result.train_seconds,
             })  # fmt: skip
     return rows
+
+
+# The clipping study's settings: name -> optimizer clipping option.
+CLIP_SETTINGS: dict[str, dict[str, float]] = {
+    "none": {},
+    "clipvalue": {"clipvalue": 0.1},
+    "clipnorm": {"clipnorm": 1.0},
+    "global_clipnorm": {"global_clipnorm": 1.0},
+}
+
+
+def clip_gradients(gradients: Sequence[tf.Tensor], **clip: float) -> list[tf.Tensor]:
+    """Clips `gradients` as a Keras optimizer with the option `clip` does before its update."""
+    if "clipvalue" in clip:
+        return [tf.clip_by_value(g, -clip["clipvalue"], clip["clipvalue"]) for g in gradients]
+    if "clipnorm" in clip:
+        return [tf.clip_by_norm(g, clip["clipnorm"]) for g in gradients]
+    if "global_clipnorm" in clip:
+        return tf.clip_by_global_norm(list(gradients), clip["global_clipnorm"])[0]
+    return list(gradients)
+
+
+def clipping_study(
+    settings: dict[str, dict[str, float]] | None = None,
+    steps: int = 600,
+    timesteps: int = 50,
+    learning_rate: float = 1.0,
+    probe_every: int = 25,
+    seed: int = 0,
+) -> dict[str, dict[str, Any]]:
+    """Trains one diverging setting with each clipping option of `settings`.
+
+    The setting: the source's 2 x LSTM(30) on 50-step sine windows (sequence layout) with plain
+    SGD at learning rate 1.0, which diverges within a few dozen steps without clipping. Every
+    `probe_every` steps the gradient of the next batch is measured before and after clipping.
+
+    Returns:
+        `{name: {"steps", "losses", "probe_steps", "norm_before", "norm_after",
+        "diverged_at" (step or None), "test_rmse" (None when diverged)}}`; norms are global
+        L2 norms over all weights.
+    """
+    steps = check_positive_int("steps", steps)
+    probe_every = check_positive_int("probe_every", probe_every)
+    train_x, train_y, test_x, test_y = sine_windows(timesteps, "sequence")
+    results = {}
+    for name, clip in (settings or CLIP_SETTINGS).items():
+        config = Config(
+            units=30, timesteps=timesteps, layout="sequence", optimizer="sgd", learning_rate=learning_rate,
+            steps=steps, seed=seed, **clip,
+        )  # fmt: skip
+        keras.utils.set_random_seed(seed)
+        model = build_model_from_config(config)
+        history = TrainingResult()
+        probes: dict[str, list[float]] = {"probe_steps": [], "norm_before": [], "norm_after": []}
+        diverged_at = None
+        for stop in range(probe_every, steps + probe_every, probe_every):
+            at = int(model.optimizer.iterations.numpy())
+            index = batch_order(len(train_x), config.batch_size, seed, at, at + 1)[0]
+            with tf.GradientTape() as tape:
+                loss = model.loss(train_y[index], model(train_x[index], training=True))
+            raw = tape.gradient(loss, model.trainable_variables)
+            probes["probe_steps"].append(at)
+            probes["norm_before"].append(float(tf.linalg.global_norm(raw)))
+            probes["norm_after"].append(float(tf.linalg.global_norm(clip_gradients(raw, **clip))))
+            try:
+                train(
+                    model, train_x, train_y, steps=min(stop, steps), seed=seed, progress=False, result=history
+                )
+            except TrainingDivergedError as error:
+                diverged_at = error.step
+                break
+        results[name] = {
+            "steps": history.steps, "losses": history.losses, **probes, "diverged_at": diverged_at,
+            "test_rmse": None if diverged_at else evaluate(model, test_x, test_y)[0]["rmse"],
+        }  # fmt: skip
+    return results

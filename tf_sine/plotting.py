@@ -112,6 +112,35 @@ def plot_input_gradients(study: dict[str, dict[str, Any]], ax: Axes | None = Non
     return ax
 
 
+def plot_clipping_losses(study: dict[str, dict[str, Any]], ax: Axes | None = None) -> Axes:
+    """Training loss by step for each clipping option of `tf_sine.experiments.clipping_study`."""
+    ax = ax or new_axes()
+    for name, result in study.items():
+        label = (
+            name if result["diverged_at"] is None else f"{name} (diverged at step {result['diverged_at']})"
+        )
+        ax.plot(result["steps"], result["losses"], linewidth=0.8, label=label)
+    ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("training loss (MSE)")
+    ax.legend(fontsize=8)
+    return ax
+
+
+def plot_clipping_norms(study: dict[str, dict[str, Any]], ax: Axes | None = None) -> Axes:
+    """Global gradient norm before (dashed) and after (solid) clipping, by step."""
+    ax = ax or new_axes()
+    for index, (name, result) in enumerate(study.items()):
+        color = f"C{index}"
+        ax.plot(result["probe_steps"], result["norm_before"], "--", color=color, label=f"{name}, before")
+        ax.plot(result["probe_steps"], result["norm_after"], "-", color=color, label=f"{name}, after")
+    ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("global gradient norm")
+    ax.legend(fontsize=8, ncol=2)
+    return ax
+
+
 def save_figure(ax: Axes, path: str | os.PathLike, dpi: int = 100) -> Path:
     """Writes the figure holding `ax` as a PNG at `path` and returns the path."""
     figure: Any = ax.figure
