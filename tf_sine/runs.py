@@ -8,11 +8,13 @@ Layout of a run directory::
     history.json         training loss by step
     prediction.png       predicted vs real sine on the test range
     loss.png             training loss by step
-    checkpoints/         step-000500.keras, ... (model + optimizer state), the last few kept
+    checkpoints/         step-000500.keras, ... (model + optimizer state), the last few kept,
+                         each with step-000500.state.json (random-generator states, history)
     tensorboard/         event files, with --tensorboard
 
 Every file is written atomically: to a temporary name in the same directory, flushed to disk,
 then renamed over the final name, so a reader sees the old file or the new one, never half.
+metrics.json is written last: its presence marks a finished run.
 """
 
 from __future__ import annotations
