@@ -70,7 +70,7 @@ def _dense(inputs: tf.Tensor, layer: keras.layers.Dense) -> tf.Tensor:
 
 def _fusable(layer: keras.layers.Layer) -> bool:
     if isinstance(layer, keras.layers.Dense):
-        return layer.lora_rank is None if hasattr(layer, "lora_rank") else True
+        return getattr(layer, "lora_rank", None) is None  # _dense computes the plain kernel only
     if isinstance(layer, keras.layers.Bidirectional):
         return layer.merge_mode == "concat" and all(
             _fusable_lstm(inner) for inner in (layer.forward_layer, layer.backward_layer)

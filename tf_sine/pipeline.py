@@ -141,8 +141,10 @@ def _resume(
         return None, fresh  # nothing worth keeping was written yet
     saved = run.load_config()
     if saved != config:
-        changed = ", ".join(f"{k}={v!r} (saved {saved.to_dict()[k]!r})" for k, v in config.to_dict().items()
-                            if saved.to_dict()[k] != v)  # fmt: skip
+        requested, stored = config.to_dict(), saved.to_dict()  # name -> value
+        changed = ", ".join(
+            f"{k}={v!r} (saved {stored[k]!r})" for k, v in requested.items() if v != stored[k]
+        )
         raise ConfigError(
             "run_dir",
             f"{str(run.path)!r} holds an unfinished run of another configuration ({changed}); "
