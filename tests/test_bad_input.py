@@ -77,7 +77,7 @@ CASES = [
          lambda p: tf_sine.generate_data([0.0, 1, 2, np.nan] + [0.0] * 20), ValueError, "seq: expected finite values, got nan at index 3"),
     Case("series with infinity", ["predict", "--model", "{model}"], "argument --input: expected finite values, got inf at index 1",
          lambda p: tf_sine.generate_data([0.0, np.inf] + [0.0] * 20), ValueError, "seq: expected finite values, got inf at index 1", stdin="0\ninf\n" + "0\n" * 20),
-    Case("series too short", ["predict", "--model", "{model}"], "argument --input: expected at least timesteps = 10 values, got 5",
+    Case("series too short", ["predict", "--model", "{model}"], "argument --input: expected at least 10 values for one window, got 5",
          lambda p: tf_sine.generate_data(np.arange(11.0)), ValueError, "seq: expected at least timesteps + 2 = 12 values for one window, got 11", stdin="1 2 3 4 5"),
     Case("model missing", ["evaluate", "--model", "{dir}/none.keras"], "argument --model: expected an existing .keras file or run directory, got",
          lambda p: load_model(p["dir"] / "none.keras"), ValueError, "model: expected an existing .keras file or run directory, got"),

@@ -11,7 +11,15 @@ from conftest import TINY
 from tf_sine.pipeline import run_experiment
 from tf_sine.runs import read_json
 
-RUN_FILES = {"model.keras", "config.json", "metrics.json", "history.json", "prediction.png", "loss.png"}
+RUN_FILES = {
+    "model.keras",
+    "config.json",
+    "metrics.json",
+    "history.json",
+    "scaling.json",
+    "prediction.png",
+    "loss.png",
+}
 
 
 def test_run_directory_is_complete(tiny_run):
@@ -25,6 +33,15 @@ def test_run_directory_is_complete(tiny_run):
     assert metrics["steps"] == TINY.steps and metrics["train_seconds"] > 0
     assert (metrics["engine"], metrics["kernel"]) == ("fast", "fused_lstm")
     assert metrics["rmse"] == pytest.approx(np.sqrt(metrics["mse"]))
+    # The sine's baselines on the same test targets; its season is 2*pi/0.01 = 628 samples.
+    assert metrics["period"] == 628
+    assert set(metrics["baselines"]) == {"persistence", "seasonal_naive", "mean"}
+    assert read_json(path / "scaling.json") == {
+        "difference": False,
+        "scale": "none",
+        "offset": 0.0,
+        "factor": 1.0,
+    }
     assert read_json(path / "config.json") == TINY.to_dict()
     history = read_json(path / "history.json")
     assert history["step"] == list(range(1, TINY.steps + 1)) and len(history["loss"]) == TINY.steps

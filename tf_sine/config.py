@@ -44,6 +44,14 @@ ENGINES: dict[str, str] = {
     "fit": "plain `keras.Model.fit`, the reference path",
 }
 
+# How a series is scaled before it reaches the model (fitted on the training part only).
+SCALES: dict[str, str] = {
+    "auto": "standard with --data; none for the source's sine, which the source fed unscaled",
+    "none": "the values as they are",
+    "standard": "subtract the training part's mean, divide by its standard deviation",
+    "minmax": "map the training part's range to [0, 1]",
+}
+
 CLIP_OPTIONS = ("clipnorm", "clipvalue", "global_clipnorm")
 
 
@@ -110,6 +118,25 @@ def check_rate(argument: str, value: Any) -> float:
     if not 0.0 <= number < 1.0:
         raise ConfigError(argument, f"expected a rate in [0, 1), got {value!r}")
     return number
+
+
+def check_split(argument: str, value: Any) -> tuple[float, float, float]:
+    """Returns `value` as three fractions (train, validation, test) that sum to 1, else raises."""
+    expected = "three fractions train,validation,test in [0, 1] summing to 1, train and test above 0"
+    try:
+        fractions = tuple(_check_real(argument, part, expected) for part in value)
+    except TypeError:
+        raise ConfigTypeError(argument, f"expected {expected}, got {value!r}") from None
+    if (
+        len(fractions) != 3
+        or not all(0.0 <= part <= 1.0 for part in fractions)
+        or abs(sum(fractions) - 1.0) > 1e-6
+        or fractions[0] <= 0
+        or fractions[2] <= 0
+    ):
+        shown = ",".join(f"{part:g}" for part in fractions)
+        raise ConfigError(argument, f"expected {expected}, got {shown}")
+    return fractions  # type: ignore[return-value]
 
 
 def validate_model_options(
@@ -190,6 +217,15 @@ class Config:
     seed: int = 0  # seeds weights, dropout and the data order
     checkpoint_every: int = 500  # steps between checkpoints in the run directory
     engine: str = "fast"  # one of ENGINES
+    # --- data (default: the source's sine; see tf_sine.dataset) ---
+    data: str | None = None  # a CSV or .npy series file instead of the sine
+    column: str | None = None  # the CSV value column; default the only numeric one
+    split: tuple[float, float, float] = (0.7, 0.15, 0.15)  # chronological train/validation/test
+    scale: str = "auto"  # one of SCALES, fitted on the training part
+    difference: bool | None = None  # model the change between values; None: when trending (a file)
+    period: int | None = None  # season length of the seasonal-naive baseline; None: detected
+    validate_every: int = 100  # steps between validation losses (when there is a validation part)
+    patience: int | None = None  # stop after this many validations without a better one
 
     def __post_init__(self) -> None:
         validate_model_options(**self.model_options())
@@ -198,6 +234,28 @@ class Config:
         check_int("seed", self.seed)
         check_positive_int("checkpoint_every", self.checkpoint_every)
         check_choice("engine", self.engine, ENGINES)
+        for name in ("data", "column"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not value):
+                raise ConfigTypeError(name, f"expected a non-empty string or None, got {value!r}")
+        if self.column is not None and self.data is None:
+            raise ConfigError("column", f"applies to a --data file only, got {self.column!r} without one")
+        # JSON gives a list back; the frozen config keeps a tuple so that configs compare equal.
+        object.__setattr__(self, "split", check_split("split", self.split))
+        check_choice("scale", self.scale, SCALES)
+        if self.difference is not None and not isinstance(self.difference, bool):
+            raise ConfigTypeError(
+                "difference", f"expected True, False or None (auto), got {self.difference!r}"
+            )
+        if self.period is not None and check_positive_int("period", self.period) < 2:
+            raise ConfigError("period", f"expected a season length of at least 2 steps, got {self.period}")
+        check_positive_int("validate_every", self.validate_every)
+        if self.patience is not None:
+            check_positive_int("patience", self.patience)
+            if self.data is None or self.split[1] == 0:
+                raise ConfigError(
+                    "patience", "needs a validation part: a --data file and a validation fraction in --split"
+                )
 
     def model_options(self) -> dict[str, Any]:
         """The keyword arguments of `tf_sine.build_model` for this configuration."""
@@ -211,8 +269,8 @@ class Config:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict; `Config.from_dict` inverts it."""
-        return dataclasses.asdict(self)
+        """A JSON-ready dict (tuples as lists); `Config.from_dict` inverts it."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> Config:

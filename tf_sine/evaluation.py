@@ -1,4 +1,4 @@
-"""Predictions and error metrics.
+"""Predictions, error metrics, naive baselines and multi-step (autoregressive) forecasts.
 
 The source printed `sqrt(mean((predicted - y) ** 2))` under the label "Mean Square Error"; it is
 a root mean squared error, and we call it `rmse`.
@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 
 from tf_sine.config import ConfigError
-from tf_sine.data import layout_of
+from tf_sine.data import layout_of, to_layout
+from tf_sine.dataset import Dataset, Transform
 
 PREDICT_BATCH = 4096
 
@@ -72,3 +73,112 @@ def evaluate(model: Any, x: np.ndarray, y: np.ndarray) -> tuple[dict[str, float]
     """
     predictions = predict(model, x)
     return regression_metrics(y, predictions), predictions
+
+
+def predict_levels(model: Any, data: Dataset, transform: Transform, targets: np.ndarray) -> np.ndarray:
+    """One-step predictions of `data.levels[targets]`, in the series' units, shape `(len(targets),)`."""
+    timesteps, layout = layout_of(model.input_shape)
+    x = data.inputs(transform, targets, timesteps, layout)
+    return transform.decode(predict(model, x).reshape(-1), data.levels[np.asarray(targets) - 1])
+
+
+def score(
+    model: Any, data: Dataset, transform: Transform, period: int | None = None
+) -> tuple[dict[str, Any], np.ndarray]:
+    """The model's one-step errors on the test part, beside the baselines', in the series' units.
+
+    Returns:
+        `(metrics, predictions)`: `rmse`, `mse`, `mae`, `baselines` (name -> RMSE on the same
+        targets, see `baseline_forecasts`) and `period`; predictions of shape `(n, 1)`.
+    """
+    targets = data.test_targets
+    predictions = predict_levels(model, data, transform, targets).reshape(-1, 1)
+    metrics: dict[str, Any] = regression_metrics(data.levels[targets].reshape(-1, 1), predictions)
+    baselines = baseline_forecasts(data, targets - 1, 1, period)
+    metrics["baselines"] = {
+        name: _rmse(values[:, 0], data.levels[targets]) for name, values in baselines.items()
+    }
+    metrics["period"] = period
+    return metrics, predictions
+
+
+def baseline_forecasts(
+    data: Dataset, origins: np.ndarray, horizon: int, period: int | None
+) -> dict[str, np.ndarray]:
+    """Naive forecasts of `data.levels[origins + h]` for h = 1..`horizon`, shape `(n, horizon)` each.
+
+    * ``persistence``: the last known value, `levels[origin]`;
+    * ``seasonal_naive``: the value one season before, `levels[origin + h - period * ceil(h / period)]`
+      (left out without a period, or when the history is shorter than a season);
+    * ``mean``: the mean of the training part.
+    """
+    origins = np.asarray(origins, dtype=np.int64)
+    steps = np.arange(1, horizon + 1)
+    forecasts = {
+        "persistence": np.repeat(data.levels[origins][:, None], horizon, axis=1),
+        "mean": np.full((len(origins), horizon), data.levels[: data.train_end].mean()),
+    }
+    if period:
+        source = origins[:, None] + steps - period * np.ceil(steps / period).astype(np.int64)
+        if source.min() >= 0:
+            forecasts["seasonal_naive"] = data.levels[source]
+    return forecasts
+
+
+def rollout(model: Any, data: Dataset, transform: Transform, origins: np.ndarray, horizon: int) -> np.ndarray:
+    """Forecasts `horizon` steps after each origin by feeding predictions back (autoregressive).
+
+    The first window ends at `origins` (the last value known); each prediction joins the
+    window for the next step.
+
+    Returns:
+        float64 array `(len(origins), horizon)` in the series' units.
+    """
+    timesteps, layout = layout_of(model.input_shape)
+    origins = np.asarray(origins, dtype=np.int64)
+    window = data.inputs(transform, origins + 1, timesteps, "legacy")[:, 0, :]  # (n, T), model space
+    previous = data.levels[origins]
+    forecast = np.empty((len(origins), horizon))
+    for h in range(horizon):
+        outputs = predict(model, to_layout(window[:, None, :], layout)).reshape(-1)
+        forecast[:, h] = previous = transform.decode(outputs, previous)
+        window = np.concatenate([window[:, 1:], outputs[:, None]], axis=1)
+    return forecast
+
+
+def horizon_scores(
+    model: Any, data: Dataset, transform: Transform, horizon: int, period: int | None = None
+) -> dict[str, Any]:
+    """RMSE by horizon 1..`horizon` on the test part, for the model and each baseline.
+
+    Every origin whose next `horizon` values all lie in the test part is used, the same
+    origins for every horizon and every forecaster.
+
+    Returns:
+        `{"rmse_by_horizon": [...], "baselines_by_horizon": {name: [...]}, "origins": n}`.
+
+    Raises:
+        ValueError: `horizon` is longer than the test part.
+    """
+    test = data.test_targets
+    if horizon > len(test):
+        raise ConfigError("horizon", f"expected at most {len(test)} (the test part's length), got {horizon}")
+    origins = np.arange(test[0] - 1, test[-1] - horizon + 1)
+    truth = data.levels[origins[:, None] + np.arange(1, horizon + 1)]
+    model_forecast = rollout(model, data, transform, origins, horizon)
+    return {
+        "rmse_by_horizon": _rmse_columns(model_forecast, truth),
+        "baselines_by_horizon": {
+            name: _rmse_columns(values, truth)
+            for name, values in baseline_forecasts(data, origins, horizon, period).items()
+        },
+        "origins": len(origins),
+    }
+
+
+def _rmse(predicted: np.ndarray, truth: np.ndarray) -> float:
+    return float(np.sqrt(np.mean((np.asarray(predicted, np.float64) - truth) ** 2)))
+
+
+def _rmse_columns(predicted: np.ndarray, truth: np.ndarray) -> list[float]:
+    return np.sqrt(np.mean((predicted - truth) ** 2, axis=0)).tolist()

@@ -21,8 +21,8 @@ import tensorflow as tf
 
 from tf_sine import plotting
 from tf_sine.config import Config, ConfigError
-from tf_sine.data import sine_windows
-from tf_sine.evaluation import evaluate
+from tf_sine.dataset import Dataset, Transform, detect_period, load_dataset, range_warnings
+from tf_sine.evaluation import score
 from tf_sine.models import build_model_from_config
 from tf_sine.runs import LOSS_PLOT, PREDICTION_PLOT, RunDirectory, atomic_write
 from tf_sine.training import TrainingResult, train
@@ -49,7 +49,7 @@ def run_experiment(
     overwrite: bool = False,
     notify: Callable[[str], None] | None = None,
 ) -> ExperimentResult:
-    """Trains `config` on the source's sine data and writes a complete run directory.
+    """Trains `config` on its series (the source's sine by default) and writes a run directory.
 
     An unfinished run in `run_dir` (same configuration, no metrics.json yet) is resumed from
     its newest readable checkpoint: weights, optimizer state, step count, data order and
@@ -68,9 +68,11 @@ def run_experiment(
         notify: receives one-line messages (resuming, unreadable checkpoints).
 
     Returns:
-        An `ExperimentResult`; `metrics` holds `rmse`, `mse`, `mae` on the test windows,
+        An `ExperimentResult`; `metrics` holds `rmse`, `mse`, `mae` on the test part (in the
+        series' units), `baselines` (name -> RMSE on the same targets) and `period`,
         `steps`, `train_seconds` (training loop incl. tracing, without checkpoint writes,
-        summed over resumed segments), `checkpoint_seconds`, `engine`, `kernel` and `seed`.
+        summed over resumed segments), `checkpoint_seconds`, `engine`, `kernel`, `seed`, and
+        with a validation part `best_step`, `best_val_loss` and `stopped_early`.
 
     Raises:
         ValueError: bad arguments, or `run_dir` holds a finished run or another
@@ -80,34 +82,41 @@ def run_experiment(
     notify = notify or (lambda message: None)
     if tensorboard:
         _require_tensorboard()  # before any work is done
+    data = load_dataset(config)  # a bad data file is refused before the run directory exists
     run = RunDirectory.create(run_dir, prefix=run_prefix)
-    train_x, train_y, test_x, test_y = sine_windows(config.timesteps, config.layout)
+    transform = Transform.for_config(data, config)
+    for line in range_warnings(data, transform):
+        notify(line)
+    timesteps, layout = config.timesteps, config.layout
+    train_x, train_y = data.windows(transform, data.train_targets, timesteps, layout)
+    validation = None
+    if len(data.val_targets):
+        validation = data.windows(transform, data.val_targets, timesteps, layout)
     model, training = _resume(run, config, overwrite, notify)
     if model is None:
         run.save_config(config)
+        run.save_transform(transform)
         keras.utils.set_random_seed(config.seed)
         model = build_model_from_config(config)
     writer = tf.summary.create_file_writer(str(run.tensorboard_dir)) if tensorboard else None
     if writer is not None:
-        _write_graph(writer, model, test_x[:1])
+        _write_graph(writer, model, train_x[:1])
 
     def checkpoint(trained: keras.Model, step: int) -> None:
-        state = {
-            "train_seconds": training.train_seconds,
-            "loss_steps": training.steps,
-            "losses": training.losses,
-        }
-        run.save_checkpoint(trained, step, state)
+        best = training.best_weights if validation is not None else None
+        run.save_checkpoint(trained, step, training.history(), best)
 
     train(
         model, train_x, train_y, steps=config.steps, batch_size=config.batch_size, seed=config.seed,
         engine=config.engine, checkpoint_every=config.checkpoint_every, on_checkpoint=checkpoint,
-        progress=progress, summary_writer=writer, result=training,
+        progress=progress, summary_writer=writer, result=training, validation=validation,
+        validate_every=config.validate_every, patience=config.patience,
     )  # fmt: skip
     run.save_model(model)
-    run.save_history(training.steps, training.losses)
+    run.save_history(training)
 
-    metrics, predictions = evaluate(model, test_x, test_y)
+    period = config.period or detect_period(data.levels[: data.train_end])
+    metrics, predictions = score(model, data, transform, period)
     metrics.update(
         steps=training.final_step,
         train_seconds=round(training.train_seconds, 4),
@@ -116,8 +125,11 @@ def run_experiment(
         kernel=training.kernel,
         seed=config.seed,
     )
+    if validation is not None:
+        metrics.update(best_step=training.best_step, best_val_loss=training.best_loss,
+                       stopped_early=training.stopped_early)  # fmt: skip
     run.save_metrics(metrics)  # written last: its presence marks the run finished
-    write_plots(run, predictions, test_y, training, metrics["rmse"])
+    write_plots(run, predictions, data, training, metrics["rmse"])
     return ExperimentResult(run, model, metrics, predictions, training)
 
 
@@ -157,23 +169,23 @@ def _resume(
     model, state = restored
     step = state["step"]
     notify(f"resuming {run.path} from step {step} of {config.steps} (checkpoint {step:06d})")
-    history = TrainingResult(
-        steps=state["loss_steps"],
-        losses=state["losses"],
-        train_seconds=state["train_seconds"],
-        final_step=step,
-    )
+    history = TrainingResult.from_history(state, step)
+    history.best_weights = state.get("best_weights")
     return model, history
 
 
 def write_plots(
-    run: RunDirectory, predictions: np.ndarray, labels: np.ndarray, training: TrainingResult, rmse: float
+    run: RunDirectory, predictions: np.ndarray, data: Dataset, training: TrainingResult, rmse: float
 ) -> None:
-    """Writes ``prediction.png`` and ``loss.png`` into the run directory."""
-    title = f"test RMSE {rmse:.6f}"
-    prediction_ax = plotting.plot_prediction(predictions, labels, title=title)
+    """Writes ``prediction.png`` (the test part) and ``loss.png`` into the run directory."""
+    targets = data.test_targets
+    times = None if data.dates is None else [data.dates[t] for t in targets]
+    prediction_ax = plotting.plot_prediction(
+        predictions, data.levels[targets], title=f"test RMSE {rmse:.6g}", times=times, name=data.name
+    )
     atomic_write(run.path / PREDICTION_PLOT, lambda path: plotting.save_figure(prediction_ax, path))
-    loss_ax = plotting.plot_loss(training.steps, training.losses)
+    loss_ax = plotting.plot_loss(training.steps, training.losses, val_steps=training.val_steps,
+                                 val_losses=training.val_losses, best_step=training.best_step)  # fmt: skip
     atomic_write(run.path / LOSS_PLOT, lambda path: plotting.save_figure(loss_ax, path))
 
 

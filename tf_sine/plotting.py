@@ -29,7 +29,12 @@ def new_axes(figsize: tuple[float, float] = (8.0, 4.0)) -> Axes:
 
 
 def plot_prediction(
-    predicted: np.ndarray, real: np.ndarray, ax: Axes | None = None, title: str | None = None
+    predicted: np.ndarray,
+    real: np.ndarray,
+    ax: Axes | None = None,
+    title: str | None = None,
+    times: Sequence[Any] | None = None,
+    name: str = "sin",
 ) -> Axes:
     """Predicted against real values, as the source plotted them ('predicted', 'real_sin').
 
@@ -38,11 +43,14 @@ def plot_prediction(
         real: labels of the same length.
         ax: axes to draw into; a new figure when None.
         title: optional title (e.g. with the RMSE).
+        times: the time of each value (dates) for the x axis; default the window number.
+        name: what the values are; the real curve is labelled ``real_<name>``.
     """
     ax = ax or new_axes()
-    ax.plot(np.ravel(predicted), label="predicted")
-    ax.plot(np.ravel(real), label="real_sin", linestyle="--")
-    ax.set_xlabel("test window")
+    x = np.arange(len(np.ravel(real))) if times is None else list(times)
+    ax.plot(x, np.ravel(predicted), label="predicted")
+    ax.plot(x, np.ravel(real), label=f"real_{name}", linestyle="--")
+    ax.set_xlabel("test window" if times is None else "time")
     ax.set_ylabel("value")
     ax.legend()
     if title:
@@ -50,14 +58,48 @@ def plot_prediction(
     return ax
 
 
-def plot_loss(steps: Sequence[int], losses: Sequence[float], ax: Axes | None = None) -> Axes:
-    """Training loss (MSE) by optimizer step, on a log scale."""
+def plot_loss(
+    steps: Sequence[int],
+    losses: Sequence[float],
+    ax: Axes | None = None,
+    val_steps: Sequence[int] = (),
+    val_losses: Sequence[float] = (),
+    best_step: int | None = None,
+) -> Axes:
+    """Training loss (MSE) by optimizer step, with the validation loss when given, log scale."""
     ax = ax or new_axes()
     ax.plot(steps, losses, linewidth=0.8, label="training loss")
+    if len(val_steps):
+        ax.plot(val_steps, val_losses, marker=".", label="validation loss")
+    if best_step:
+        ax.axvline(best_step, color="grey", linestyle=":", label=f"best (step {best_step})")
     ax.set_yscale("log")
     ax.set_xlabel("step")
-    ax.set_ylabel("loss (MSE)")
+    ax.set_ylabel("loss (MSE, model units)")
     ax.legend()
+    return ax
+
+
+def plot_forecast(
+    history_times: Sequence[Any],
+    history: np.ndarray,
+    times: Sequence[Any],
+    forecast: np.ndarray,
+    truth: np.ndarray | None = None,
+    ax: Axes | None = None,
+    title: str | None = None,
+) -> Axes:
+    """The end of a series, the forecast that continues it, and the truth where it is known."""
+    ax = ax or new_axes()
+    ax.plot(list(history_times), history, color="black", linewidth=1.0, label="history")
+    if truth is not None and len(truth):
+        ax.plot(list(times)[: len(truth)], truth, color="black", linestyle="--", label="truth")
+    ax.plot(list(times), forecast, marker=".", label="forecast")
+    ax.set_xlabel("time")
+    ax.set_ylabel("value")
+    ax.legend()
+    if title:
+        ax.set_title(title)
     return ax
 
 

@@ -8,8 +8,10 @@ Layout of a run directory::
     history.json         training loss by step
     prediction.png       predicted vs real sine on the test range
     loss.png             training loss by step
+    scaling.json         the differencing and scaling the model sees the series through
     checkpoints/         step-000500.keras, ... (model + optimizer state), the last few kept,
                          each with step-000500.state.json (random-generator states, history)
+                         and, with a validation part, step-000500.best.npz (best weights so far)
     tensorboard/         event files, with --tensorboard
 
 Every file is written atomically: to a temporary name in the same directory, flushed to disk,
@@ -34,6 +36,7 @@ MODEL_FILE = "model.keras"
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.json"
 HISTORY_FILE = "history.json"
+SCALING_FILE = "scaling.json"
 PREDICTION_PLOT = "prediction.png"
 LOSS_PLOT = "loss.png"
 CHECKPOINT_DIR = "checkpoints"
@@ -151,11 +154,26 @@ class RunDirectory:
     def load_config(self) -> Config:
         return Config.from_dict(read_json(self.config_path))
 
+    def save_transform(self, transform: Any) -> Path:
+        """Writes ``scaling.json`` (a `tf_sine.dataset.Transform`)."""
+        return write_json(self.path / SCALING_FILE, transform.to_dict())
+
+    def load_transform(self) -> Any:
+        """The run's `Transform`; the identity for runs written before scaling existed."""
+        from tf_sine.dataset import Transform
+
+        path = self.path / SCALING_FILE
+        return Transform.from_dict(read_json(path)) if path.is_file() else Transform()
+
     def save_metrics(self, metrics: dict[str, Any]) -> Path:
         return write_json(self.metrics_path, metrics)
 
-    def save_history(self, steps: list[int], losses: list[float]) -> Path:
-        return write_json(self.history_path, {"step": steps, "loss": losses})
+    def save_history(self, training: Any) -> Path:
+        """Writes ``history.json``: training loss by step and validation loss by step."""
+        history = {"step": training.steps, "loss": training.losses}
+        if training.val_steps:
+            history.update(val_step=training.val_steps, val_loss=training.val_losses)
+        return write_json(self.history_path, history)
 
     def save_model(self, model: Any, path: str | os.PathLike | None = None) -> Path:
         """Saves a Keras model (with its optimizer state) atomically, by default as model.keras."""
@@ -168,7 +186,15 @@ class RunDirectory:
 
     def clear(self) -> None:
         """Removes everything a run writes here (for ``--overwrite``); other files are left alone."""
-        for name in (MODEL_FILE, CONFIG_FILE, METRICS_FILE, HISTORY_FILE, PREDICTION_PLOT, LOSS_PLOT):
+        for name in (
+            MODEL_FILE,
+            CONFIG_FILE,
+            METRICS_FILE,
+            HISTORY_FILE,
+            SCALING_FILE,
+            PREDICTION_PLOT,
+            LOSS_PLOT,
+        ):
             (self.path / name).unlink(missing_ok=True)
         for folder in (self.checkpoint_dir, self.tensorboard_dir):
             if folder.is_dir():
@@ -183,21 +209,33 @@ class RunDirectory:
         return leftovers
 
     def save_checkpoint(
-        self, model: Any, step: int, state: dict[str, Any] | None = None, keep: int = CHECKPOINTS_KEPT
+        self,
+        model: Any,
+        step: int,
+        state: dict[str, Any] | None = None,
+        best_weights: list[Any] | None = None,
+        keep: int = CHECKPOINTS_KEPT,
     ) -> Path:
         """Saves ``checkpoints/step-NNNNNN.keras`` (model + optimizer) and its ``.state.json``.
 
         The state file (random-generator states, which `model.save` leaves out, and `state`)
-        is written first, so a checkpoint's ``.keras`` file never exists without it. Only the
-        newest `keep` checkpoints are kept.
+        and, with validation, the best weights so far (``.best.npz``) are written first, so a
+        checkpoint's ``.keras`` file never exists without them. Only the newest `keep`
+        checkpoints are kept.
         """
         self.checkpoint_dir.mkdir(exist_ok=True)
         path = self.checkpoint_dir / f"step-{step:06d}.keras"
         write_json(_state_path(path), {**(state or {}), "step": step, "seed_generators": _seed_states(model)})
+        if best_weights is not None:
+            import numpy as np
+
+            arrays = {f"w{index:04d}": weight for index, weight in enumerate(best_weights)}
+            atomic_write(_best_path(path), lambda temporary: np.savez(temporary, **arrays))
         self.save_model(model, path)
         for _, old in self.checkpoints()[:-keep]:
             old.unlink(missing_ok=True)
             _state_path(old).unlink(missing_ok=True)
+            _best_path(old).unlink(missing_ok=True)
         return path
 
     def checkpoints(self) -> list[tuple[int, Path]]:
@@ -227,6 +265,8 @@ class RunDirectory:
                 state = read_json(_state_path(path))
                 model, _ = load_model(path)
                 _restore_seed_states(model, state["seed_generators"])
+                if state.get("best_step"):
+                    state["best_weights"] = _load_weights(_best_path(path))
             except (OSError, ValueError, KeyError) as error:
                 if notify is not None:
                     notify(f"checkpoint {path} is unreadable ({_first_line(error)}); using the one before it")
@@ -237,6 +277,22 @@ class RunDirectory:
 
 def _state_path(checkpoint: Path) -> Path:
     return checkpoint.with_name(checkpoint.name.replace(".keras", ".state.json"))
+
+
+def _best_path(checkpoint: Path) -> Path:
+    return checkpoint.with_name(checkpoint.name.replace(".keras", ".best.npz"))
+
+
+def _load_weights(path: Path) -> list[Any]:
+    import numpy as np
+
+    try:
+        with np.load(path, allow_pickle=False) as arrays:
+            return [arrays[name] for name in sorted(arrays.files)]
+    except OSError:
+        raise
+    except Exception as error:  # a truncated archive raises zipfile.BadZipFile
+        raise ValueError(f"cannot read {path.name}: {error}") from None
 
 
 def _seed_generator_variables(model: Any) -> list[Any]:

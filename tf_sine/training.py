@@ -19,10 +19,12 @@ checkpoints happen between chunks.
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import keras
 import numpy as np
@@ -67,6 +69,10 @@ class TrainingResult:
         checkpoint_seconds: wall time spent in the checkpoint callback.
         final_step: the optimizer's step count at the end.
         kernel: ``"fused_lstm"`` when the fast engine ran `tf_sine.kernels`, else ``"keras"``.
+        val_steps, val_losses: validation loss (MSE, in the model's units) by step.
+        best_step, best_loss: the step with the lowest validation loss so far, and that loss.
+        best_weights: the model's weights at `best_step` (not saved in the history).
+        stopped_early: training stopped before `steps` for lack of progress (`patience`).
     """
 
     steps: list[int] = field(default_factory=list)
@@ -75,6 +81,43 @@ class TrainingResult:
     checkpoint_seconds: float = 0.0
     final_step: int = 0
     kernel: str = "keras"
+    val_steps: list[int] = field(default_factory=list)
+    val_losses: list[float] = field(default_factory=list)
+    best_step: int = 0
+    best_loss: float = math.inf
+    best_weights: list[np.ndarray] | None = field(default=None, repr=False)
+    stopped_early: bool = False
+
+    def validations_since_best(self) -> int:
+        """Validation losses computed after the best one (what `patience` counts)."""
+        return sum(step > self.best_step for step in self.val_steps)
+
+    def history(self) -> dict[str, Any]:
+        """The JSON-ready history (what checkpoints store and resuming restores), weights excluded."""
+        return {
+            "train_seconds": self.train_seconds,
+            "loss_steps": self.steps,
+            "losses": self.losses,
+            "val_steps": self.val_steps,
+            "val_losses": self.val_losses,
+            "best_step": self.best_step,
+            "best_loss": None if math.isinf(self.best_loss) else self.best_loss,
+        }
+
+    @classmethod
+    def from_history(cls, state: dict[str, Any], step: int) -> TrainingResult:
+        """Inverts `history` (older checkpoints lack the validation entries)."""
+        best = state.get("best_loss")
+        return cls(
+            steps=state["loss_steps"],
+            losses=state["losses"],
+            train_seconds=state["train_seconds"],
+            final_step=step,
+            val_steps=state.get("val_steps", []),
+            val_losses=state.get("val_losses", []),
+            best_step=state.get("best_step", 0),
+            best_loss=math.inf if best is None else best,
+        )
 
 
 def batch_order(n: int, batch_size: int, seed: int, start_step: int, stop_step: int) -> np.ndarray:
@@ -95,11 +138,13 @@ def batch_order(n: int, batch_size: int, seed: int, start_step: int, stop_step: 
     return stream[first - offset : last - offset].astype(np.int32).reshape(-1, batch_size)
 
 
-def _next_chunk_end(step: int, steps: int, chunk: int, checkpoint_every: int | None) -> int:
-    """Where the chunk starting after `step` ends: `chunk` steps on, or at a checkpoint or the end."""
+def _next_chunk_end(step: int, steps: int, chunk: int, *every: int | None) -> int:
+    """Where the chunk starting after `step` ends: `chunk` steps on, or at the next multiple of
+    any of `every` (checkpoints, validations), or at the end."""
     end = min(step + chunk, steps)
-    if checkpoint_every:
-        end = min(end, (step // checkpoint_every + 1) * checkpoint_every)
+    for period in every:
+        if period:
+            end = min(end, (step // period + 1) * period)
     return end
 
 
@@ -193,6 +238,9 @@ def train(
     summary_writer: tf.summary.SummaryWriter | None = None,
     chunk: int = DEFAULT_CHUNK,
     result: TrainingResult | None = None,
+    validation: tuple[np.ndarray, np.ndarray] | None = None,
+    validate_every: int = 100,
+    patience: int | None = None,
 ) -> TrainingResult:
     """Trains a compiled model until its optimizer has made `steps` updates.
 
@@ -214,6 +262,10 @@ def train(
         chunk: steps in the first compiled call; later ones take about `CHUNK_SECONDS` each.
         result: a `TrainingResult` to extend (e.g. the history of a resumed run); it is
             updated in place before each checkpoint, so the callback can save it.
+        validation: `(x, y)` windows scored every `validate_every` steps and at the end; the
+            model ends with the weights of its best validation loss.
+        validate_every: steps between validation losses.
+        patience: stop once this many validations in a row found no better loss.
 
     Returns:
         A `TrainingResult` with the loss history and timings.
@@ -232,7 +284,12 @@ def train(
     check_choice("engine", engine, ENGINES)
     if checkpoint_every is not None:
         check_positive_int("checkpoint_every", checkpoint_every)
+    validate_every = check_positive_int("validate_every", validate_every)
+    if patience is not None:
+        check_positive_int("patience", patience)
     _check_arrays(model, x, y)
+    if validation is not None:
+        _check_arrays(model, *validation)
     start = int(model.optimizer.iterations.numpy())
     result = result if result is not None else TrainingResult()
     result.final_step = start
@@ -244,6 +301,7 @@ def train(
     run_chunk = _ENGINES[engine](model, x, y, batch_size)
     result.kernel = "fused_lstm" if getattr(run_chunk, "fused", False) else "keras"
     step, trained_before, saved_before = start, result.train_seconds, result.checkpoint_seconds
+    validate = _Validator(model, *validation) if validation is not None else None
 
     def account() -> None:  # training time so far, checkpoint writes excluded
         saving = result.checkpoint_seconds - saved_before
@@ -251,8 +309,8 @@ def train(
 
     try:
         calls = 0
-        while step < steps:
-            end = _next_chunk_end(step, steps, chunk, checkpoint_every)
+        while step < steps and not result.stopped_early:
+            end = _next_chunk_end(step, steps, chunk, checkpoint_every, validate_every if validate else None)
             called = time.perf_counter()
             losses = run_chunk(batch_order(len(x), batch_size, seed, step, end))
             calls += 1
@@ -265,10 +323,13 @@ def train(
             _record(result, loss_steps, losses, summary_writer)
             if bar is not None:
                 bar.update(step, values=[("loss", float(losses[-1]))])
+            if validate is not None and (step % validate_every == 0 or step == steps):
+                validate(result, step, summary_writer)
+                result.stopped_early = patience is not None and result.validations_since_best() >= patience
             if (
                 on_checkpoint is not None
                 and checkpoint_every
-                and (step % checkpoint_every == 0 or step == steps)
+                and (step % checkpoint_every == 0 or step == steps or result.stopped_early)
             ):
                 account()
                 saving = time.perf_counter()
@@ -284,9 +345,34 @@ def train(
         raise
     account()
     result.final_step = step
+    if result.best_weights is not None:
+        model.set_weights(result.best_weights)  # the best model is the one kept
     if summary_writer is not None:
         summary_writer.flush()
     return result
+
+
+class _Validator:
+    """Scores the validation windows with one traced forward pass and keeps the best weights."""
+
+    def __init__(self, model: keras.Model, x: np.ndarray, y: np.ndarray):
+        self.model = model
+        inputs, labels = tf.constant(x), tf.constant(y)
+        self.loss = tf.function(
+            lambda: tf.reduce_mean(tf.math.squared_difference(model(inputs, training=False), labels)),
+            autograph=False,
+        )
+
+    def __call__(self, result: TrainingResult, step: int, writer: tf.summary.SummaryWriter | None) -> None:
+        loss = float(self.loss())
+        result.val_steps.append(step)
+        result.val_losses.append(loss)
+        if loss < result.best_loss:
+            result.best_step, result.best_loss = step, loss
+            result.best_weights = [np.array(w) for w in self.model.get_weights()]
+        if writer is not None:
+            with writer.as_default():
+                tf.summary.scalar("val_loss", loss, step=step)
 
 
 def _record(

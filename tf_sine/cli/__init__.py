@@ -1,0 +1,196 @@
+"""The command line: `python -m tf_sine` / `tf-sine`.
+
+    tf-sine                          # the source experiment: train the legacy preset
+    tf-sine train --cell gru --layout sequence --steps 2000
+    tf-sine evaluate --model runs/RUN --horizon 12
+    tf-sine train --data sales.csv --difference --patience 5
+    tf-sine forecast --model runs/RUN --horizon 12
+    tf-sine predict --model runs/RUN --input series.txt --output predictions.txt
+
+The package: this module (the parser, `train`, errors), `series` (evaluate, forecast,
+predict), `studies` (compare, gradients, memory, clipping), `common` (names and output).
+
+The only module that knows about argv, exit codes and the terminal. Library errors
+(`ValueError`/`TypeError`) become one line on stderr and exit status 2; TensorFlow is imported
+only after the arguments have been checked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from tf_sine.cli import series as series_commands
+from tf_sine.cli import studies as study_commands
+from tf_sine.cli.common import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_TERMINATED,
+    EXIT_USAGE,
+    PROGRAM,
+    Parser,
+    flag_for,
+    format_metrics,
+    note,
+)
+from tf_sine.config import (
+    CELLS,
+    ENGINES,
+    LAYOUTS,
+    OPTIMIZERS,
+    PRESETS,
+    SCALES,
+    Config,
+    ConfigError,
+    get_preset,
+)
+
+__all__ = ["build_parser", "config_from_args", "flag_for", "main"]
+
+
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    # Defaults are suppressed so that only the flags a user gives override the preset.
+    group = parser.add_argument_group("experiment (override the preset)")
+    add = group.add_argument
+    add(
+        "--preset",
+        choices=tuple(PRESETS),
+        default="legacy",
+        help="named configuration to start from: "
+        + "; ".join(f"{name}: {preset.description}" for name, preset in PRESETS.items()),
+    )
+    add("--cell", choices=tuple(CELLS), help="recurrent cell (default lstm)")
+    add("--units", type=int, help="hidden units per layer (default 30)")
+    add("--layers", dest="num_layers", type=int, help="stacked recurrent layers (default 2)")
+    add("--bidirectional", action=argparse.BooleanOptionalAction, help="wrap each layer in Bidirectional")
+    add("--dropout", type=float, help="input dropout of each recurrent layer, in [0, 1)")
+    add("--recurrent-dropout", type=float, help="recurrent-state dropout, in [0, 1)")
+    add("--optimizer", choices=tuple(OPTIMIZERS), help="optimizer (default adagrad)")
+    add("--learning-rate", type=float, help="learning rate (default 0.1)")
+    add("--clipnorm", type=float, help="clip each gradient tensor to this L2 norm")
+    add("--clipvalue", type=float, help="clip each gradient element to [-v, v]")
+    add("--global-clipnorm", type=float, help="clip all gradients by their joint L2 norm")
+    add("--timesteps", type=int, help="values per window (default 10)")
+    add("--layout", choices=tuple(LAYOUTS), help="; ".join(f"{k}: {v}" for k, v in LAYOUTS.items()))
+    add("--steps", type=int, help="optimizer steps (default 3000)")
+    add("--batch-size", type=int, help="windows per step (default 32)")
+    add("--seed", type=int, help="seed for weights, dropout and data order (default 0)")
+    add("--checkpoint-every", type=int, help="steps between checkpoints (default 500)")
+    add("--engine", choices=tuple(ENGINES), help="; ".join(f"{k}: {v}" for k, v in ENGINES.items()))
+    add("--scale", choices=tuple(SCALES), help="; ".join(f"{k}: {v}" for k, v in SCALES.items()))
+    add("--difference", action=argparse.BooleanOptionalAction,
+        help="model the change between values (undone on every output); helps with trends")  # fmt: skip
+    add("--validate-every", type=int, help="steps between validation losses (default 100)")
+    add("--patience", type=int, help="stop after this many validations without a better loss")
+    for action in group._group_actions:
+        if action.dest != "preset":
+            action.default = argparse.SUPPRESS
+    series_commands.add_data_flags(parser, suppress=True)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with its subcommands (`train`, `evaluate`, `forecast`, `predict`, studies)."""
+    parser = Parser(prog=PROGRAM, description="Train and use the port of the TF1 sine-wave LSTM.")
+    commands = parser.add_subparsers(dest="command", parser_class=Parser, metavar="COMMAND")
+
+    train = commands.add_parser("train", help="train a model and write a run directory (the default)")
+    _add_config_flags(train)
+    train.add_argument("--run-dir", help="run directory to write (default: a new one under runs/)")
+    train.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a finished run in --run-dir (an unfinished one is resumed)",
+    )
+    train.add_argument("--tensorboard", action="store_true", help="also write TensorBoard logs")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    series_commands.add_commands(commands)
+    study_commands.add_commands(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs the command line; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")):
+        argv.insert(0, "train")  # `python -m tf_sine` runs the source experiment
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported
+    # One inter-op thread: training runs one chain of small ops, and handing them between
+    # threads cost 9% on the sequence preset here (matmuls still use every core).
+    os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
+    # TensorFlow's Python warnings (e.g. retracing notes when many models predict) are not ours.
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    args = build_parser().parse_args(argv)
+    received: list[int] = []
+    _stop_on_sigterm(received)
+    try:
+        return _COMMANDS[args.command](args)
+    except (ValueError, TypeError) as error:
+        return _fail(error)
+    except KeyboardInterrupt:
+        how = "terminated" if received else "interrupted"
+        hint = "; run the same command to resume" if args.command == "train" else ""
+        print(f"{PROGRAM}: {how}{hint}", file=sys.stderr)
+        return EXIT_TERMINATED if received else EXIT_INTERRUPTED
+
+
+def _stop_on_sigterm(received: list[int]) -> None:
+    """SIGTERM stops training like Ctrl-C: a final checkpoint, then exit status 143."""
+
+    def handler(signum: int, frame: Any) -> None:
+        received.append(signum)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def _fail(error: Exception) -> int:
+    if isinstance(error, ConfigError):
+        message = f"argument {flag_for(error.argument)}: {error.detail}"
+    else:
+        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    print(f"{PROGRAM}: error: {message}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    """The preset named by ``--preset`` with every given flag applied."""
+    overrides = {name: value for name, value in vars(args).items() if name in Config.__dataclass_fields__}
+    if overrides.get("data"):  # the run directory must find the file from anywhere
+        overrides["data"] = str(Path(overrides["data"]).resolve())
+    return get_preset(args.preset).replace(**overrides)
+
+
+def _train(args: argparse.Namespace) -> int:
+    config = config_from_args(args)
+    from tf_sine.pipeline import run_experiment
+    from tf_sine.training import TrainingDivergedError
+
+    try:
+        result = run_experiment(
+            config, args.run_dir, tensorboard=args.tensorboard, progress=not args.quiet,
+            run_prefix=args.preset, overwrite=args.overwrite, notify=note,
+        )  # fmt: skip
+    except TrainingDivergedError as error:
+        print(f"{PROGRAM}: error: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    metrics = result.metrics
+    print(format_metrics(metrics))
+    if "best_step" in metrics:
+        stop = " (stopped early)" if metrics["stopped_early"] else ""
+        print(f"kept the model of step {metrics['best_step']}, the best validation loss "
+              f"{metrics['best_val_loss']:.4g}{stop}")  # fmt: skip
+    print(
+        f"trained {metrics['steps']} steps in {metrics['train_seconds']:.2f} s ({config.engine} engine); "
+        f"run directory: {result.run.path}"
+    )
+    return 0
+
+
+_COMMANDS = {"train": _train, **series_commands.COMMANDS, **study_commands.COMMANDS}

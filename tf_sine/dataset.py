@@ -1,0 +1,299 @@
+"""A series split in time, the transform the model sees it through, and the windows cut from it.
+
+One `Dataset` holds a whole series in its own units (`levels`) and the positions of the values
+each part predicts (`train_targets`, `val_targets`, `test_targets`). The window for target `t`
+is the `timesteps` values before it, so a validation or test window may look back into an
+earlier part; no target is ever used by two parts, and nothing is shuffled across them.
+
+A `Transform` is what the model sees: optionally the differences `x[t] - x[t-1]`
+(`difference`), then scaled with statistics of the training part only. `decode` undoes both,
+so every output is in the series' units.
+
+The source's sine is a `Dataset` too (`sine_dataset`): its training and test series side by
+side, with exactly the windows of the source's `generate_data` (the last one dropped).
+
+>>> data = split_series(np.arange(100.0), (0.7, 0.15, 0.15), timesteps=5)
+>>> len(data.train_targets), len(data.val_targets), len(data.test_targets)
+(65, 15, 15)
+>>> transform = Transform.fit(data, scale="standard")
+>>> x, y = data.windows(transform, data.test_targets, 5, "sequence")
+>>> x.shape, y.shape
+((15, 5, 1), (15, 1))
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from tf_sine.config import SCALES, Config, ConfigError, check_choice
+from tf_sine.data import TESTING_EXAMPLES, sine_series, to_layout
+
+# A season is reported only when the autocorrelation at its length reaches this: weaker
+# cycles do not make the seasonal-naive baseline worth showing.
+MIN_SEASONAL_CORRELATION = 0.3
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A series and the target positions of its chronological parts.
+
+    Attributes:
+        levels: the series in its own units, float64, shape `(N,)`.
+        train_targets, val_targets, test_targets: int arrays of positions in `levels`
+            predicted in each part (ascending; `val_targets` may be empty).
+        train_end: `levels[:train_end]` is the training part (scaling, mean baseline, season).
+        dates: the time of each value, or None.
+        name: what the values are (a column name, or ``"sin"``).
+        difference: the windows are differenced (targets start one step later).
+    """
+
+    levels: np.ndarray
+    train_targets: np.ndarray
+    val_targets: np.ndarray
+    test_targets: np.ndarray
+    train_end: int
+    dates: list | None = None
+    name: str = "sin"  # the source labelled its curve 'real_sin'
+    difference: bool = False  # whether targets leave room for one differenced window
+
+    def windows(
+        self, transform: Transform, targets: np.ndarray, timesteps: int, layout: str
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Model inputs and labels for `targets`, in the transform's space.
+
+        Returns:
+            `(x, y)`: float32 arrays of shapes `(n, 1, T)` or `(n, T, 1)` (by `layout`) and `(n, 1)`.
+        """
+        targets = np.asarray(targets, dtype=np.int64)
+        labels = transform.encode(self.levels)[targets].astype(np.float32).reshape(-1, 1)
+        return self.inputs(transform, targets, timesteps, layout), labels
+
+    def inputs(self, transform: Transform, targets: np.ndarray, timesteps: int, layout: str) -> np.ndarray:
+        """The window before each of `targets` (a target may be `len(levels)`, the value after
+        the end), in the transform's space: float32, `(n, 1, T)` or `(n, T, 1)`."""
+        targets = np.asarray(targets, dtype=np.int64)
+        encoded = transform.encode(self.levels)
+        x = np.lib.stride_tricks.sliding_window_view(encoded, timesteps)[targets - timesteps]
+        return to_layout(x.astype(np.float32).reshape(len(targets), 1, timesteps), layout)
+
+
+def sine_dataset(timesteps: int, difference: bool = False) -> Dataset:
+    """The source's training series (10000 points) and test series (1000) side by side.
+
+    Training targets are those of `generate_data(train_seq)`, test targets those of
+    `generate_data(test_seq)`: the windows are the source's, value for value.
+    """
+    if timesteps > TESTING_EXAMPLES - 2 - difference:
+        raise ConfigError(
+            "timesteps",
+            f"expected at most {TESTING_EXAMPLES - 2 - difference} for the source's "
+            f"{TESTING_EXAMPLES}-point test series, got {timesteps}",
+        )
+    train_seq, test_seq = sine_series()
+    first = timesteps + difference  # a differenced window needs one value more
+    # generate_data stops one window early: its last target is seq[-2].
+    train = np.arange(first, len(train_seq) - 1)
+    test = len(train_seq) + np.arange(first, len(test_seq) - 1)
+    levels = np.concatenate([train_seq, test_seq]).astype(np.float64)
+    return Dataset(levels, train, np.arange(0), test, len(train_seq), difference=difference)
+
+
+def split_series(
+    levels: np.ndarray,
+    split: tuple[float, float, float],
+    timesteps: int,
+    difference: bool = False,
+    dates: list | None = None,
+    name: str = "values",
+) -> Dataset:
+    """Splits a series in time: the first `split[0]` for training, then validation, then test.
+
+    Raises:
+        ValueError: the series is too short for one training window plus a value in each part.
+    """
+    n = len(levels)
+    first = timesteps + difference
+    if not _long_enough(n, split, first):
+        needed = next(m for m in range(n + 1, 10 * n + 10 * first + 100) if _long_enough(m, split, first))
+        shown = ",".join(f"{part:g}" for part in split)
+        raise ConfigError(
+            "data",
+            f"expected at least {needed} values for one window of {timesteps} steps"
+            f"{' (differenced)' if difference else ''} plus the split {shown}, got {n}",
+        )
+    train_end, val_end = _boundaries(n, split)
+    return Dataset(
+        np.asarray(levels, dtype=np.float64),
+        np.arange(first, train_end),
+        np.arange(train_end, val_end),
+        np.arange(val_end, n),
+        train_end,
+        dates,
+        name,
+        difference,
+    )
+
+
+def _boundaries(n: int, split: tuple[float, float, float]) -> tuple[int, int]:
+    train_end = round(split[0] * n)
+    return train_end, train_end + round(split[1] * n)
+
+
+def _long_enough(n: int, split: tuple[float, float, float], first: int) -> bool:
+    train_end, val_end = _boundaries(n, split)
+    return train_end > first and (split[1] == 0 or val_end > train_end) and n > val_end
+
+
+@dataclass(frozen=True)
+class Transform:
+    """Differencing and scaling, fitted on the training part; stored as ``scaling.json``.
+
+    The model sees `(d - offset) / factor`, where `d` is the series (or its differences).
+    """
+
+    difference: bool = False
+    scale: str = "none"
+    offset: float = 0.0
+    factor: float = 1.0
+
+    @classmethod
+    def fit(cls, data: Dataset, scale: str = "none", difference: bool = False) -> Transform:
+        """Fits the scaling on the training part of `data` (``"auto"`` means ``"standard"``)."""
+        check_choice("scale", scale, SCALES)
+        scale = "standard" if scale == "auto" else scale
+        values = _differenced(data.levels[: data.train_end], difference)[int(difference) :]
+        offset, factor = 0.0, 1.0
+        if scale == "standard":
+            offset, factor = float(values.mean()), float(values.std())
+        elif scale == "minmax":
+            offset, factor = float(values.min()), float(values.max() - values.min())
+        if not factor > 0:  # a constant training part: shift only
+            factor = 1.0
+        return cls(difference, scale, offset, factor)
+
+    @classmethod
+    def for_config(cls, data: Dataset, config: Config) -> Transform:
+        """The transform `config` asks for; ``scale="auto"`` is none on the sine, standard on a file."""
+        scale = config.scale
+        if scale == "auto":
+            scale = "none" if config.data is None else "standard"
+        return cls.fit(data, scale, data.difference)
+
+    def encode(self, levels: np.ndarray) -> np.ndarray:
+        """What the model sees, aligned with `levels` (position 0 is NaN when differenced)."""
+        values = _differenced(np.asarray(levels, dtype=np.float64), self.difference)
+        if self.scale == "none":
+            return values  # unchanged, so the sine's windows stay bit-identical
+        return (values - self.offset) / self.factor
+
+    def decode(self, outputs: np.ndarray, previous: np.ndarray) -> np.ndarray:
+        """Model outputs back to the series' units.
+
+        Args:
+            outputs: model outputs for targets `t`, any shape.
+            previous: the series' values at `t - 1`, same shape (used when differenced).
+        """
+        values = np.asarray(outputs, dtype=np.float64)
+        if self.scale != "none":
+            values = values * self.factor + self.offset
+        return values + previous if self.difference else values
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> Transform:
+        return cls(**values)
+
+
+def _differenced(values: np.ndarray, difference: bool) -> np.ndarray:
+    if not difference:
+        return values
+    return np.concatenate([[np.nan], np.diff(values)])
+
+
+def load_dataset(config: Config) -> Dataset:
+    """The series `config` names (`config.data`, else the source's sine), split for training.
+
+    ``difference=None`` (auto) differences a file's series when `has_trend` finds a trend in
+    its training part; the sine is never differenced unless asked (the source did not).
+    """
+    if config.data is None:
+        return sine_dataset(config.timesteps, bool(config.difference))
+    from tf_sine.series import read_series_file
+
+    series = read_series_file(config.data, config.column)
+    difference = config.difference
+    if difference is None:
+        train_end, _ = _boundaries(len(series.values), config.split)
+        difference = has_trend(series.values[: max(train_end, 2)])
+    return split_series(series.values, config.split, config.timesteps, difference, series.dates, series.name)
+
+
+def has_trend(values: np.ndarray) -> bool:
+    """True when a straight line through `values` rises or falls by more than the spread
+    around it: a level the model would have to extrapolate, which differencing removes."""
+    values = np.asarray(values, dtype=np.float64)
+    time = np.arange(len(values))
+    slope, intercept = np.polyfit(time, values, 1)
+    spread = float(np.std(values - (slope * time + intercept)))
+    return bool(abs(slope) * (len(values) - 1) > spread)
+
+
+def range_warnings(data: Dataset, transform: Transform) -> list[str]:
+    """One line for each later part whose values leave the training part's range.
+
+    A model fitted on levels has never seen such values and rarely extrapolates to them (a
+    rising trend); differencing often helps.
+    """
+    what = "differences" if transform.difference else "values"
+    values = _differenced(data.levels, transform.difference)
+    seen = values[data.train_targets]
+    low, high = float(seen.min()), float(seen.max())
+    span = max(high - low, 1e-12)
+    lines = []
+    for part, targets in (("validation", data.val_targets), ("test", data.test_targets)):
+        if not len(targets):
+            continue
+        part_low, part_high = float(values[targets].min()), float(values[targets].max())
+        # A sliver beyond the range is noise; a tenth of the range is a trend.
+        if part_high > high + 0.1 * span or part_low < low - 0.1 * span:
+            reach = part_high if part_high > high + 0.1 * span else part_low
+            hint = "" if transform.difference else "; consider --difference"
+            lines.append(
+                f"warning: the {part} part's {what} reach {reach:.4g}, outside the training part's "
+                f"range [{low:.4g}, {high:.4g}]{hint}"
+            )
+    return lines
+
+
+def detect_period(values: np.ndarray, max_period: int | None = None) -> int | None:
+    """The season length of `values`: the strongest autocorrelation peak, or None.
+
+    The series is detrended (least-squares line) and its autocorrelation computed for lags
+    2 .. `max_period` (default a third of the length); the lag of the highest local maximum
+    wins if its correlation reaches `MIN_SEASONAL_CORRELATION`.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    n = len(values)
+    max_period = min(max_period or n // 3, n // 2)
+    if max_period < 3:
+        return None
+    time = np.arange(n)
+    residual = values - np.polyval(np.polyfit(time, values, 1), time)
+    residual -= residual.mean()
+    if not np.any(residual):
+        return None
+    size = 1 << math.ceil(math.log2(2 * n))
+    spectrum = np.fft.rfft(residual, size)
+    acf = np.fft.irfft(spectrum * np.conj(spectrum), size)[: max_period + 2]
+    acf /= acf[0]
+    lags = np.arange(2, max_period + 1)
+    peaks = lags[(acf[lags] > acf[lags - 1]) & (acf[lags] >= acf[lags + 1])]
+    if not len(peaks):
+        return None
+    best = int(peaks[np.argmax(acf[peaks])])
+    return best if acf[best] >= MIN_SEASONAL_CORRELATION else None
