@@ -37,3 +37,20 @@ def tiny_run(tmp_path_factory):
     from tf_sine.pipeline import run_experiment
 
     return run_experiment(TINY, tmp_path_factory.mktemp("tiny_run"), progress=False)
+
+
+def seasonal_series(n: int = 500, seed: int = 0, trend: float = 0.04, period: int = 12):
+    """A noisy seasonal series with a rising trend: 20 + trend*t + 4 sin(2 pi t / period) + N(0, 0.5)."""
+    import numpy as np
+
+    t = np.arange(n)
+    noise = np.random.default_rng(seed).normal(0.0, 0.5, n)
+    return 20 + trend * t + 4 * np.sin(2 * np.pi * t / period) + noise
+
+
+def write_seasonal_csv(path: Path, n: int = 500, seed: int = 0, **kwargs) -> Path:
+    """Writes `seasonal_series` as monthly CSV rows ``month,sales`` starting 1980-01."""
+    values = seasonal_series(n, seed, **kwargs)
+    rows = [f"{1980 + i // 12}-{i % 12 + 1:02d},{value:.4f}" for i, value in enumerate(values)]
+    path.write_text("month,sales\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    return path

@@ -11,15 +11,15 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-from conftest import ROOT, run_cli
+from conftest import ROOT, run_cli, write_seasonal_csv
 
 # Long enough to be killed in the middle (a few seconds of training), small enough for CI.
 FLAGS = ["--layout", "sequence", "--units", "8", "--steps", "2500", "--checkpoint-every", "250", "--quiet"]
 
 
-def _start(run_dir: Path) -> subprocess.Popen:
+def _start(run_dir: Path, flags: list[str] = FLAGS) -> subprocess.Popen:
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    return subprocess.Popen([sys.executable, "-m", "tf_sine", "train", *FLAGS, "--run-dir", str(run_dir)],
+    return subprocess.Popen([sys.executable, "-m", "tf_sine", "train", *flags, "--run-dir", str(run_dir)],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
 
 
@@ -94,6 +94,29 @@ def test_sigterm_and_ctrl_c_write_a_final_checkpoint_and_resume(
     assert done.returncode == 0, done.stderr
     assert f"resuming {run_dir} from step {steps[-1]} of 2500" in done.stderr
     np.testing.assert_array_equal(_predictions(run_dir), uninterrupted)
+
+
+def test_a_series_run_with_validation_resumes_to_the_same_best_model(tmp_path):
+    """The best weights so far travel with each checkpoint, so the kept model is the same."""
+    csv_path = write_seasonal_csv(tmp_path / "sales.csv")
+    flags = ["--data", str(csv_path), *FLAGS, "--validate-every", "50"]
+    whole = tmp_path / "whole"
+    assert run_cli("train", *flags, "--run-dir", str(whole)).returncode == 0
+    run_dir = tmp_path / "run"
+    process = _start(run_dir, flags)
+    _wait_for_checkpoints(run_dir, 2, process)
+    process.send_signal(signal.SIGTERM)
+    process.communicate(timeout=120)
+    if process.returncode == 0:
+        pytest.skip("training finished before the signal arrived")
+    assert list((run_dir / "checkpoints").glob("step-*.best.npz"))
+    done = run_cli("train", *flags, "--run-dir", str(run_dir))
+    assert done.returncode == 0 and "resuming" in done.stderr, done.stderr
+    for got, expected in zip(keras.models.load_model(run_dir / "model.keras").get_weights(),
+                             keras.models.load_model(whole / "model.keras").get_weights(), strict=True):  # fmt: skip
+        np.testing.assert_array_equal(got, expected)
+    metrics = [json.loads((path / "metrics.json").read_text()) for path in (run_dir, whole)]
+    assert metrics[0]["best_step"] == metrics[1]["best_step"] and metrics[0]["rmse"] == metrics[1]["rmse"]
 
 
 def test_half_written_and_corrupt_checkpoints_are_reported_and_skipped(tmp_path, uninterrupted):

@@ -126,6 +126,10 @@ def _read_csv(path: Path, column: str | None) -> Series:
     }
     numeric = [name for name in header if all(_is_number(cell) for _, cell in columns[name])]
     time_name, dates = _time_column(header, columns, numeric)
+    # A value column with a stray word or an empty cell is still the value column: it is
+    # chosen when most of its cells are numbers, and the bad cell is then reported.
+    mostly_numeric = [name for name in header
+                      if 2 * sum(_is_number(cell) for _, cell in columns[name]) > len(body)]  # fmt: skip
     if column is not None:
         if column not in columns:
             names = ", ".join(repr(name) for name in header)
@@ -134,7 +138,7 @@ def _read_csv(path: Path, column: str | None) -> Series:
             )
         value_name = column
     else:
-        candidates = [name for name in numeric if name != time_name]
+        candidates = [name for name in mostly_numeric if name != time_name]
         if len(candidates) != 1:
             found = ", ".join(repr(name) for name in candidates) or "none"
             raise ConfigError(

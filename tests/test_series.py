@@ -1,0 +1,86 @@
+"""Reading series files: columns, dates, footers, and one clear error for each bad file."""
+
+import datetime as dt
+
+import numpy as np
+import pytest
+from conftest import seasonal_series, write_seasonal_csv
+
+from tf_sine.series import future_dates, parse_dates, read_series_file
+
+
+def test_reads_the_only_numeric_column_and_keeps_the_dates(tmp_path):
+    series = read_series_file(write_seasonal_csv(tmp_path / "s.csv", n=30))
+    assert series.name == "sales" and series.time_name == "month"
+    np.testing.assert_allclose(series.values, seasonal_series(30), atol=5e-5)
+    assert series.dates[0] == dt.datetime(1980, 1, 1) and series.dates[-1] == dt.datetime(1982, 6, 1)
+
+
+def test_column_choice_quotes_semicolons_and_a_footer_line(tmp_path):
+    path = tmp_path / "export.csv"
+    path.write_text('"Date";"Temp";"Rain"\n"1981-01-01";20.7;0\n"1981-01-02";17.9;1.5\n\n'
+                    '"1981-01-03";18.8;0\n"Daily temperatures, a published export"\n')  # fmt: skip
+    series = read_series_file(path, column="Rain")
+    assert series.values.tolist() == [0.0, 1.5, 0.0] and len(series.dates) == 3
+    with pytest.raises(ValueError, match=r"^column: expected the name of the value column of export.csv "
+                                         r"\(numeric columns: 'Temp', 'Rain'\)"):  # fmt: skip
+        read_series_file(path)
+
+
+def test_a_numeric_year_column_is_time_not_a_value(tmp_path):
+    path = tmp_path / "yearly.csv"
+    path.write_text("Year,count\n1700,5\n1701,11\n1702,16\n")
+    series = read_series_file(path)
+    assert (series.name, series.dates) == ("count", [1700, 1701, 1702])
+    assert future_dates(series.dates, 2) == [1703, 1704]
+
+
+def test_npy_files_one_dimensional_or_one_column(tmp_path):
+    np.save(tmp_path / "a.npy", np.arange(5.0).reshape(5, 1))
+    series = read_series_file(tmp_path / "a.npy")
+    assert series.values.tolist() == [0, 1, 2, 3, 4] and series.dates is None
+    np.save(tmp_path / "b.npy", np.ones((5, 2)))
+    with pytest.raises(ValueError, match=r"^data: expected a 1-D numeric array"):
+        read_series_file(tmp_path / "b.npy")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("m,v\n2020-01,1\n2020-02,x\n2020-03,2\n", "data: expected numbers in column 'v', got 'x' on line 3 of f.csv"),
+        ("m,v\n2020-01,1\n2020-02,\n2020-03,2\n", "data: expected a number in column 'v', got an empty cell on line 3"),
+        ("m,v\n2020-01,1\n2020-03,2\n2020-02,3\n",
+         "data: expected increasing dates in column 'm' of f.csv, got '2020-02' on line 4 after '2020-03' on line 3"),
+        ("m,v\n2020-01,1\n2020-01,2\n", "data: expected increasing dates in column 'm'"),
+        ("m,v\n2020-01,1,7\n2020-02,2\n", "data: expected 2 fields like the header on line 2 of f.csv, got 3"),
+        ("m,v\n", "data: expected a header row and at least one row of values"),
+        ("m,v\n2020-01,a\n2020-02,b\n", "column: expected the name of the value column of f.csv (numeric columns: none)"),
+    ],
+)  # fmt: skip
+def test_bad_files_give_one_clear_error(tmp_path, text, message):
+    path = tmp_path / "f.csv"
+    path.write_text(text)
+    with pytest.raises(ValueError) as caught:
+        read_series_file(path)
+    assert message in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_missing_file_and_missing_column(tmp_path):
+    with pytest.raises(
+        ValueError, match=r"^data: expected an existing \.csv or \.npy file, got '.*nope\.csv'"
+    ):
+        read_series_file(tmp_path / "nope.csv")
+    path = write_seasonal_csv(tmp_path / "s.csv", n=5)
+    with pytest.raises(ValueError, match=r"^column: expected one of 'month', 'sales' .*, got 'price'"):
+        read_series_file(path, column="price")
+
+
+def test_date_formats_and_their_continuation():
+    assert parse_dates(["2020-01-31", "2020-02-29"]) == [dt.datetime(2020, 1, 31), dt.datetime(2020, 2, 29)]
+    assert parse_dates(["01/31/2020", "02/01/2020"])[1] == dt.datetime(2020, 2, 1)
+    assert parse_dates(["2020-01-01T00:00:00Z"]) == [dt.datetime(2020, 1, 1)]
+    assert parse_dates(["a", "2020-01"]) is None
+    quarterly = [dt.datetime(2020, m, 1) for m in (1, 4, 7, 10)]
+    assert future_dates(quarterly, 2) == [dt.datetime(2021, 1, 1), dt.datetime(2021, 4, 1)]
+    hourly = [dt.datetime(2020, 1, 1, h) for h in range(3)]
+    assert future_dates(hourly, 1) == [dt.datetime(2020, 1, 1, 3)]

@@ -1,0 +1,124 @@
+"""A user's series through the real CLI: train, evaluate, forecast, predict, and bad files."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+from conftest import run_cli, seasonal_series, write_seasonal_csv
+
+
+@pytest.fixture(scope="module")
+def series_run(tmp_path_factory):
+    """The default experiment on a 500-month seasonal series with a trend (auto differencing)."""
+    folder = tmp_path_factory.mktemp("series")
+    csv_path = write_seasonal_csv(folder / "sales.csv")
+    run_dir = folder / "run"
+    done = run_cli("train", "--data", str(csv_path), "--run-dir", str(run_dir), "--quiet")
+    assert done.returncode == 0, done.stderr
+    return csv_path, run_dir, done
+
+
+def test_training_on_a_csv_beats_persistence_at_horizon_one(series_run):
+    _, run_dir, done = series_run
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["period"] == 12
+    assert set(metrics["baselines"]) == {"persistence", "seasonal_naive", "mean"}
+    assert metrics["rmse"] < metrics["baselines"]["persistence"]
+    assert metrics["rmse"] < 1.0  # the noise is 0.5: in the series' units, not the scaled ones
+    assert (
+        f"baselines, same test targets: persistence RMSE {metrics['baselines']['persistence']:.6g}"
+        in done.stdout
+    )
+    scaling = json.loads((run_dir / "scaling.json").read_text())
+    assert scaling["difference"] is True and scaling["scale"] == "standard"  # the trend was found
+    history = json.loads((run_dir / "history.json").read_text())
+    assert history["val_step"][:2] == [100, 200] and len(history["val_loss"]) == len(history["val_step"])
+    assert metrics["best_step"] in history["val_step"] and "kept the model of step" in done.stdout
+
+
+def test_evaluate_with_a_horizon_adds_it_to_metrics(series_run):
+    _, run_dir, _ = series_run
+    done = run_cli("evaluate", "--model", str(run_dir), "--horizon", "6", "--json")
+    assert done.returncode == 0, done.stderr
+    scores = json.loads(done.stdout)
+    assert len(scores["rmse_by_horizon"]) == 6 == len(scores["baselines_by_horizon"]["persistence"])
+    assert scores["rmse_by_horizon"][0] < scores["baselines_by_horizon"]["persistence"][0]
+    saved = json.loads((run_dir / "metrics.json").read_text())
+    assert saved["rmse_by_horizon"] == scores["rmse_by_horizon"] and saved["rmse"] == scores["rmse"]
+    table = run_cli("evaluate", "--model", str(run_dir), "--horizon", "3")
+    assert "RMSE by horizon over" in table.stdout and "seasonal_naive" in table.stdout
+
+
+def test_forecast_continues_the_dates_and_writes_csv_and_plot(series_run, tmp_path):
+    _, run_dir, _ = series_run
+    done = run_cli("forecast", "--model", str(run_dir), "--horizon", "12", "--out", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    rows = list(csv.DictReader((tmp_path / "forecast.csv").open()))
+    # 500 months from 1980-01 end in 2021-08.
+    assert [row["time"] for row in rows[:2]] == ["2021-09-01", "2021-10-01"] and len(rows) == 12
+    assert all(row["truth"] == "" for row in rows)
+    values = np.array([float(row["forecast"]) for row in rows])
+    assert np.all(np.abs(values - seasonal_series(512)[500:]) < 3)  # it continues the cycle and trend
+    assert (tmp_path / "forecast.png").read_bytes()[:4] == b"\x89PNG"
+    assert "RMSE by horizon over" in done.stdout
+
+
+def test_forecast_from_the_test_part_is_scored_against_the_truth(series_run, tmp_path):
+    csv_path, run_dir, _ = series_run
+    done = run_cli(
+        "forecast", "--model", str(run_dir), "--horizon", "5", "--origin", "test", "--out", str(tmp_path)
+    )
+    assert done.returncode == 0, done.stderr
+    rows = list(csv.DictReader((tmp_path / "forecast.csv").open()))
+    first_test = 425  # round(0.7 * 500) + round(0.15 * 500)
+    sales = [line.split(",")[1] for line in csv_path.read_text().splitlines()[1:]]
+    assert [float(row["truth"]) for row in rows] == [float(v) for v in sales[first_test : first_test + 5]]
+    assert "against the 5 known values: model RMSE" in done.stdout and "persistence RMSE" in done.stdout
+
+
+def test_predict_with_a_run_directory_answers_in_the_series_units(series_run, tmp_path):
+    _, run_dir, _ = series_run
+    levels = seasonal_series(60)
+    (tmp_path / "in.txt").write_text("\n".join(f"{v:.6f}" for v in levels))
+    done = run_cli("predict", "--model", str(run_dir), "--input", str(tmp_path / "in.txt"))
+    assert done.returncode == 0, done.stderr
+    predictions = np.array(done.stdout.split(), dtype=float)
+    assert len(predictions) == 60 - 11 + 1  # one per full differenced window of 10
+    assert np.sqrt(np.mean((predictions[:-1] - levels[11:]) ** 2)) < 1.0
+
+
+@pytest.mark.parametrize(
+    ("text", "flags", "message"),
+    [
+        (None, ["--column", "price"], "argument --column: expected one of 'month', 'sales'"),
+        ("month,sales\n2020-01,1\n2020-02,oops\n2020-03,2\n", [],
+         "argument --data: expected numbers in column 'sales', got 'oops' on line 3"),
+        ("month,sales\n" + "".join(f"2020-{m:02d},{m}\n" for m in range(1, 13)), [],
+         "argument --data: expected at least 17 values for one window of 10 steps (differenced)"),
+        ("month,sales\n2020-02,1\n2020-01,2\n2020-03,3\n", [],
+         "argument --data: expected increasing dates in column 'month'"),
+        (None, ["--split", "0.5,0.6,0.1"], "argument --split: expected three fractions"),
+        (None, ["--split", "a,b"], "argument --split: expected three fractions train,validation,test"),
+        (None, ["--split", "0.8,0,0.2", "--patience", "3"], "argument --patience: needs a validation part"),
+    ],
+)  # fmt: skip
+def test_bad_files_and_flags_exit_2_with_one_line(tmp_path, text, flags, message):
+    path = tmp_path / "f.csv"
+    if text is None:
+        write_seasonal_csv(path, n=100)
+    else:
+        path.write_text(text)
+    run_dir = tmp_path / "run"
+    done = run_cli("train", "--data", str(path), "--run-dir", str(run_dir), "--steps", "5", *flags)
+    assert done.returncode == 2, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.startswith("tf-sine")]
+    assert len(lines) == 1 and message in lines[0], done.stderr
+    assert "Traceback" not in done.stderr and not run_dir.exists()  # refused before anything was written
+
+
+def test_missing_data_file_and_patience_without_data(tmp_path):
+    done = run_cli("train", "--data", str(tmp_path / "none.csv"), "--steps", "5")
+    assert done.returncode == 2 and "argument --data: expected an existing .csv or .npy file" in done.stderr
+    done = run_cli("train", "--patience", "2", "--steps", "5")
+    assert done.returncode == 2 and "argument --patience: needs a validation part" in done.stderr
