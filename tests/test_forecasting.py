@@ -66,14 +66,21 @@ def test_score_and_horizon_scores_are_in_the_series_units():
     assert metrics["baselines"]["persistence"] == pytest.approx(np.sqrt(np.mean((persistence - truth) ** 2)))
     assert metrics["period"] == 12
     scores = horizon_scores(model, data, transform, 4, period=12)
-    assert scores["origins"] == len(data.test_targets) - 3
+    assert scores["targets"] == len(data.test_targets)
     assert len(scores["rmse_by_horizon"]) == 4 and set(scores["baselines_by_horizon"]) == set(
         metrics["baselines"]
     )
-    with pytest.raises(
-        ValueError, match=r"^horizon: expected at most 30 \(the test part's length\), got 31$"
-    ):
-        horizon_scores(model, data, transform, 31)
+    # Horizon 1 is the one-step score; horizon 3 forecasts each target from 3 steps before it.
+    assert scores["rmse_by_horizon"][0] == pytest.approx(metrics["rmse"], rel=1e-6)
+    three = rollout(model, data, transform, data.test_targets - 3, 3)[:, 2]
+    assert scores["rmse_by_horizon"][2] == pytest.approx(np.sqrt(np.mean((three - truth) ** 2)), rel=1e-9)
+    persistence_3 = data.levels[data.test_targets - 3]
+    assert scores["baselines_by_horizon"]["persistence"][2] == pytest.approx(
+        np.sqrt(np.mean((persistence_3 - truth) ** 2))
+    )
+    with pytest.raises(ValueError, match=r"^horizon: expected at most 162 \(the steps between"):
+        horizon_scores(model, data, transform, 163)
+    horizon_scores(model, data, transform, 162)  # the longest allowed works
 
 
 def test_validation_keeps_the_best_model_and_patience_stops_early():

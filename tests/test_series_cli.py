@@ -47,7 +47,7 @@ def test_evaluate_with_a_horizon_adds_it_to_metrics(series_run):
     saved = json.loads((run_dir / "metrics.json").read_text())
     assert saved["rmse_by_horizon"] == scores["rmse_by_horizon"] and saved["rmse"] == scores["rmse"]
     table = run_cli("evaluate", "--model", str(run_dir), "--horizon", "3")
-    assert "RMSE by horizon over" in table.stdout and "seasonal_naive" in table.stdout
+    assert "RMSE by horizon on the 75 test targets" in table.stdout and "seasonal_naive" in table.stdout
 
 
 def test_forecast_continues_the_dates_and_writes_csv_and_plot(series_run, tmp_path):
@@ -61,7 +61,7 @@ def test_forecast_continues_the_dates_and_writes_csv_and_plot(series_run, tmp_pa
     values = np.array([float(row["forecast"]) for row in rows])
     assert np.all(np.abs(values - seasonal_series(512)[500:]) < 3)  # it continues the cycle and trend
     assert (tmp_path / "forecast.png").read_bytes()[:4] == b"\x89PNG"
-    assert "RMSE by horizon over" in done.stdout
+    assert "RMSE by horizon on the 75 test targets" in done.stdout
 
 
 def test_forecast_from_the_test_part_is_scored_against_the_truth(series_run, tmp_path):

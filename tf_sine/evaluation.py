@@ -149,36 +149,47 @@ def rollout(model: Any, data: Dataset, transform: Transform, origins: np.ndarray
 def horizon_scores(
     model: Any, data: Dataset, transform: Transform, horizon: int, period: int | None = None
 ) -> dict[str, Any]:
-    """RMSE by horizon 1..`horizon` on the test part, for the model and each baseline.
+    """RMSE by horizon 1..`horizon` over the test targets, for the model and each baseline.
 
-    Every origin whose next `horizon` values all lie in the test part is used, the same
-    origins for every horizon and every forecaster.
+    Horizon `h` forecasts every test target from the origin `h` steps before it (rolled out
+    from the values known there; an origin may lie before the test part), so every horizon is
+    scored on the same targets, the whole test part.
 
     Returns:
-        `{"rmse_by_horizon": [...], "baselines_by_horizon": {name: [...]}, "origins": n}`.
+        `{"rmse_by_horizon": [...], "baselines_by_horizon": {name: [...]}, "targets": n}`.
 
     Raises:
-        ValueError: `horizon` is longer than the test part.
+        ValueError: `horizon` reaches back before the first full window.
     """
     test = data.test_targets
-    if horizon > len(test):
-        raise ConfigError("horizon", f"expected at most {len(test)} (the test part's length), got {horizon}")
-    origins = np.arange(test[0] - 1, test[-1] - horizon + 1)
-    truth = data.levels[origins[:, None] + np.arange(1, horizon + 1)]
-    model_forecast = rollout(model, data, transform, origins, horizon)
+    longest = max_horizon(model, data, transform)
+    if horizon > longest:
+        raise ConfigError(
+            "horizon",
+            f"expected at most {longest} (the steps between the first full window and the test part), "
+            f"got {horizon}",
+        )
+    origins = np.arange(test[0] - horizon, test[-1])  # every origin some horizon needs
+    forecasts = {"model": rollout(model, data, transform, origins, horizon)}
+    forecasts.update(baseline_forecasts(data, origins, horizon, period))
+    scores = {}
+    for name, values in forecasts.items():
+        # Row i is origin test[0] - horizon + i; target t at horizon h is row t - h - origins[0].
+        scores[name] = [
+            _rmse(values[test - h - origins[0], h - 1], data.levels[test]) for h in range(1, horizon + 1)
+        ]
     return {
-        "rmse_by_horizon": _rmse_columns(model_forecast, truth),
-        "baselines_by_horizon": {
-            name: _rmse_columns(values, truth)
-            for name, values in baseline_forecasts(data, origins, horizon, period).items()
-        },
-        "origins": len(origins),
+        "rmse_by_horizon": scores.pop("model"),
+        "baselines_by_horizon": scores,
+        "targets": len(test),
     }
+
+
+def max_horizon(model: Any, data: Dataset, transform: Transform) -> int:
+    """The longest horizon `horizon_scores` can score: origins must end a full window."""
+    earliest = transform.difference + layout_of(model.input_shape)[0] - 1  # the first window's end
+    return int(data.test_targets[0]) - earliest
 
 
 def _rmse(predicted: np.ndarray, truth: np.ndarray) -> float:
     return float(np.sqrt(np.mean((np.asarray(predicted, np.float64) - truth) ** 2)))
-
-
-def _rmse_columns(predicted: np.ndarray, truth: np.ndarray) -> list[float]:
-    return np.sqrt(np.mean((predicted - truth) ** 2, axis=0)).tolist()

@@ -138,7 +138,9 @@ def _read_csv(path: Path, column: str | None) -> Series:
             )
         value_name = column
     else:
-        candidates = [name for name in mostly_numeric if name != time_name]
+        # An unnamed column (a saved DataFrame's index) is not a value column.
+        candidates = [name for name in mostly_numeric
+                      if name != time_name and name and not name.startswith("Unnamed")]  # fmt: skip
         if len(candidates) != 1:
             found = ", ".join(repr(name) for name in candidates) or "none"
             raise ConfigError(

@@ -147,7 +147,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 def _horizon_table(scores: dict[str, Any]) -> str:
     names = list(scores["baselines_by_horizon"])
-    lines = [f"RMSE by horizon over {scores['origins']} test origins (rolled out, series units):",
+    lines = [f"RMSE by horizon on the {scores['targets']} test targets (rolled out, series units):",
              f"{'h':>4} {'model':>12} " + " ".join(f"{name:>15}" for name in names)]  # fmt: skip
     for h, value in enumerate(scores["rmse_by_horizon"]):
         row = " ".join(f"{scores['baselines_by_horizon'][name][h]:>15.6g}" for name in names)
@@ -157,7 +157,7 @@ def _horizon_table(scores: dict[str, Any]) -> str:
 
 def _forecast(args: argparse.Namespace) -> int:
     from tf_sine import plotting
-    from tf_sine.evaluation import baseline_forecasts, horizon_scores, rollout
+    from tf_sine.evaluation import baseline_forecasts, horizon_scores, max_horizon, rollout
     from tf_sine.runs import atomic_write
 
     horizon = check_positive_int("horizon", args.horizon)
@@ -196,9 +196,8 @@ def _forecast(args: argparse.Namespace) -> int:
         model_error = float(np.sqrt(np.mean((forecast[: len(truth)] - truth) ** 2)))
         print(f"against the {len(truth)} known values: model RMSE {model_error:.6g}; "
               + format_baselines(errors, scoring.period))  # fmt: skip
-    backtest = horizon_scores(scoring.model, data, scoring.transform, min(horizon, data.test_targets.size),
-                              scoring.period)  # fmt: skip
-    print(_horizon_table(backtest))
+    backtest = min(horizon, max_horizon(scoring.model, data, scoring.transform))
+    print(_horizon_table(horizon_scores(scoring.model, data, scoring.transform, backtest, scoring.period)))
     print(f"written: {out / 'forecast.csv'}, {out / 'forecast.png'}")
     return 0
 
