@@ -84,3 +84,10 @@ def test_date_formats_and_their_continuation():
     assert future_dates(quarterly, 2) == [dt.datetime(2021, 1, 1), dt.datetime(2021, 4, 1)]
     hourly = [dt.datetime(2020, 1, 1, h) for h in range(3)]
     assert future_dates(hourly, 1) == [dt.datetime(2020, 1, 1, 3)]
+
+
+def test_a_saved_dataframe_index_column_is_not_a_value(tmp_path):
+    path = tmp_path / "frame.csv"
+    path.write_text(",Month,Passengers\n0,1949-01,112\n1,1949-02,118\n2,1949-03,132\n")
+    series = read_series_file(path)
+    assert (series.name, series.time_name, series.values.tolist()) == ("Passengers", "Month", [112, 118, 132])
