@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from tf_sine.cli import export as export_commands
 from tf_sine.cli import series as series_commands
 from tf_sine.cli import studies as study_commands
 from tf_sine.cli.common import (
@@ -111,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--quiet", action="store_true", help="no progress bar")
 
     series_commands.add_commands(commands)
+    export_commands.add_commands(commands)
     study_commands.add_commands(commands)
     return parser
 
@@ -193,4 +195,9 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-_COMMANDS = {"train": _train, **series_commands.COMMANDS, **study_commands.COMMANDS}
+_COMMANDS = {
+    "train": _train,
+    **series_commands.COMMANDS,
+    **export_commands.COMMANDS,
+    **study_commands.COMMANDS,
+}

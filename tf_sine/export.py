@@ -1,0 +1,168 @@
+"""Exporting a trained model for serving: a TensorFlow SavedModel and a TFLite flatbuffer.
+
+The SavedModel has two signatures, both with a free batch dimension:
+
+* ``serving_default``: input ``window`` (float32, the model's window shape, e.g.
+  `(batch, 1, 10)`), output ``prediction`` (`(batch, 1)`): exactly what ``model.keras`` computes.
+* ``next_value``: input ``values`` (float32 `(batch, T)`, or `(batch, T + 1)` for a
+  differenced model: the last values of the series in its own units), output ``next_value``
+  (`(batch,)`, in the series' units): the run's scaling and differencing are in the graph, so
+  a server needs nothing but TensorFlow.
+
+TensorFlow Serving, `tf.saved_model.load` and ``saved_model_cli`` read it. The TFLite file
+computes ``serving_default``. TFLite's builtin ops cannot run Keras's recurrent layers as they
+are (their `while` loop reads variables and keeps tensor lists with a free batch dimension), so
+the converter is given a copy of the model with the recurrence unrolled (`unroll=True`): the
+same weights and the same function, as straight-line ops.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tf_sine.config import ConfigError
+from tf_sine.data import layout_of
+from tf_sine.dataset import Transform
+from tf_sine.runs import write_json
+
+SAVED_MODEL_DIR = "saved_model"
+TFLITE_FILE = "model.tflite"
+MANIFEST_FILE = "export.json"
+
+
+def export_model(
+    model: keras.Model,
+    out: str | os.PathLike,
+    transform: Transform | None = None,
+    overwrite: bool = False,
+) -> dict[str, Any]:
+    """Writes ``out/saved_model/``, ``out/model.tflite`` and ``out/export.json``.
+
+    Args:
+        model: a trained Keras model from `tf_sine.build_model`.
+        out: the folder to write.
+        transform: the run's scaling and differencing, for the ``next_value`` signature
+            (default the identity).
+        overwrite: replace an earlier export in `out`.
+
+    Returns:
+        The manifest written to ``export.json``: signatures with their input and output
+        names and shapes, and the TFLite file (or why there is none).
+
+    Raises:
+        ValueError: `out` holds an export and `overwrite` is not set.
+    """
+    out = Path(out)
+    saved_model = out / SAVED_MODEL_DIR
+    if saved_model.exists() and not overwrite:
+        raise ConfigError("out", f"{str(out)!r} already holds an export; pass --overwrite to replace it")
+    out.mkdir(parents=True, exist_ok=True)
+    transform = transform or Transform()
+    timesteps, layout = layout_of(model.input_shape)
+    window = tuple(model.input_shape[1:])
+    width = timesteps + transform.difference
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint(
+        name="serving_default",
+        fn=lambda w: {"prediction": model(w, training=False)},
+        input_signature=[tf.TensorSpec((None, *window), tf.float32, name="window")],
+    )
+    archive.add_endpoint(
+        name="next_value",
+        fn=lambda values: {"next_value": _next_value(model, transform, values, timesteps, layout)},
+        input_signature=[tf.TensorSpec((None, width), tf.float32, name="values")],
+    )
+    # Written beside the old export, then swapped in: a failed export leaves the old one whole.
+    temporary = out / f".{SAVED_MODEL_DIR}.tmp-{os.getpid()}"
+    shutil.rmtree(temporary, ignore_errors=True)
+    try:
+        archive.write_out(str(temporary), verbose=False)
+        shutil.rmtree(saved_model, ignore_errors=True)
+        os.replace(temporary, saved_model)
+    finally:
+        shutil.rmtree(temporary, ignore_errors=True)
+
+    manifest: dict[str, Any] = {
+        "saved_model": SAVED_MODEL_DIR,
+        "signatures": {
+            "serving_default": {"inputs": {"window": [None, *window]}, "outputs": {"prediction": [None, 1]}},
+            "next_value": {"inputs": {"values": [None, width]}, "outputs": {"next_value": [None]}},
+        },
+        "transform": transform.to_dict(),
+    }
+    manifest["tflite"] = _write_tflite(model, out / TFLITE_FILE)
+    write_json(out / MANIFEST_FILE, manifest)
+    return manifest
+
+
+def _next_value(model: keras.Model, transform: Transform, values: tf.Tensor, timesteps: int, layout: str):
+    """The model's next value after each row of raw `values`, in the series' units: `(batch,)`."""
+    levels = tf.cast(values, tf.float64)
+    encoded = levels[:, 1:] - levels[:, :-1] if transform.difference else levels
+    if transform.scale != "none":
+        encoded = (encoded - transform.offset) / transform.factor
+    shape = (-1, 1, timesteps) if layout == "legacy" else (-1, timesteps, 1)
+    output = tf.cast(model(tf.reshape(tf.cast(encoded, tf.float32), shape), training=False)[:, 0], tf.float64)
+    if transform.scale != "none":
+        output = output * transform.factor + transform.offset
+    if transform.difference:
+        output = output + levels[:, -1]
+    return tf.cast(output, tf.float32)
+
+
+def _write_tflite(model: keras.Model, path: Path) -> dict[str, Any]:
+    try:
+        # The converter saves the model to a temporary SavedModel and lists it on stdout.
+        with contextlib.redirect_stdout(io.StringIO()):
+            flatbuffer = tf.lite.TFLiteConverter.from_keras_model(unrolled_copy(model)).convert()
+    except Exception as error:  # the converter raises many kinds; the SavedModel stands alone
+        text = str(error).strip().splitlines()
+        return {"file": None, "reason": text[-1] if text else type(error).__name__}
+    path.write_bytes(flatbuffer)
+    return {"file": TFLITE_FILE, "ops": "TFLite builtins", "recurrence": "unrolled", "bytes": len(flatbuffer)}
+
+
+def unrolled_copy(model: keras.Model) -> keras.Model:
+    """The same model with every recurrent layer's `unroll=True`, sharing no state with it."""
+    config = model.get_config()
+
+    def unroll(node: Any) -> None:
+        if isinstance(node, dict):
+            if "unroll" in node:
+                node["unroll"] = True
+            for value in node.values():
+                unroll(value)
+        elif isinstance(node, list):
+            for value in node:
+                unroll(value)
+
+    unroll(config)
+    copy = type(model).from_config(config)
+    copy.set_weights([np.asarray(w) for w in model.get_weights()])
+    return copy
+
+
+def run_tflite(path: str | os.PathLike, windows: np.ndarray) -> np.ndarray:
+    """Runs an exported ``model.tflite`` on `windows` with TensorFlow's TFLite interpreter."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tf.lite.Interpreter's notice about its successor
+        interpreter = tf.lite.Interpreter(model_path=str(path))
+    entry = interpreter.get_input_details()[0]
+    interpreter.resize_tensor_input(entry["index"], list(windows.shape))
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(entry["index"], np.asarray(windows, dtype=np.float32))
+    interpreter.invoke()
+    return interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
