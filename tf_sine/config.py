@@ -44,6 +44,13 @@ ENGINES: dict[str, str] = {
     "fit": "plain `keras.Model.fit`, the reference path",
 }
 
+# How training is spread over devices and machines (tf.distribute; see tf_sine.distribute).
+DISTRIBUTIONS: dict[str, str] = {
+    "none": "one process, TensorFlow's default device placement",
+    "mirrored": "MirroredStrategy: one replica per GPU of this machine (one CPU replica without GPUs)",
+    "multi-worker": "MultiWorkerMirroredStrategy: one process per machine, the cluster in TF_CONFIG",
+}
+
 # How a series is scaled before it reaches the model (fitted on the training part only).
 SCALES: dict[str, str] = {
     "auto": "standard with --data; none for the source's sine, which the source fed unscaled",
@@ -217,6 +224,7 @@ class Config:
     seed: int = 0  # seeds weights, dropout and the data order
     checkpoint_every: int = 500  # steps between checkpoints in the run directory
     engine: str = "fast"  # one of ENGINES
+    distribute: str = "none"  # one of DISTRIBUTIONS; batch_size is the global batch
     # --- data (default: the source's sine; see tf_sine.dataset) ---
     data: str | None = None  # a CSV or .npy series file instead of the sine
     column: str | None = None  # the CSV value column; default the only numeric one
@@ -234,6 +242,14 @@ class Config:
         check_int("seed", self.seed)
         check_positive_int("checkpoint_every", self.checkpoint_every)
         check_choice("engine", self.engine, ENGINES)
+        check_choice("distribute", self.distribute, DISTRIBUTIONS)
+        if self.distribute != "none" and self.engine != "fast":
+            raise ConfigError(
+                "engine",
+                f"expected 'fast' with --distribute {self.distribute} (Keras 3.15's fit fails under "
+                "MultiWorkerMirroredStrategy; the fast engine runs the distributed loop), "
+                f"got {self.engine!r}",
+            )
         for name in ("data", "column"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, str) or not value):

@@ -10,7 +10,9 @@ range, print the error, plot), and writes everything to a run directory instead 
 
 from __future__ import annotations
 
+import contextlib
 import os
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -22,9 +24,10 @@ import tensorflow as tf
 from tf_sine import plotting
 from tf_sine.config import Config, ConfigError
 from tf_sine.dataset import Dataset, Transform, detect_period, load_dataset, range_warnings
+from tf_sine.distribute import WorkerLostError, is_chief, make_strategy, weights_fingerprint, worker_name
 from tf_sine.evaluation import score
 from tf_sine.models import build_model_from_config
-from tf_sine.runs import LOSS_PLOT, PREDICTION_PLOT, RunDirectory, atomic_write
+from tf_sine.runs import LOSS_PLOT, PREDICTION_PLOT, RunDirectory, atomic_write, load_model
 from tf_sine.training import TrainingResult, train
 
 
@@ -83,47 +86,77 @@ def run_experiment(
     if tensorboard:
         _require_tensorboard()  # before any work is done
     data = load_dataset(config)  # a bad data file is refused before the run directory exists
-    run = RunDirectory.create(run_dir, prefix=run_prefix)
+    strategy = make_strategy(config.distribute)
+    chief = is_chief(strategy)  # only the chief writes the run directory
+    if config.distribute == "multi-worker" and run_dir is None:
+        raise ConfigError(
+            "run_dir", "expected a --run-dir that every worker sees with --distribute multi-worker"
+        )
+    run = RunDirectory.create(run_dir, prefix=run_prefix) if chief else RunDirectory(run_dir)
     transform = Transform.for_config(data, config)
-    for line in range_warnings(data, transform):
+    for line in range_warnings(data, transform) if chief else ():
         notify(line)
     timesteps, layout = config.timesteps, config.layout
     train_x, train_y = data.windows(transform, data.train_targets, timesteps, layout)
     validation = None
     if len(data.val_targets):
         validation = data.windows(transform, data.val_targets, timesteps, layout)
-    model, training = _resume(run, config, overwrite, notify)
-    if model is None:
-        run.save_config(config)
-        run.save_transform(transform)
-        keras.utils.set_random_seed(config.seed)
-        model = build_model_from_config(config)
-    writer = tf.summary.create_file_writer(str(run.tensorboard_dir)) if tensorboard else None
+    # Under a strategy, the model and its optimizer are created (or loaded) in its scope.
+    with strategy.scope() if strategy is not None else contextlib.nullcontext():
+        model, training = _resume(run, config, overwrite, notify, chief)
+        if model is None:
+            if chief:
+                run.save_config(config)
+                run.save_transform(transform)
+            keras.utils.set_random_seed(config.seed)
+            model = build_model_from_config(config)
+    writer = tf.summary.create_file_writer(str(run.tensorboard_dir)) if tensorboard and chief else None
     if writer is not None:
         _write_graph(writer, model, train_x[:1])
 
     def checkpoint(trained: keras.Model, step: int) -> None:
+        if not chief:
+            return _save_and_discard(trained)
         best = training.best_weights if validation is not None else None
         run.save_checkpoint(trained, step, training.history(), best)
 
-    train(
-        model, train_x, train_y, steps=config.steps, batch_size=config.batch_size, seed=config.seed,
-        engine=config.engine, checkpoint_every=config.checkpoint_every, on_checkpoint=checkpoint,
-        progress=progress, summary_writer=writer, result=training, validation=validation,
-        validate_every=config.validate_every, patience=config.patience,
-    )  # fmt: skip
+    try:
+        train(
+            model, train_x, train_y, steps=config.steps, batch_size=config.batch_size, seed=config.seed,
+            engine=config.engine, checkpoint_every=config.checkpoint_every,
+            on_checkpoint=checkpoint, progress=progress and chief, summary_writer=writer,
+            result=training, validation=validation, validate_every=config.validate_every,
+            patience=config.patience, strategy=strategy,
+        )  # fmt: skip
+    except tf.errors.OpError as error:
+        if strategy is None:
+            raise
+        raise WorkerLostError(str(error).strip().splitlines()[0]) from None
+    summary = {"steps": training.final_step, "train_seconds": round(training.train_seconds, 4)}
+    if strategy is not None:
+        summary.update(
+            distribute=config.distribute,
+            replicas=strategy.num_replicas_in_sync,
+            worker=worker_name(strategy),
+            weights_fingerprint=weights_fingerprint(model.get_weights()),
+        )
+    if not chief:
+        _save_and_discard(model)
+        return ExperimentResult(run, model, summary, np.empty((0, 1), np.float32), training)
     run.save_model(model)
     run.save_history(training)
+    if strategy is not None:
+        # A plain copy to evaluate: Keras's predict under the strategy would wait for every worker.
+        model, _ = load_model(run.model_path)
 
     period = config.period or detect_period(data.levels[: data.train_end])
     metrics, predictions = score(model, data, transform, period)
     metrics.update(
-        steps=training.final_step,
-        train_seconds=round(training.train_seconds, 4),
         checkpoint_seconds=round(training.checkpoint_seconds, 4),
         engine=config.engine,
         kernel=training.kernel,
         seed=config.seed,
+        **summary,
     )
     if validation is not None:
         metrics.update(best_step=training.best_step, best_val_loss=training.best_loss,
@@ -133,10 +166,23 @@ def run_experiment(
     return ExperimentResult(run, model, metrics, predictions, training)
 
 
+def _save_and_discard(model: keras.Model) -> None:
+    """What a non-chief worker does when the chief saves: the same save, to a throwaway file.
+
+    Saving reads the model's variables, and reading a variable aggregated across replicas (a
+    metric's state) is a collective operation: every worker must take part, in the same order.
+    """
+    with tempfile.TemporaryDirectory() as folder:
+        model.save(os.path.join(folder, "model.keras"))
+
+
 def _resume(
-    run: RunDirectory, config: Config, overwrite: bool, notify: Callable[[str], None]
+    run: RunDirectory, config: Config, overwrite: bool, notify: Callable[[str], None], chief: bool = True
 ) -> tuple[keras.Model | None, TrainingResult]:
-    """The model and history to continue from, or `(None, empty)` for a fresh start."""
+    """The model and history to continue from, or `(None, empty)` for a fresh start.
+
+    Only the chief changes the run directory; other workers read the same checkpoint.
+    """
     fresh = TrainingResult()
     if run.finished and not overwrite:
         raise ConfigError(
@@ -145,9 +191,10 @@ def _resume(
             "pass --overwrite to train it again, or choose another --run-dir",
         )
     if run.finished or overwrite:
-        run.clear()
+        if chief:
+            run.clear()
         return None, fresh
-    for leftover in run.remove_temporaries():
+    for leftover in run.remove_temporaries() if chief else ():
         notify(f"removed {leftover}, a file half-written when the last run was stopped")
     if not run.config_path.is_file() or not run.checkpoints():
         return None, fresh  # nothing worth keeping was written yet

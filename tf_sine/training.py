@@ -19,6 +19,7 @@ checkpoints happen between chunks.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
 import time
@@ -160,14 +161,22 @@ class _FastEngine:
     * no XLA: it compiled for 1.5 s (legacy) to 6 s (sequence) and won back less than that.
     """
 
-    def __init__(self, model: keras.Model, x: np.ndarray, y: np.ndarray, batch_size: int):
+    def __init__(
+        self,
+        model: keras.Model,
+        x: np.ndarray,
+        y: np.ndarray,
+        batch_size: int,
+        strategy: tf.distribute.Strategy | None = None,
+    ):
         self.model = model
         # The windows are copied to tensors once; each step gathers its batch from them.
         self.x = tf.constant(x)
         self.y = tf.constant(y)
         optimizer = model.optimizer
         variables = model.trainable_variables
-        optimizer.build(variables)
+        with strategy.scope() if strategy is not None else contextlib.nullcontext():
+            optimizer.build(variables)  # its slots are created like the model's variables
         loss_fn = model.loss
         if type(loss_fn) is keras.losses.MeanSquaredError and loss_fn.reduction == "sum_over_batch_size":
             # The same mean, in two ops instead of Keras's rank and dtype bookkeeping.
@@ -175,17 +184,44 @@ class _FastEngine:
         fused = fused_forward(model)
         self.fused = fused is not None  # reported in metrics.json as "kernel"
         forward = fused or (lambda inputs: model(inputs, training=True))
+        replicas = strategy.num_replicas_in_sync if strategy is not None else 1
+        if batch_size % replicas:
+            raise ConfigError(
+                "batch_size", f"expected a multiple of the {replicas} replicas (each takes an equal share), "
+                f"got {batch_size}",
+            )  # fmt: skip
+        share = batch_size // replicas
 
-        def step(index: tf.Tensor, batches: tf.Tensor, losses: tf.TensorArray):
-            xb = tf.gather(self.x, batches[index])
-            yb = tf.gather(self.y, batches[index])
+        def update(indices: tf.Tensor) -> tf.Tensor:
+            """One replica's step on `indices`; returns its share of the global mean loss."""
+            xb, yb = tf.gather(self.x, indices), tf.gather(self.y, indices)
             with tf.GradientTape() as tape:
+                # Each replica's mean weighs 1/replicas of the global mean: the optimizer sums
+                # the replicas' gradients, which then equal the gradient of the global mean.
                 loss = loss_fn(yb, forward(xb))
+                if replicas > 1:
+                    loss = loss / replicas
             grads = tape.gradient(loss, variables)
             # A variable the loss does not reach gets a zero gradient, as in Keras's own step.
             grads = [tf.zeros_like(v) if g is None else g for g, v in zip(grads, variables, strict=True)]
             optimizer.apply(grads, variables)
-            return index + 1, batches, losses.write(index, loss)
+            return loss
+
+        def replica_update(batch: tf.Tensor) -> tf.Tensor:
+            replica = tf.distribute.get_replica_context().replica_id_in_sync_group
+            return update(batch[replica * share : (replica + 1) * share])
+
+        def distributed_update(batch: tf.Tensor) -> tf.Tensor:
+            # The optimizer's gradient all-reduce is the step's only collective; the loss is
+            # not reduced across workers (a second collective per step could be issued in
+            # another order on each worker): it is the mean over this worker's replicas' shares.
+            local = strategy.experimental_local_results(strategy.run(replica_update, args=(batch,)))
+            return tf.add_n(list(local)) * (replicas / len(local))
+
+        step_update = update if strategy is None else distributed_update
+
+        def step(index: tf.Tensor, batches: tf.Tensor, losses: tf.TensorArray):
+            return index + 1, batches, losses.write(index, step_update(batches[index]))
 
         def run_chunk(batches: tf.Tensor) -> tf.Tensor:
             count = tf.shape(batches)[0]
@@ -209,7 +245,9 @@ class _FastEngine:
 class _FitEngine:
     """The reference: `keras.Model.fit` over each chunk's batches, in order."""
 
-    def __init__(self, model: keras.Model, x: np.ndarray, y: np.ndarray, batch_size: int):
+    def __init__(
+        self, model: keras.Model, x: np.ndarray, y: np.ndarray, batch_size: int, strategy: None = None
+    ):
         self.model, self.x, self.y, self.batch_size = model, x, y, batch_size
 
     def __call__(self, batches: np.ndarray) -> np.ndarray:
@@ -241,6 +279,7 @@ def train(
     validation: tuple[np.ndarray, np.ndarray] | None = None,
     validate_every: int = 100,
     patience: int | None = None,
+    strategy: tf.distribute.Strategy | None = None,
 ) -> TrainingResult:
     """Trains a compiled model until its optimizer has made `steps` updates.
 
@@ -266,6 +305,8 @@ def train(
             model ends with the weights of its best validation loss.
         validate_every: steps between validation losses.
         patience: stop once this many validations in a row found no better loss.
+        strategy: a `tf.distribute.Strategy` whose scope built `model` (fast engine only):
+            each step splits the global `batch_size` evenly over the replicas.
 
     Returns:
         A `TrainingResult` with the loss history and timings.
@@ -282,6 +323,8 @@ def train(
     seed = check_int("seed", seed)
     chunk = check_positive_int("chunk", chunk)
     check_choice("engine", engine, ENGINES)
+    if strategy is not None and engine != "fast":
+        raise ConfigError("engine", f"expected 'fast' with a distribution strategy, got {engine!r}")
     if checkpoint_every is not None:
         check_positive_int("checkpoint_every", checkpoint_every)
     validate_every = check_positive_int("validate_every", validate_every)
@@ -298,7 +341,7 @@ def train(
 
     bar = keras.utils.Progbar(steps, verbose=1 if sys.stdout.isatty() else 2) if progress else None
     began = time.perf_counter()
-    run_chunk = _ENGINES[engine](model, x, y, batch_size)
+    run_chunk = _ENGINES[engine](model, x, y, batch_size, strategy)
     result.kernel = "fused_lstm" if getattr(run_chunk, "fused", False) else "keras"
     step, trained_before, saved_before = start, result.train_seconds, result.checkpoint_seconds
     validate = _Validator(model, *validation) if validation is not None else None
@@ -314,7 +357,9 @@ def train(
             called = time.perf_counter()
             losses = run_chunk(batch_order(len(x), batch_size, seed, step, end))
             calls += 1
-            if calls > 1:  # the first call includes tracing
+            # Adapted to this process's speed, except under a strategy: every worker must run
+            # the same chunks, or their collectives would not pair up.
+            if calls > 1 and strategy is None:  # the first call includes tracing
                 per_step = (time.perf_counter() - called) / (end - step)
                 chunk = int(min(max(CHUNK_SECONDS / max(per_step, 1e-9), 1), MAX_CHUNK))
             loss_steps = list(range(step + 1, end + 1)) if len(losses) > 1 else [end]

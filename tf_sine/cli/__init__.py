@@ -42,6 +42,7 @@ from tf_sine.cli.common import (
 )
 from tf_sine.config import (
     CELLS,
+    DISTRIBUTIONS,
     ENGINES,
     LAYOUTS,
     OPTIMIZERS,
@@ -84,6 +85,8 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     add("--seed", type=int, help="seed for weights, dropout and data order (default 0)")
     add("--checkpoint-every", type=int, help="steps between checkpoints (default 500)")
     add("--engine", choices=tuple(ENGINES), help="; ".join(f"{k}: {v}" for k, v in ENGINES.items()))
+    add("--distribute", choices=tuple(DISTRIBUTIONS),
+        help="; ".join(f"{k}: {v}" for k, v in DISTRIBUTIONS.items()))  # fmt: skip
     add("--scale", choices=tuple(SCALES), help="; ".join(f"{k}: {v}" for k, v in SCALES.items()))
     add("--difference", action=argparse.BooleanOptionalAction,
         help="model the change between values (undone on every output); helps with trends")  # fmt: skip
@@ -171,6 +174,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
 
 def _train(args: argparse.Namespace) -> int:
     config = config_from_args(args)
+    from tf_sine.distribute import WorkerLostError
     from tf_sine.pipeline import run_experiment
     from tf_sine.training import TrainingDivergedError
 
@@ -179,10 +183,15 @@ def _train(args: argparse.Namespace) -> int:
             config, args.run_dir, tensorboard=args.tensorboard, progress=not args.quiet,
             run_prefix=args.preset, overwrite=args.overwrite, notify=note,
         )  # fmt: skip
-    except TrainingDivergedError as error:
+    except (TrainingDivergedError, WorkerLostError) as error:
         print(f"{PROGRAM}: error: {error}", file=sys.stderr)
         return EXIT_FAILED
     metrics = result.metrics
+    if "worker" in metrics:
+        print(f"{metrics['worker']}, {metrics['replicas']} replicas in all: trained {metrics['steps']} "
+              f"steps; weights fingerprint {metrics['weights_fingerprint']}")  # fmt: skip
+    if "rmse" not in metrics:  # not the chief: the chief evaluates and writes the run directory
+        return 0
     print(format_metrics(metrics))
     if "best_step" in metrics:
         stop = " (stopped early)" if metrics["stopped_early"] else ""

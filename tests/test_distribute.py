@@ -1,0 +1,130 @@
+"""tf.distribute: two workers on loopback train together and agree; a lost worker is survived."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+from conftest import ROOT, run_cli
+
+FLAGS = ["--units", "4", "--steps", "300", "--checkpoint-every", "100", "--quiet"]
+
+
+def _free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    for each in sockets:
+        each.bind(("127.0.0.1", 0))
+    ports = [each.getsockname()[1] for each in sockets]
+    for each in sockets:
+        each.close()
+    return ports
+
+
+def _start_workers(run_dir: Path, flags: list[str]) -> list[subprocess.Popen]:
+    ports = _free_ports(2)
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
+    workers = []
+    for index in range(2):
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2",
+                   TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}))  # fmt: skip
+        command = [sys.executable, "-m", "tf_sine", "train", "--distribute", "multi-worker",
+                   "--run-dir", str(run_dir), *flags]  # fmt: skip
+        workers.append(subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                                        stderr=subprocess.PIPE, text=True))  # fmt: skip
+    return workers
+
+
+def _finish(worker: subprocess.Popen, timeout: float = 300) -> tuple[str, str]:
+    try:
+        return worker.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        worker.kill()  # a worker blocked in a collective does not always answer SIGTERM
+        _, err = worker.communicate()
+        pytest.fail(f"a worker hung:\n{err[-2000:]}")
+
+
+def _fingerprint(stdout: str) -> str:
+    line = next(line for line in stdout.splitlines() if "weights fingerprint" in line)
+    return line.rsplit(" ", 1)[1]
+
+
+def _weights(path: Path) -> list[np.ndarray]:
+    return keras.models.load_model(path).get_weights()
+
+
+def test_two_workers_agree_and_match_one_process_with_the_same_global_batch(tmp_path):
+    workers = _start_workers(tmp_path / "run", FLAGS)
+    outputs = [_finish(worker) for worker in workers]
+    for worker, (_, err) in zip(workers, outputs, strict=True):
+        assert worker.returncode == 0, err[-2000:]
+    assert _fingerprint(outputs[0][0]) == _fingerprint(outputs[1][0])  # identical weights, bit for bit
+    assert "worker 1 of 2, 2 replicas in all: trained 300 steps" in outputs[1][0]
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert (metrics["distribute"], metrics["replicas"], metrics["steps"]) == ("multi-worker", 2, 300)
+    single = run_cli("train", *FLAGS, "--run-dir", str(tmp_path / "single"))
+    assert single.returncode == 0, single.stderr
+    for distributed, alone in zip(_weights(tmp_path / "run" / "model.keras"),
+                                  _weights(tmp_path / "single" / "model.keras"), strict=True):  # fmt: skip
+        np.testing.assert_allclose(distributed, alone, atol=1e-5)
+
+
+def test_a_lost_worker_stops_the_survivor_and_a_restart_resumes(tmp_path):
+    run_dir = tmp_path / "run"
+    flags = ["--units", "4", "--steps", "3000", "--checkpoint-every", "200", "--quiet"]
+    chief, other = _start_workers(run_dir, flags)
+    deadline = time.monotonic() + 120
+    while not (run_dir / "checkpoints" / "step-000200.keras").exists():
+        assert time.monotonic() < deadline and chief.poll() is None, "no checkpoint appeared"
+        time.sleep(0.05)
+    other.send_signal(signal.SIGKILL)
+    other.communicate()
+    _, err = _finish(chief, timeout=120)
+    assert chief.returncode == 1 and "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.startswith("tf-sine")]
+    assert len(lines) == 1 and lines[0].startswith("tf-sine: error: multi-worker training lost a worker"), err
+    assert "start every worker again with the same command" in lines[0]
+    assert not (run_dir / "metrics.json").exists()
+
+    workers = _start_workers(run_dir, flags)
+    outputs = [_finish(worker) for worker in workers]
+    for worker, (_, err) in zip(workers, outputs, strict=True):
+        assert worker.returncode == 0, err[-2000:]
+        assert f"resuming {run_dir} from step" in err
+    assert _fingerprint(outputs[0][0]) == _fingerprint(outputs[1][0])
+    assert json.loads((run_dir / "metrics.json").read_text())["steps"] == 3000
+
+
+def test_mirrored_runs_on_this_machines_devices(tmp_path):
+    done = run_cli("train", "--distribute", "mirrored", "--units", "4", "--steps", "50", "--quiet",
+                   "--run-dir", str(tmp_path / "run"))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["distribute"] == "mirrored" and metrics["replicas"] >= 1 and metrics["steps"] == 50
+
+
+@pytest.mark.parametrize(
+    ("flags", "env", "message"),
+    [
+        (["--distribute", "multi-worker", "--run-dir", "x"], {},
+         "argument --distribute: expected the TF_CONFIG environment variable for multi-worker, got none"),
+        (["--distribute", "multi-worker", "--run-dir", "x"], {"TF_CONFIG": "{not json"},
+         "argument --distribute: expected TF_CONFIG with cluster.worker and task.type/index"),
+        (["--distribute", "mirrored", "--engine", "fit"], {}, "argument --engine: expected 'fast' with --distribute"),
+    ],
+)  # fmt: skip
+def test_bad_distribution_settings_exit_2(tmp_path, flags, env, message):
+    environment = (
+        {k: v for k, v in os.environ.items() if k != "TF_CONFIG"} | env | {"TF_CPP_MIN_LOG_LEVEL": "2"}
+    )
+    done = subprocess.run([sys.executable, "-m", "tf_sine", "train", "--steps", "5", *flags],
+                          cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.startswith("tf-sine")]
+    assert len(lines) == 1 and message in lines[0], done.stderr
