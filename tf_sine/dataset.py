@@ -275,7 +275,8 @@ def detect_period(values: np.ndarray, max_period: int | None = None) -> int | No
 
     The series is detrended (least-squares line) and its autocorrelation computed for lags
     2 .. `max_period` (default a third of the length); the lag of the highest local maximum
-    wins if its correlation reaches `MIN_SEASONAL_CORRELATION`.
+    wins if its correlation reaches `MIN_SEASONAL_CORRELATION` and the band 2/sqrt(n) within
+    which a series without a cycle stays 95% of the time.
     """
     values = np.asarray(values, dtype=np.float64)
     n = len(values)
@@ -296,4 +297,5 @@ def detect_period(values: np.ndarray, max_period: int | None = None) -> int | No
     if not len(peaks):
         return None
     best = int(peaks[np.argmax(acf[peaks])])
-    return best if acf[best] >= MIN_SEASONAL_CORRELATION else None
+    # Beyond the 95% band of a series without any cycle (2/sqrt(n)), which short series need.
+    return best if acf[best] >= max(MIN_SEASONAL_CORRELATION, 2 / math.sqrt(n)) else None
