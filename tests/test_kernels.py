@@ -78,3 +78,29 @@ def test_fast_engine_uses_the_kernel_and_matches_fit():
         tf_sine.train(model, x, y, steps=40, batch_size=16, engine=engine, progress=False)
         predictions[engine] = tf_sine.predict(model, x)
     np.testing.assert_allclose(predictions["fast"], predictions["fit"], rtol=1e-4, atol=1e-5)
+
+
+def test_a_batch_in_two_shards_computes_the_same_values_and_gradients():
+    keras.utils.set_random_seed(4)
+    model = tf_sine.build_model(units=6, timesteps=8, layout="sequence")
+    x = tf.constant(np.random.default_rng(5).normal(size=(6, 8, 1)).astype(np.float32))
+    whole_out, whole_grads = _values_and_gradients(model, x, fused_forward(model))
+    split_out, split_grads = _values_and_gradients(model, x, fused_forward(model, shards=2))
+    np.testing.assert_allclose(split_out, whole_out, rtol=1e-6, atol=1e-7)
+    for mine, theirs in zip(split_grads, whole_grads, strict=True):
+        np.testing.assert_allclose(mine, theirs, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("inter", "intra", "layout", "batch", "expected"),
+    [("2", "1", "sequence", 32, 2), ("2", "1", "legacy", 32, 1), ("2", "1", "sequence", 31, 1),
+     ("1", "0", "sequence", 32, 1), ("2", "2", "sequence", 32, 1)],
+)  # fmt: skip
+def test_batches_are_split_only_where_two_single_threaded_halves_pay(monkeypatch, inter, intra, layout,
+                                                                      batch, expected):  # fmt: skip
+    from tf_sine.training import _shards
+
+    monkeypatch.setenv("TF_NUM_INTEROP_THREADS", inter)
+    monkeypatch.setenv("TF_NUM_INTRAOP_THREADS", intra)
+    model = tf_sine.build_model(units=4, timesteps=5, layout=layout)
+    assert _shards(model, batch, strategy=None) == expected

@@ -26,12 +26,15 @@ import tensorflow as tf
 Forward = Callable[[tf.Tensor], tf.Tensor]
 
 
-def fused_forward(model: keras.Model) -> Forward | None:
+def fused_forward(model: keras.Model, shards: int = 1) -> Forward | None:
     """Returns `x -> model(x, training=True)` built on fused LSTM kernels, or None.
 
     Args:
         model: a `keras.Sequential` of LSTM / Bidirectional(LSTM) layers and Dense layers, as
             `tf_sine.build_model(cell="lstm")` makes.
+        shards: run the batch as this many independent equal slices (it must divide the
+            batch), which TensorFlow's inter-op threads can compute side by side: for small
+            models the fused kernels' matmuls are too small to use several cores each.
 
     Returns:
         A function mapping windows `(batch, time, features)` to the model's output, or None
@@ -57,7 +60,9 @@ def fused_forward(model: keras.Model) -> Forward | None:
                 sequence, output = _lstm_layer(sequence, layer)
         return output
 
-    return forward
+    if shards == 1:
+        return forward
+    return lambda x: tf.concat([forward(part) for part in tf.split(x, shards, axis=0)], axis=0)
 
 
 def _dense(inputs: tf.Tensor, layer: keras.layers.Dense) -> tf.Tensor:

@@ -155,6 +155,7 @@ def run_experiment(
         checkpoint_seconds=round(training.checkpoint_seconds, 4),
         engine=config.engine,
         kernel=training.kernel,
+        batch_shards=training.shards,
         seed=config.seed,
         **summary,
     )
