@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -21,18 +20,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from tf_sine.distribute import local_tf_configs
+
 ROOT = Path(__file__).resolve().parents[1]
 STEPS = 3000
-
-
-def _ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    for each in sockets:
-        each.bind(("127.0.0.1", 0))
-    ports = [each.getsockname()[1] for each in sockets]
-    for each in sockets:
-        each.close()
-    return ports
 
 
 def run(layout: str, workers: int, run_dir: Path) -> dict:
@@ -45,12 +36,9 @@ def run(layout: str, workers: int, run_dir: Path) -> dict:
         processes = [subprocess.Popen(command, cwd=ROOT, env=base, stdout=subprocess.DEVNULL,
                                       stderr=subprocess.PIPE, text=True)]  # fmt: skip
     else:
-        cluster = {"worker": [f"127.0.0.1:{port}" for port in _ports(workers)]}
         processes = []
-        for index in range(workers):
-            env = dict(
-                base, TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
-            )
+        for tf_config in local_tf_configs(workers):
+            env = dict(base, TF_CONFIG=tf_config)
             worker = [*command, "--distribute", "multi-worker"]
             processes.append(subprocess.Popen(worker, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                                               stderr=subprocess.PIPE, text=True))  # fmt: skip

@@ -3,7 +3,6 @@
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,26 +13,15 @@ import numpy as np
 import pytest
 from conftest import ROOT, run_cli
 
+from tf_sine.distribute import local_tf_configs
+
 FLAGS = ["--units", "4", "--steps", "300", "--checkpoint-every", "100", "--quiet"]
 
 
-def _free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    for each in sockets:
-        each.bind(("127.0.0.1", 0))
-    ports = [each.getsockname()[1] for each in sockets]
-    for each in sockets:
-        each.close()
-    return ports
-
-
 def _start_workers(run_dir: Path, flags: list[str]) -> list[subprocess.Popen]:
-    ports = _free_ports(2)
-    cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
     workers = []
-    for index in range(2):
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2",
-                   TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}))  # fmt: skip
+    for tf_config in local_tf_configs(2):
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", TF_CONFIG=tf_config)
         command = [sys.executable, "-m", "tf_sine", "train", "--distribute", "multi-worker",
                    "--run-dir", str(run_dir), *flags]  # fmt: skip
         workers.append(subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE,
@@ -128,3 +116,10 @@ def test_bad_distribution_settings_exit_2(tmp_path, flags, env, message):
     assert done.returncode == 2 and "Traceback" not in done.stderr
     lines = [line for line in done.stderr.splitlines() if line.startswith("tf-sine")]
     assert len(lines) == 1 and message in lines[0], done.stderr
+
+
+def test_local_tf_configs_name_one_cluster_of_distinct_ports():
+    configs = [json.loads(text) for text in local_tf_configs(3)]
+    assert [config["task"] for config in configs] == [{"type": "worker", "index": i} for i in range(3)]
+    workers = configs[0]["cluster"]["worker"]
+    assert all(config["cluster"]["worker"] == workers for config in configs) and len(set(workers)) == 3

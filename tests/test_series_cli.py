@@ -122,3 +122,18 @@ def test_missing_data_file_and_patience_without_data(tmp_path):
     assert done.returncode == 2 and "argument --data: expected an existing .csv or .npy file" in done.stderr
     done = run_cli("train", "--patience", "2", "--steps", "5")
     assert done.returncode == 2 and "argument --patience: needs a validation part" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [(["--horizon", "0"], "argument --horizon: expected a positive integer, got 0"),
+     (["--horizon", "3", "--origin", "soon"], "argument --origin: expected 'end', 'test' or a position, got 'soon'"),
+     (["--horizon", "3", "--origin", "2"], "argument --origin: expected a position from 10 to 499, got 2")],
+)  # fmt: skip
+def test_bad_forecast_flags_exit_2_with_one_line(series_run, tmp_path, flags, message):
+    _, run_dir, _ = series_run
+    done = run_cli("forecast", "--model", str(run_dir), "--out", str(tmp_path), *flags)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.startswith("tf-sine")]
+    assert len(lines) == 1 and message in lines[0], done.stderr
+    assert not (tmp_path / "forecast.csv").exists()

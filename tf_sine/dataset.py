@@ -68,16 +68,20 @@ class Dataset:
             `(x, y)`: float32 arrays of shapes `(n, 1, T)` or `(n, T, 1)` (by `layout`) and `(n, 1)`.
         """
         targets = np.asarray(targets, dtype=np.int64)
-        labels = transform.encode(self.levels)[targets].astype(np.float32).reshape(-1, 1)
-        return self.inputs(transform, targets, timesteps, layout), labels
+        encoded = transform.encode(self.levels)
+        labels = encoded[targets].astype(np.float32).reshape(-1, 1)
+        return _cut(encoded, targets, timesteps, layout), labels
 
     def inputs(self, transform: Transform, targets: np.ndarray, timesteps: int, layout: str) -> np.ndarray:
         """The window before each of `targets` (a target may be `len(levels)`, the value after
         the end), in the transform's space: float32, `(n, 1, T)` or `(n, T, 1)`."""
         targets = np.asarray(targets, dtype=np.int64)
-        encoded = transform.encode(self.levels)
-        x = np.lib.stride_tricks.sliding_window_view(encoded, timesteps)[targets - timesteps]
-        return to_layout(x.astype(np.float32).reshape(len(targets), 1, timesteps), layout)
+        return _cut(transform.encode(self.levels), targets, timesteps, layout)
+
+
+def _cut(encoded: np.ndarray, targets: np.ndarray, timesteps: int, layout: str) -> np.ndarray:
+    x = np.lib.stride_tricks.sliding_window_view(encoded, timesteps)[targets - timesteps]
+    return to_layout(x.astype(np.float32).reshape(len(targets), 1, timesteps), layout)
 
 
 def sine_dataset(timesteps: int, difference: bool = False) -> Dataset:

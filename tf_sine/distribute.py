@@ -21,11 +21,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import socket
+from typing import TYPE_CHECKING
 
 import numpy as np
-import tensorflow as tf
 
 from tf_sine.config import DISTRIBUTIONS, ConfigError, check_choice
+
+if TYPE_CHECKING:  # TensorFlow is imported when a strategy is made, not by local_tf_configs
+    import tensorflow as tf
 
 
 class WorkerLostError(RuntimeError):
@@ -47,6 +51,8 @@ def make_strategy(name: str) -> tf.distribute.Strategy | None:
     check_choice("distribute", name, DISTRIBUTIONS)
     if name == "none":
         return None
+    import tensorflow as tf
+
     if name == "mirrored":
         return tf.distribute.MirroredStrategy()
     _check_tf_config()
@@ -99,3 +105,20 @@ def weights_fingerprint(weights: list[np.ndarray]) -> str:
     for weight in weights:
         digest.update(np.ascontiguousarray(weight).tobytes())
     return digest.hexdigest()[:16]
+
+
+def local_tf_configs(count: int) -> list[str]:
+    """`TF_CONFIG` values for `count` workers on 127.0.0.1, on ports free right now.
+
+    For trying multi-worker training on one machine (the tests and benchmarks do): start one
+    process per value, each with its own `TF_CONFIG`.
+    """
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for each in sockets:
+            each.bind(("127.0.0.1", 0))
+        cluster = {"worker": [f"127.0.0.1:{each.getsockname()[1]}" for each in sockets]}
+    finally:
+        for each in sockets:
+            each.close()
+    return [json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}}) for i in range(count)]

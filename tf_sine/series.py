@@ -230,14 +230,13 @@ def parse_dates(cells: list[str]) -> list[dt.datetime] | None:
 
 
 def _check_increasing(dates: list, cells: list[tuple[int, str]], name: str, path: Path) -> None:
-    for (before, (line_before, cell_before)), (after, (line, cell)) in zip(
-        zip(dates, cells, strict=False), zip(dates[1:], cells[1:], strict=False), strict=False
-    ):
-        if not after > before:
+    for index in range(1, len(dates)):
+        if not dates[index] > dates[index - 1]:
+            (line_before, before), (line, cell) = cells[index - 1], cells[index]
             raise ConfigError(
                 "data",
                 f"expected increasing dates in column {name!r} of {path.name}, "
-                f"got {cell!r} on line {line} after {cell_before!r} on line {line_before}",
+                f"got {cell!r} on line {line} after {before!r} on line {line_before}",
             )
 
 

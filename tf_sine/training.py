@@ -217,9 +217,8 @@ class _FastEngine:
             return update(batch[replica * share : (replica + 1) * share])
 
         def distributed_update(batch: tf.Tensor) -> tf.Tensor:
-            # The optimizer's gradient all-reduce is the step's only collective; the loss is
-            # not reduced across workers (a second collective per step could be issued in
-            # another order on each worker): it is the mean over this worker's replicas' shares.
+            # One collective per step, the optimizer's gradient all-reduce: the loss is not
+            # reduced across workers, it is the mean over this worker's replicas' shares.
             local = strategy.experimental_local_results(strategy.run(replica_update, args=(batch,)))
             return tf.add_n(list(local)) * (replicas / len(local))
 

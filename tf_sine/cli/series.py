@@ -160,8 +160,8 @@ def _forecast(args: argparse.Namespace) -> int:
     from tf_sine.evaluation import baseline_forecasts, horizon_scores, max_horizon, rollout
     from tf_sine.runs import atomic_write
 
-    horizon = check_positive_int("horizon", args.horizon)
-    scoring = _Scoring(args)
+    scoring = _Scoring(args)  # checks --horizon
+    horizon = args.horizon
     data, levels = scoring.data, scoring.data.levels
     origin = _origin(args.origin, scoring)
     forecast = rollout(scoring.model, data, scoring.transform, np.array([origin]), horizon)[0]
