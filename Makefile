@@ -5,6 +5,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+NATIVE := $(VENV)/.native
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
 .PHONY: install run test test-slow lint notebooks clean
@@ -15,18 +16,24 @@ $(STAMP): setup.cfg pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[test]"
 	touch $(STAMP)
 
-install: $(STAMP)
+# The compiled LSTM kernels (tf_sine/native), built once per source change; without a C++
+# compiler training falls back to TensorFlow's BlockLSTM, so a failed build does not stop make.
+$(NATIVE): $(STAMP) tf_sine/native/lstm.cc
+	$(BIN)/python -m tf_sine.native || echo "tf_sine: native kernels not built; training uses BlockLSTM"
+	touch $(NATIVE)
 
-run: $(STAMP)
+install: $(STAMP) $(NATIVE)
+
+run: install
 	$(BIN)/python -m tf_sine $(ARGS)
 
-test: $(STAMP)
+test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-test-slow: $(STAMP)
+test-slow: install
 	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
 
-notebooks: $(STAMP)
+notebooks: install
 	$(BIN)/python notebooks/run.py
 
 lint: $(STAMP)

@@ -88,10 +88,15 @@ def test_console_script_is_installed():
 
 
 @pytest.mark.parametrize(
-    ("flags", "shards"), [(["--layout", "sequence"], 2), (["--layout", "sequence", "--units", "128"], 1)]
+    ("flags", "shards"),
+    [
+        (["--layout", "sequence"], 2),
+        (["--layout", "sequence", "--units", "128"], 2),
+        (["--layout", "legacy"], 1),
+    ],
 )
-def test_small_sequence_models_train_in_two_halves_side_by_side(tmp_path, flags, shards):
+def test_sequence_lstms_train_in_two_halves_side_by_side(tmp_path, flags, shards):
     done = run_cli("train", *flags, "--steps", "20", "--quiet", "--run-dir", str(tmp_path / "run"))
     assert done.returncode == 0, done.stderr
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
-    assert (metrics["kernel"], metrics["batch_shards"]) == ("fused_lstm", shards)
+    assert (metrics["kernel"], metrics["batch_shards"]) == ("native_lstm", shards)

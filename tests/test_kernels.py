@@ -1,4 +1,4 @@
-"""The fused LSTM kernel computes the same function, and the same gradients, as Keras's layers."""
+"""Both fused LSTM kernels compute the same function, and the same gradients, as Keras's layers."""
 
 import keras
 import numpy as np
@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 import tf_sine
-from tf_sine.kernels import fused_forward
+from tf_sine.kernels import KERNELS, fused_forward
 
 
 def _values_and_gradients(model, x, forward):
@@ -32,7 +32,8 @@ def _values_and_gradients(model, x, forward):
     ],
     ids=["legacy", "sequence", "deep-long", "bidirectional", "bidirectional-legacy"],
 )
-def test_fused_lstm_equals_keras_lstm(options):
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_fused_lstm_equals_keras_lstm(options, kernel):
     keras.utils.set_random_seed(1)
     model = tf_sine.build_model(units=7, **options)
     # Non-zero biases, so every gate's bias gradient is checked too.
@@ -40,7 +41,7 @@ def test_fused_lstm_equals_keras_lstm(options):
         variable.assign(variable + np.random.default_rng(2).normal(0, 0.1, variable.shape).astype(np.float32))
     window = model.input_shape[1:]
     x = tf.constant(np.random.default_rng(3).normal(size=(5, *window)).astype(np.float32))
-    fused = fused_forward(model)
+    fused = fused_forward(model, kernel=kernel)
     assert fused is not None
     keras_out, keras_grads = _values_and_gradients(model, x, lambda v: model(v, training=True))
     fused_out, fused_grads = _values_and_gradients(model, x, fused)
@@ -65,6 +66,11 @@ def test_models_the_kernel_does_not_cover_fall_back_to_keras(options):
     assert fused_forward(tf_sine.build_model(units=3, **options)) is None
 
 
+def test_an_unknown_kernel_is_refused_by_name():
+    with pytest.raises(ValueError, match="kernel: expected one of native_lstm, fused_lstm, got 'cudnn'"):
+        fused_forward(tf_sine.build_model(units=3), kernel="cudnn")
+
+
 def test_fast_engine_uses_the_kernel_and_matches_fit():
     from tf_sine.training import _FastEngine
 
@@ -80,12 +86,13 @@ def test_fast_engine_uses_the_kernel_and_matches_fit():
     np.testing.assert_allclose(predictions["fast"], predictions["fit"], rtol=1e-4, atol=1e-5)
 
 
-def test_a_batch_in_two_shards_computes_the_same_values_and_gradients():
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_a_batch_in_two_shards_computes_the_same_values_and_gradients(kernel):
     keras.utils.set_random_seed(4)
     model = tf_sine.build_model(units=6, timesteps=8, layout="sequence")
     x = tf.constant(np.random.default_rng(5).normal(size=(6, 8, 1)).astype(np.float32))
-    whole_out, whole_grads = _values_and_gradients(model, x, fused_forward(model))
-    split_out, split_grads = _values_and_gradients(model, x, fused_forward(model, shards=2))
+    whole_out, whole_grads = _values_and_gradients(model, x, fused_forward(model, kernel=kernel))
+    split_out, split_grads = _values_and_gradients(model, x, fused_forward(model, shards=2, kernel=kernel))
     np.testing.assert_allclose(split_out, whole_out, rtol=1e-6, atol=1e-7)
     for mine, theirs in zip(split_grads, whole_grads, strict=True):
         np.testing.assert_allclose(mine, theirs, rtol=1e-5, atol=1e-6)

@@ -31,7 +31,7 @@ def test_run_directory_is_complete(tiny_run):
     metrics = read_json(path / "metrics.json")
     assert {"rmse", "mse", "mae", "steps", "train_seconds"} <= set(metrics)
     assert metrics["steps"] == TINY.steps and metrics["train_seconds"] > 0
-    assert (metrics["engine"], metrics["kernel"]) == ("fast", "fused_lstm")
+    assert (metrics["engine"], metrics["kernel"]) == ("fast", "native_lstm")
     assert metrics["rmse"] == pytest.approx(np.sqrt(metrics["mse"]))
     # The sine's baselines on the same test targets; its season is 2*pi/0.01 = 628 samples.
     assert metrics["period"] == 628

@@ -1,0 +1,138 @@
+"""tf_sine's compiled LSTM kernels: a TensorFlow custom-op library built on this machine.
+
+`lstm.cc` holds two ops, `TfSineLstm` (a Keras LSTM layer over a whole sequence) and
+`TfSineLstmGrad` (its gradient). They are compiled with the C++ compiler against the installed
+TensorFlow's own headers and library (`tf.sysconfig`), with `-O3 -march=native`, into a cache
+directory keyed by the source, the TensorFlow version and this CPU: once, by `make install`
+(`python -m tf_sine.native`), or by the first `load()` that finds no library.
+
+Without a compiler, or when the build or the load fails, `load()` warns once and returns None,
+and training falls back to TensorFlow's BlockLSTM kernel: slower, same function.
+
+Environment:
+    TF_SINE_NATIVE=0: never build or load the library (the fallback everywhere).
+    TF_SINE_CACHE: the cache directory (default `$XDG_CACHE_HOME/tf_sine` or `~/.cache/tf_sine`).
+    CXX: the C++ compiler (default `c++`).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import functools
+import hashlib
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+from types import ModuleType
+
+SOURCE = Path(__file__).with_name("lstm.cc")
+OPTIMIZATION = ["-O3", "-march=native", "-fPIC", "-shared", "-w"]
+
+
+class NativeBuildError(RuntimeError):
+    """The kernel library could not be compiled."""
+
+
+def enabled() -> bool:
+    """False when `TF_SINE_NATIVE=0` turns the compiled kernels off."""
+    return os.environ.get("TF_SINE_NATIVE", "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def cache_dir() -> Path:
+    """Where built libraries live (see the module docstring)."""
+    if os.environ.get("TF_SINE_CACHE"):
+        return Path(os.environ["TF_SINE_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "tf_sine"
+
+
+def _compiler() -> list[str]:
+    return shlex.split(os.environ.get("CXX") or "c++")
+
+
+def _build_flags() -> list[str]:
+    import tensorflow as tf
+
+    return [*tf.sysconfig.get_compile_flags(), *tf.sysconfig.get_link_flags()]
+
+
+def _cpu_signature() -> str:
+    """What `-march=native` depends on: the CPU's model and feature flags."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        lines = []
+    wanted = [line for line in lines if line.startswith(("model name", "flags"))][:2]
+    return "\n".join([platform.machine(), platform.processor(), *wanted])
+
+
+def library_path() -> Path:
+    """The library file for this source, TensorFlow build, compiler command and CPU."""
+    import tensorflow as tf
+
+    command = " ".join(_compiler() + OPTIMIZATION + _build_flags())
+    key = hashlib.sha256()
+    for part in (SOURCE.read_bytes(), tf.__version__.encode(), command.encode(), _cpu_signature().encode()):
+        key.update(part)
+        key.update(b"\0")
+    return cache_dir() / f"lstm_ops-{key.hexdigest()[:16]}.so"
+
+
+def build(force: bool = False) -> Path:
+    """Compiles the kernels unless a library for this machine exists; returns its path.
+
+    Concurrent builds (several workers starting at once) wait on a lock file and the first one
+    builds; the library appears under its final name only when complete.
+
+    Raises:
+        NativeBuildError: no compiler, or the compiler failed (its last lines of output).
+    """
+    path = library_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if path.exists() and not force:
+            return path
+        partial = path.with_suffix(f".{os.getpid()}.tmp")
+        command = [*_compiler(), *OPTIMIZATION, str(SOURCE), "-o", str(partial), *_build_flags()]
+        try:
+            done = subprocess.run(command, capture_output=True, text=True)
+        except OSError as error:
+            raise NativeBuildError(f"no C++ compiler ({_compiler()[0]}): {error.strerror}") from None
+        if done.returncode:
+            partial.unlink(missing_ok=True)
+            tail = " | ".join((done.stderr or done.stdout).strip().splitlines()[-3:])
+            raise NativeBuildError(f"{_compiler()[0]} exited with status {done.returncode}: {tail}")
+        os.replace(partial, path)
+    return path
+
+
+@functools.cache
+def load() -> ModuleType | None:
+    """The loaded op library (`tf_sine_lstm`, `tf_sine_lstm_grad`), or None (see module docstring).
+
+    The first call in a process may build the library (about 15 s on 2 cores), with a note on
+    stderr; later calls return the same module.
+    """
+    if not enabled():
+        return None
+    import tensorflow as tf
+
+    try:
+        path = library_path()
+        if not path.exists():
+            print(f"tf_sine: compiling the native LSTM kernels for this machine into {path.parent} "
+                  "(once, about 15 s)", file=sys.stderr)  # fmt: skip
+            build()
+        return tf.load_op_library(str(path))
+    except (NativeBuildError, OSError, tf.errors.OpError) as error:
+        warnings.warn(
+            f"tf_sine: native LSTM kernels unavailable ({error}); using TensorFlow's BlockLSTM instead",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        return None
