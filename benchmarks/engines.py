@@ -3,6 +3,7 @@
     python benchmarks/engines.py --peer-python /path/to/venv-with-torch-and-jax/bin/python
     python benchmarks/engines.py --sweep            # scaling: timesteps, units, batch size
     python benchmarks/engines.py --predict          # prediction throughput
+    python benchmarks/engines.py --kernels          # one LSTM layer: native kernel against BlockLSTM
 
 Every run is a fresh subprocess, so each pays its own imports, tracing and compilation, and its
 peak RSS is its own (from `os.wait4`). tf_sine runs are `python -m tf_sine train` (their
@@ -199,6 +200,55 @@ def predict_throughput(scratch: Path) -> list[dict]:
     return rows
 
 
+KERNEL_SHAPES = [(10, 16, 1, 30, 2000), (10, 16, 30, 30, 2000), (100, 32, 1, 30, 200), (10, 32, 128, 512, 20),
+                 (10, 256, 512, 512, 5)]  # (time, batch, features, units, calls)  # fmt: skip
+
+
+def _microseconds_per_call(run_cell, cell, x, calls: int) -> float:
+    """Forward + gradient of `run_cell(x, cell)`, `calls` times in a graph loop, tracing excluded."""
+    import tensorflow as tf
+
+    def body(i: tf.Tensor, total: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(run_cell(x, cell))
+        grads = tape.gradient(loss, cell.trainable_variables)
+        return i + 1, total + tf.add_n([tf.reduce_sum(g) for g in grads])
+
+    loop = tf.function(lambda: tf.while_loop(lambda i, _: i < calls, body, (0, 0.0)), autograph=False)
+    loop()  # traced and warmed up
+    began = time.perf_counter()
+    loop()
+    return (time.perf_counter() - began) / calls * 1e6
+
+
+def kernel_calls() -> list[dict]:
+    """Microseconds per forward + gradient call of one LSTM layer on each kernel, in this process.
+
+    Thread pools come from the environment (`TF_NUM_INTRAOP_THREADS=1` for the README's
+    one-thread figures).
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+    import numpy as np
+
+    from tf_sine import kernels
+
+    rows = []
+    for time_steps, batch, features, units, calls in KERNEL_SHAPES:
+        cell = keras.layers.LSTMCell(units)
+        cell.build((None, features))
+        x = np.random.default_rng(0).normal(size=(time_steps, batch, features)).astype(np.float32)
+        row = {"time": time_steps, "batch": batch, "features": features, "units": units,
+               "native_lstm_us": _microseconds_per_call(kernels.native_lstm, cell, x, calls),
+               "fused_lstm_us": _microseconds_per_call(kernels.block_lstm, cell, x, calls)}  # fmt: skip
+        flops = 3 * 2 * batch * time_steps * (features + units) * 4 * units
+        row["native_gflops_per_second"] = flops / row["native_lstm_us"] / 1e3
+        row["speedup"] = row["fused_lstm_us"] / row["native_lstm_us"]
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    return rows
+
+
 def markdown(rows: list[dict]) -> str:
     keys = [key for key in rows[0] if not key.endswith("_all")]
     lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
@@ -217,6 +267,7 @@ def main() -> None:
     parser.add_argument("--skip-fit", action="store_true", help="leave out tf_sine's fit engine")
     parser.add_argument("--sweep", action="store_true", help="run the scaling sweep instead")
     parser.add_argument("--predict", action="store_true", help="measure prediction throughput instead")
+    parser.add_argument("--kernels", action="store_true", help="time one LSTM layer on each kernel instead")
     parser.add_argument("--json", type=Path, help="write the results here")
     parser.add_argument("--plot-dir", type=Path, help="with --sweep: write the sweep's figures here")
     args = parser.parse_args()
@@ -227,6 +278,8 @@ def main() -> None:
                 plot_sweep(rows, args.plot_dir)
         elif args.predict:
             rows = predict_throughput(Path(scratch))
+        elif args.kernels:
+            rows = kernel_calls()
         else:
             rows = compare(args, Path(scratch))
     print(f"\n{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}\n")
