@@ -16,10 +16,10 @@ $(STAMP): setup.cfg pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[test]"
 	touch $(STAMP)
 
-# The compiled LSTM kernels (tf_sine/native), built once per source change; without a C++
-# compiler training falls back to TensorFlow's BlockLSTM, so a failed build does not stop make.
-$(NATIVE): $(STAMP) tf_sine/native/lstm.cc
-	$(BIN)/python -m tf_sine.native || echo "tf_sine: native kernels not built; training uses BlockLSTM"
+# The compiled recurrent kernels (tf_sine/native), built once per source change; without a C++
+# compiler training falls back to TensorFlow's kernels, so a failed build does not stop make.
+$(NATIVE): $(STAMP) tf_sine/native/rnn_ops.cc
+	$(BIN)/python -m tf_sine.native || echo "tf_sine: native kernels not built; training uses TensorFlow's own"
 	touch $(NATIVE)
 
 install: $(STAMP) $(NATIVE)

@@ -88,15 +88,17 @@ def test_console_script_is_installed():
 
 
 @pytest.mark.parametrize(
-    ("flags", "shards"),
+    ("flags", "kernel", "shards"),
     [
-        (["--layout", "sequence"], 2),
-        (["--layout", "sequence", "--units", "128"], 2),
-        (["--layout", "legacy"], 1),
+        (["--layout", "sequence"], "native_lstm", 2),
+        (["--layout", "sequence", "--units", "128"], "native_lstm", 2),
+        (["--layout", "sequence", "--cell", "gru"], "native_gru", 2),
+        (["--layout", "sequence", "--dropout", "0.1"], "keras", 1),
+        (["--layout", "legacy"], "native_lstm", 1),
     ],
 )
-def test_sequence_lstms_train_in_two_halves_side_by_side(tmp_path, flags, shards):
+def test_sequence_models_train_in_two_halves_side_by_side(tmp_path, flags, kernel, shards):
     done = run_cli("train", *flags, "--steps", "20", "--quiet", "--run-dir", str(tmp_path / "run"))
     assert done.returncode == 0, done.stderr
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
-    assert (metrics["kernel"], metrics["batch_shards"]) == ("native_lstm", shards)
+    assert (metrics["kernel"], metrics["batch_shards"]) == (kernel, shards)

@@ -1,4 +1,4 @@
-"""Both fused LSTM kernels compute the same function, and the same gradients, as Keras's layers."""
+"""The fused kernels compute the same function, and the same gradients, as Keras's layers."""
 
 import keras
 import numpy as np
@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 import tf_sine
-from tf_sine.kernels import KERNELS, fused_forward
+from tf_sine.kernels import KERNELS, fused_forward, kernel_name
 
 
 def _values_and_gradients(model, x, forward):
@@ -21,19 +21,23 @@ def _values_and_gradients(model, x, forward):
     return output.numpy(), [np.asarray(g) for g in grads]
 
 
-@pytest.mark.parametrize(
-    "options",
-    [
-        {"layout": "legacy", "timesteps": 10},
-        {"layout": "sequence", "timesteps": 10},
-        {"layout": "sequence", "timesteps": 37, "num_layers": 3},
-        {"layout": "sequence", "timesteps": 6, "bidirectional": True},
-        {"layout": "legacy", "timesteps": 4, "bidirectional": True, "num_layers": 1},
-    ],
-    ids=["legacy", "sequence", "deep-long", "bidirectional", "bidirectional-legacy"],
-)
-@pytest.mark.parametrize("kernel", KERNELS)
-def test_fused_lstm_equals_keras_lstm(options, kernel):
+LSTM_MODELS = [
+    {"layout": "legacy", "timesteps": 10},
+    {"layout": "sequence", "timesteps": 10},
+    {"layout": "sequence", "timesteps": 37, "num_layers": 3},
+    {"layout": "sequence", "timesteps": 6, "bidirectional": True},
+    {"layout": "legacy", "timesteps": 4, "bidirectional": True, "num_layers": 1},
+]
+LSTM_IDS = ["legacy", "sequence", "deep-long", "bidirectional", "bidirectional-legacy"]
+OTHER_CELLS = [
+    {"cell": cell, **options}
+    for cell in ("gru", "simple_rnn")
+    for options in ({"layout": "legacy", "timesteps": 10}, {"layout": "sequence", "timesteps": 23, "num_layers": 3},
+                    {"layout": "sequence", "timesteps": 6, "bidirectional": True})
+]  # fmt: skip
+
+
+def _assert_same_as_keras(options, kernel):
     keras.utils.set_random_seed(1)
     model = tf_sine.build_model(units=7, **options)
     # Non-zero biases, so every gate's bias gradient is checked too.
@@ -50,6 +54,18 @@ def test_fused_lstm_equals_keras_lstm(options, kernel):
         np.testing.assert_allclose(mine, theirs, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("options", LSTM_MODELS, ids=LSTM_IDS)
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_fused_lstm_equals_keras_lstm(options, kernel):
+    _assert_same_as_keras(options, kernel)
+
+
+@pytest.mark.parametrize("options", OTHER_CELLS, ids=lambda o: "-".join(str(v) for v in o.values()))
+def test_native_gru_and_simple_rnn_equal_keras(options):
+    _assert_same_as_keras(options, "native")
+    assert kernel_name(tf_sine.build_model(units=3, **options), "native") == f"native_{options['cell']}"
+
+
 def test_tensorflow_registers_a_wrong_gradient_for_block_lstm_v2():
     """Why kernels.py attaches its own gradient: TF's own one for BlockLSTMV2 is the V1 layout's."""
     from tensorflow.python.framework import ops
@@ -59,15 +75,30 @@ def test_tensorflow_registers_a_wrong_gradient_for_block_lstm_v2():
 
 
 @pytest.mark.parametrize(
-    "options",
-    [{"cell": "gru"}, {"cell": "simple_rnn"}, {"dropout": 0.1}, {"recurrent_dropout": 0.2}],
+    "options", [{"dropout": 0.1}, {"recurrent_dropout": 0.2}, {"cell": "gru", "dropout": 0.1}]
 )
-def test_models_the_kernel_does_not_cover_fall_back_to_keras(options):
-    assert fused_forward(tf_sine.build_model(units=3, **options)) is None
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_models_no_kernel_covers_fall_back_to_keras(options, kernel):
+    model = tf_sine.build_model(units=3, **options)
+    assert fused_forward(model, kernel=kernel) is None and kernel_name(model, kernel) == "keras"
+
+
+@pytest.mark.parametrize("cell", ["gru", "simple_rnn"])
+def test_tensorflow_kernels_cover_lstm_only(cell):
+    model = tf_sine.build_model(units=3, cell=cell)
+    assert fused_forward(model, kernel="tensorflow") is None and kernel_name(model, "tensorflow") == "keras"
+    assert kernel_name(tf_sine.build_model(units=3), "tensorflow") == "fused_lstm"
+
+
+def test_a_gru_without_reset_after_is_left_to_keras():
+    model = keras.Sequential(
+        [keras.Input((5, 1)), keras.layers.GRU(3, reset_after=False), keras.layers.Dense(1)]
+    )
+    assert fused_forward(model, kernel="native") is None
 
 
 def test_an_unknown_kernel_is_refused_by_name():
-    with pytest.raises(ValueError, match="kernel: expected one of native_lstm, fused_lstm, got 'cudnn'"):
+    with pytest.raises(ValueError, match="kernel: expected one of native, tensorflow, got 'cudnn'"):
         fused_forward(tf_sine.build_model(units=3), kernel="cudnn")
 
 

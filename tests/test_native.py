@@ -1,4 +1,4 @@
-"""The compiled LSTM kernels (tf_sine.native): built, loaded, right, and a clean fallback without them."""
+"""The compiled recurrent kernels (tf_sine.native): built, loaded, right, and a clean fallback without them."""
 
 import json
 import os
@@ -20,33 +20,39 @@ def _ops():
     return ops
 
 
+LAYERS = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU, "simple_rnn": keras.layers.SimpleRNN}
+
+
+@pytest.mark.parametrize("cell", LAYERS)
 @pytest.mark.parametrize(
     ("time", "batch", "features", "units"),
     [(10, 16, 1, 30), (1, 5, 10, 7), (7, 1, 3, 33), (3, 4, 2, 1), (2, 3, 5, 128)],
     ids=["preset", "one-step", "batch-of-one", "one-unit", "wide"],
 )
-def test_ops_equal_keras_lstm_values_and_gradients(time, batch, features, units):
+def test_ops_equal_keras_values_and_gradients(cell, time, batch, features, units):
     ops = _ops()
-    layer = keras.layers.LSTM(units, return_sequences=True)
+    layer = LAYERS[cell](units, return_sequences=True)
     rng = np.random.default_rng(units)
     x = tf.constant(rng.normal(size=(batch, time, features)).astype(np.float32))
     layer.build(x.shape)
-    cell = layer.cell
-    cell.bias.assign(rng.normal(0, 0.3, cell.bias.shape).astype(np.float32))  # every gate's bias matters
+    weights = layer.cell
+    weights.bias.assign(rng.normal(0, 0.3, weights.bias.shape).astype(np.float32))  # every bias matters
     weight = tf.constant(rng.normal(size=(batch, time, units)).astype(np.float32))
     with tf.GradientTape() as tape:
         tape.watch(x)
         loss = tf.reduce_sum(layer(x) * weight)
-    expected = tape.gradient(loss, [x, cell.kernel, cell.recurrent_kernel, cell.bias])
+    expected = tape.gradient(loss, [x, weights.kernel, weights.recurrent_kernel, weights.bias])
     inputs = tf.transpose(x, [1, 0, 2])
-    states, *saved = ops.tf_sine_lstm(inputs, cell.kernel, cell.recurrent_kernel, cell.bias)
-    grads = ops.tf_sine_lstm_grad(
-        inputs, cell.kernel, cell.recurrent_kernel, states, *saved, tf.transpose(weight, [1, 0, 2])
+    forward, gradient = getattr(ops, f"tf_sine_{cell}"), getattr(ops, f"tf_sine_{cell}_grad")
+    outputs = forward(inputs, weights.kernel, weights.recurrent_kernel, weights.bias)
+    states, *saved = [outputs] if isinstance(outputs, tf.Tensor) else outputs
+    grads = gradient(
+        inputs, weights.kernel, weights.recurrent_kernel, states, *saved, tf.transpose(weight, [1, 0, 2])
     )
     np.testing.assert_allclose(tf.transpose(states, [1, 0, 2]), layer(x), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(tf.transpose(grads[0], [1, 0, 2]), expected[0], rtol=1e-4, atol=1e-5)
     for mine, theirs in zip(grads[1:], expected[1:], strict=True):
-        np.testing.assert_allclose(mine, np.asarray(theirs), rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(mine, np.asarray(theirs), rtol=1e-4, atol=2e-5)
 
 
 def test_ops_refuse_mismatched_shapes_naming_the_argument():
@@ -60,6 +66,10 @@ def test_ops_refuse_mismatched_shapes_naming_the_argument():
         ops.tf_sine_lstm(x, tf.zeros([3, 8]), tf.zeros([2, 6]), tf.zeros([8]))
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"bias must be \(4 \* units,\)"):
         ops.tf_sine_lstm(x, tf.zeros([3, 8]), tf.zeros([2, 8]), tf.zeros([5]))
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"bias must be \(2, 3 \* units\), got \[6\]"):
+        ops.tf_sine_gru(x, tf.zeros([3, 6]), tf.zeros([2, 6]), tf.zeros([6]))
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"recurrent_kernel must be \(units, units\)"):
+        ops.tf_sine_simple_rnn(x, tf.zeros([3, 2]), tf.zeros([2, 3]), tf.zeros([2]))
 
 
 @pytest.mark.parametrize("column", range(8))
@@ -110,16 +120,17 @@ def test_without_a_working_compiler_training_falls_back_to_block_lstm(
     done = run_cli("train", "--layout", "sequence", "--units", "4", "--steps", "20", "--quiet",
                    "--run-dir", str(tmp_path / "run"))  # fmt: skip
     assert done.returncode == 0, done.stderr
-    assert "native LSTM kernels unavailable" in done.stderr and reason in done.stderr
+    assert "native recurrent kernels unavailable" in done.stderr and reason in done.stderr
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["kernel"] == "fused_lstm" and np.isfinite(metrics["rmse"])
 
 
-def test_the_native_kernels_can_be_turned_off(tmp_path, monkeypatch):
+@pytest.mark.parametrize(("cell", "kernel"), [("lstm", "fused_lstm"), ("gru", "keras")])
+def test_the_native_kernels_can_be_turned_off(tmp_path, monkeypatch, cell, kernel):
     monkeypatch.setenv("TF_SINE_NATIVE", "0")
     monkeypatch.setenv("TF_SINE_CACHE", str(tmp_path / "cache"))
-    done = run_cli("train", "--layout", "sequence", "--units", "4", "--steps", "20", "--quiet",
+    done = run_cli("train", "--layout", "sequence", "--cell", cell, "--units", "4", "--steps", "20", "--quiet",
                    "--run-dir", str(tmp_path / "run"))  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "native" not in done.stderr and not (tmp_path / "cache").exists()
-    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["kernel"] == "fused_lstm"
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["kernel"] == kernel

@@ -1,24 +1,25 @@
 """Fused training kernels: the same function as the model's Keras layers, with fewer, larger ops.
 
 The fast engine (`tf_sine.training`) spends most of its time dispatching small TensorFlow ops.
-For a model of stacked `keras.layers.LSTM` layers (optionally `Bidirectional`) and a `Dense`
-head, `fused_forward(model)` returns a function that computes `model(x, training=True)` with one
-op per layer over all time steps, and one op back-propagating through it:
+For a model of stacked recurrent layers (optionally `Bidirectional`) and a `Dense` head,
+`fused_forward(model)` returns a function that computes `model(x, training=True)` with one op
+per layer over all time steps, and one op back-propagating through it. Two families of kernels
+(`KERNELS`):
 
-* ``"native_lstm"``: tf_sine's own compiled ops (`tf_sine.native`, C++ built on this machine):
-  the input projection of all steps and the weight gradients are one product each, and the
-  elementwise math is one fused pass per step. 1.6-2x faster than BlockLSTM on the source's model.
-* ``"fused_lstm"``: TensorFlow's `BlockLSTMV2`, when the native library is not available.
-  TensorFlow registers the V1 gradient (`BlockLSTMGrad`, gate order i, c, f, o) for it (gate
-  order i, f, c, o, as Keras), which gives wrong gradients; we attach `BlockLSTMGradV2`
-  through `tf.custom_gradient` instead.
+* ``"native"``: tf_sine's own compiled ops (`tf_sine.native`, C++ built on this machine) for
+  LSTM, GRU and SimpleRNN layers: the input projection of all steps and the weight gradients
+  are one product each, and the elementwise math is one fused pass per step. On the source's
+  model 1.6-2x faster than BlockLSTM.
+* ``"tensorflow"``: TensorFlow's `BlockLSTMV2`, for LSTM layers only, when the native library
+  is not available. TensorFlow registers the V1 gradient (`BlockLSTMGrad`, gate order i, c, f,
+  o) for it (gate order i, f, c, o, as Keras), which gives wrong gradients; we attach
+  `BlockLSTMGradV2` through `tf.custom_gradient` instead.
 
 Both read the layers' own variables, so the optimizer updates the Keras model itself and the
-saved model stays plain Keras. The tests check forward values and gradients of both against
-`keras.layers.LSTM`.
-
-Models the kernel does not cover (GRU, SimpleRNN, dropout, other activations, masking,
-stateful layers) get `None`, and the engine calls the Keras layers.
+saved model stays plain Keras. The tests check forward values and gradients against the Keras
+layers. Layers no kernel covers (dropout, other activations, GRU with `reset_after=False`,
+masking, stateful layers) make `fused_forward` return None, and the engine calls the Keras
+layers. `kernel_name(model)` says which kernel a model trains on (`metrics.json`'s "kernel").
 """
 
 from __future__ import annotations
@@ -31,43 +32,50 @@ import tensorflow as tf
 from tf_sine import native
 
 Forward = Callable[[tf.Tensor], tf.Tensor]
-CellRunner = Callable[[tf.Tensor, keras.layers.LSTMCell], tf.Tensor]
-KERNELS = ("native_lstm", "fused_lstm")
+CellRunner = Callable[[tf.Tensor, keras.layers.Layer], tf.Tensor]
+KERNELS = ("native", "tensorflow")
+RECURRENT = {keras.layers.LSTM: "lstm", keras.layers.GRU: "gru", keras.layers.SimpleRNN: "simple_rnn"}
 
 
-def kernel_name() -> str:
-    """Which kernel `fused_forward` runs LSTM layers on in this process (see module docstring)."""
-    return "native_lstm" if native.load() is not None else "fused_lstm"
+def default_kernel() -> str:
+    """The fastest kernel family available in this process: ``"native"`` if it loads."""
+    return "native" if native.load() is not None else "tensorflow"
+
+
+def kernel_name(model: keras.Model, kernel: str | None = None) -> str:
+    """What `fused_forward(model, kernel=kernel)` runs the recurrent layers on, for reports:
+    ``"native_lstm"`` (``"native_gru"``, ...), ``"fused_lstm"`` (BlockLSTM) or ``"keras"``."""
+    runners = _runners(model, kernel)
+    if runners is None:
+        return "keras"
+    if (kernel or default_kernel()) == "tensorflow":
+        return "fused_lstm"
+    kinds = sorted({_cell_kind(layer) for layer in _recurrent_layers(model)})
+    return "native_" + "+".join(kinds)
 
 
 def fused_forward(model: keras.Model, shards: int = 1, kernel: str | None = None) -> Forward | None:
-    """Returns `x -> model(x, training=True)` built on fused LSTM kernels, or None.
+    """Returns `x -> model(x, training=True)` built on fused recurrent kernels, or None.
 
     Args:
-        model: a `keras.Sequential` of LSTM / Bidirectional(LSTM) layers and Dense layers, as
-            `tf_sine.build_model(cell="lstm")` makes.
+        model: a `keras.Sequential` of recurrent (optionally Bidirectional) and Dense layers, as
+            `tf_sine.build_model` makes.
         shards: run the batch as this many independent equal slices (it must divide the
-            batch), which TensorFlow's inter-op threads can compute side by side: for small
-            models the fused kernels' matmuls are too small to use several cores each.
-        kernel: one of `KERNELS`; by default `kernel_name()`, the fastest one available.
+            batch), which TensorFlow's inter-op threads can compute side by side: each kernel
+            op runs on one thread.
+        kernel: one of `KERNELS`; by default `default_kernel()`, the fastest one available.
 
     Returns:
         A function mapping windows `(batch, time, features)` to the model's output, or None
         when some layer is not covered (the caller then uses the Keras layers).
     """
-    if not isinstance(model, keras.Sequential):
+    runners = _runners(model, kernel)
+    if runners is None:
         return None
     layers = list(model.layers)
-    if not layers or not all(_fusable(layer) for layer in layers):
-        return None
-
-    kernel = kernel or kernel_name()
-    if kernel not in KERNELS:
-        raise ValueError(f"kernel: expected one of {', '.join(KERNELS)}, got {kernel!r}")
-    run_cell = native_lstm if kernel == "native_lstm" else tf_lstm
 
     def forward(x: tf.Tensor) -> tf.Tensor:
-        # Time-major (T, B, F), what BlockLSTM takes; for one time step a reshape does it.
+        # Time-major (T, B, F), what the kernels take; for one time step a reshape does it.
         one_step = x.shape[1] == 1
         sequence = tf.reshape(x, [1, -1, x.shape[2]]) if one_step else tf.transpose(x, [1, 0, 2])
         output = None
@@ -75,14 +83,40 @@ def fused_forward(model: keras.Model, shards: int = 1, kernel: str | None = None
             if isinstance(layer, keras.layers.Dense):
                 output = _dense(sequence if output is None else output, layer)
             elif isinstance(layer, keras.layers.Bidirectional):
-                sequence, output = _bidirectional(sequence, layer, run_cell)
+                sequence, output = _bidirectional(sequence, layer, runners[_cell_kind(layer.forward_layer)])
             else:
-                sequence, output = _lstm_layer(sequence, layer, run_cell)
+                sequence, output = _recurrent_layer(sequence, layer, runners[_cell_kind(layer)])
         return output
 
     if shards == 1:
         return forward
     return lambda x: tf.concat([forward(part) for part in tf.split(x, shards, axis=0)], axis=0)
+
+
+def _runners(model: keras.Model, kernel: str | None) -> dict[str, CellRunner] | None:
+    """The kernel family's cell runners, if they cover every layer of `model`; else None."""
+    if kernel is not None and kernel not in KERNELS:
+        raise ValueError(f"kernel: expected one of {', '.join(KERNELS)}, got {kernel!r}")
+    if not isinstance(model, keras.Sequential) or not _recurrent_layers(model):
+        return None
+    if not all(isinstance(layer, keras.layers.Dense) or _fusable(layer) for layer in model.layers):
+        return None
+    family = kernel or default_kernel()
+    runners = _NATIVE if family == "native" else _TENSORFLOW
+    if not all(_cell_kind(layer) in runners for layer in _recurrent_layers(model)):
+        return None
+    return runners
+
+
+def _recurrent_layers(model: keras.Model) -> list[keras.layers.Layer]:
+    """The recurrent layers of `model`, a Bidirectional's forward and backward layers included."""
+    found = []
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Bidirectional):
+            found += [layer.forward_layer, layer.backward_layer]
+        elif not isinstance(layer, keras.layers.Dense):
+            found.append(layer)
+    return found
 
 
 def _dense(inputs: tf.Tensor, layer: keras.layers.Dense) -> tf.Tensor:
@@ -94,34 +128,35 @@ def _dense(inputs: tf.Tensor, layer: keras.layers.Dense) -> tf.Tensor:
 
 
 def _fusable(layer: keras.layers.Layer) -> bool:
-    if isinstance(layer, keras.layers.Dense):
-        return getattr(layer, "lora_rank", None) is None  # _dense computes the plain kernel only
+    """A recurrent layer some kernel may compute: see `_cell_kind`; not reading backwards."""
     if isinstance(layer, keras.layers.Bidirectional):
         return layer.merge_mode == "concat" and all(
-            _fusable_lstm(inner) for inner in (layer.forward_layer, layer.backward_layer)
+            _cell_kind(inner) is not None for inner in (layer.forward_layer, layer.backward_layer)
         )
-    return _fusable_lstm(layer) and not layer.go_backwards
+    return _cell_kind(layer) is not None and not layer.go_backwards
 
 
-def _fusable_lstm(layer: keras.layers.Layer) -> bool:
-    if type(layer) is not keras.layers.LSTM:
-        return False
+def _cell_kind(layer: keras.layers.Layer) -> str | None:
+    """``"lstm"``, ``"gru"`` or ``"simple_rnn"`` for a layer computing exactly what the kernels
+    compute (Keras's default activations, biases, GRU's `reset_after`), else None."""
+    kind = RECURRENT.get(type(layer))
+    if kind is None:
+        return None
     cell = layer.cell
-    return (
-        cell.activation is keras.activations.tanh
-        and cell.recurrent_activation is keras.activations.sigmoid
-        and cell.use_bias
-        and cell.dropout == 0
-        and cell.recurrent_dropout == 0
-        and not layer.stateful
-        and not layer.return_state
-    )
+    gated = kind == "simple_rnn" or cell.recurrent_activation is keras.activations.sigmoid
+    plain = (
+        cell.activation is keras.activations.tanh and gated and cell.use_bias
+        and cell.dropout == 0 and cell.recurrent_dropout == 0
+        and not layer.stateful and not layer.return_state
+        and (kind != "gru" or cell.reset_after)
+    )  # fmt: skip
+    return kind if plain else None
 
 
-def _lstm_layer(
-    sequence: tf.Tensor, layer: keras.layers.LSTM, run_cell: CellRunner
+def _recurrent_layer(
+    sequence: tf.Tensor, layer: keras.layers.Layer, run_cell: CellRunner
 ) -> tuple[tf.Tensor, tf.Tensor]:
-    """Runs one LSTM layer over time-major `sequence` (T, B, F).
+    """Runs one recurrent layer over time-major `sequence` (T, B, F).
 
     Returns:
         `(next_sequence, output)`: the hidden states (T, B, units) for the next layer and the
@@ -136,7 +171,7 @@ def _lstm_layer(
 def _bidirectional(
     sequence: tf.Tensor, layer: keras.layers.Bidirectional, run_cell: CellRunner
 ) -> tuple[tf.Tensor, tf.Tensor]:
-    """A `Bidirectional(LSTM)` layer, merge mode concat, as Keras computes it."""
+    """A `Bidirectional` recurrent layer, merge mode concat, as Keras computes it."""
     forward_states = run_cell(sequence, layer.forward_layer.cell)
     # The backward layer (go_backwards=True) reads the sequence from its end.
     backward_states = run_cell(tf.reverse(sequence, [0]), layer.backward_layer.cell)
@@ -150,7 +185,7 @@ def _bidirectional(
 
 def tf_lstm(sequence: tf.Tensor, cell: keras.layers.LSTMCell) -> tf.Tensor:
     """Hidden states `(T, B, u)` of `cell` over time-major `sequence`, zero initial state, on
-    TensorFlow's own ops (the ``"fused_lstm"`` kernel).
+    TensorFlow's own ops (the ``"tensorflow"`` kernel family).
 
     A single time step (the source's legacy layout) needs no recurrence: with a zero initial
     state the recurrent kernel and the forget gate drop out, and six plain ops beat BlockLSTM's
@@ -201,23 +236,48 @@ def block_lstm(sequence: tf.Tensor, cell: keras.layers.LSTMCell) -> tf.Tensor:
 
 
 def native_lstm(sequence: tf.Tensor, cell: keras.layers.LSTMCell) -> tf.Tensor:
-    """`tf_lstm` on tf_sine's compiled ops (`tf_sine.native`), the ``"native_lstm"`` kernel.
+    """`tf_lstm` on tf_sine's compiled ops (`tf_sine.native`). The forward op also returns the
+    cell states, their tanh and the activated gates, which only its gradient op reads."""
+    return _native_cell("tf_sine_lstm", sequence, cell)
 
-    The forward op also returns the cell states, their tanh and the activated gates, which only
-    its gradient op reads. All time steps, a single one included, take the same two ops.
+
+def native_gru(sequence: tf.Tensor, cell: keras.layers.GRUCell) -> tf.Tensor:
+    """Hidden states `(T, B, u)` of a Keras `GRUCell` (`reset_after=True`; `bias` (2, 3u)) over
+    time-major `sequence`, zero initial state, on tf_sine's compiled ops."""
+    return _native_cell("tf_sine_gru", sequence, cell)
+
+
+def native_simple_rnn(sequence: tf.Tensor, cell: keras.layers.SimpleRNNCell) -> tf.Tensor:
+    """Hidden states `(T, B, u)` of a Keras `SimpleRNNCell` (tanh) over time-major `sequence`,
+    zero initial state, on tf_sine's compiled ops."""
+    return _native_cell("tf_sine_simple_rnn", sequence, cell)
+
+
+def _native_cell(op: str, sequence: tf.Tensor, cell: keras.layers.Layer) -> tf.Tensor:
+    """Runs the compiled op `op` and attaches `op + "_grad"` as its gradient.
+
+    Every op takes (inputs, kernel, recurrent_kernel, bias) and returns the states first, then
+    what its gradient op needs besides them; all time steps, a single one included, take the
+    same two ops.
     """
     ops = native.load()
     if ops is None:
-        raise RuntimeError("the native LSTM kernels are not available (see tf_sine.native)")
+        raise RuntimeError("the native recurrent kernels are not available (see tf_sine.native)")
+    forward_op, gradient_op = getattr(ops, op), getattr(ops, op + "_grad")
 
     @tf.custom_gradient
     def run(inputs: tf.Tensor, kernel: tf.Tensor, recurrent_kernel: tf.Tensor, bias: tf.Tensor):
-        states, *saved = ops.tf_sine_lstm(inputs, kernel, recurrent_kernel, bias)
+        outputs = forward_op(inputs, kernel, recurrent_kernel, bias)
+        states, *saved = outputs if isinstance(outputs, (list, tuple)) else [outputs]
 
         def gradient(states_grad: tf.Tensor):
-            return ops.tf_sine_lstm_grad(inputs, kernel, recurrent_kernel, states, *saved, states_grad)
+            return gradient_op(inputs, kernel, recurrent_kernel, states, *saved, states_grad)
 
         return states, gradient
 
     weights = (cell.kernel, cell.recurrent_kernel, cell.bias)
     return run(sequence, *(tf.convert_to_tensor(weight) for weight in weights))
+
+
+_NATIVE: dict[str, CellRunner] = {"lstm": native_lstm, "gru": native_gru, "simple_rnn": native_simple_rnn}
+_TENSORFLOW: dict[str, CellRunner] = {"lstm": tf_lstm}

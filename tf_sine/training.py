@@ -70,8 +70,9 @@ class TrainingResult:
             checkpoint writing excluded (see `checkpoint_seconds`).
         checkpoint_seconds: wall time spent in the checkpoint callback.
         final_step: the optimizer's step count at the end.
-        kernel: the fast engine's LSTM kernel from `tf_sine.kernels` (``"native_lstm"`` or
-            ``"fused_lstm"``), else ``"keras"`` (Keras's own layers, or the ``"fit"`` engine).
+        kernel: the fast engine's recurrent kernel, `tf_sine.kernels.kernel_name` (e.g.
+            ``"native_lstm"``, ``"native_gru"``, ``"fused_lstm"``), else ``"keras"`` (Keras's own
+            layers, or the ``"fit"`` engine).
         shards: the independent slices each batch ran as (see `_shards`).
         val_steps, val_losses: validation loss (MSE, in the model's units) by step.
         best_step, best_loss: the step with the lowest validation loss so far, and that loss.
@@ -187,7 +188,8 @@ class _FastEngine:
             loss_fn = lambda labels, outputs: tf.reduce_mean(tf.math.squared_difference(outputs, labels))  # noqa: E731
         self.shards = _shards(model, batch_size, strategy)
         fused = fused_forward(model, shards=self.shards)
-        self.fused = fused is not None  # reported in metrics.json as "kernel"
+        self.fused = fused is not None
+        self.kernel = kernel_name(model) if self.fused else "keras"  # reported in metrics.json
         self.shards = self.shards if self.fused else 1  # reported as "batch_shards"
         forward = fused or (lambda inputs: model(inputs, training=True))
         replicas = strategy.num_replicas_in_sync if strategy is not None else 1
@@ -370,7 +372,7 @@ def train(
     bar = keras.utils.Progbar(steps, verbose=1 if sys.stdout.isatty() else 2) if progress else None
     began = time.perf_counter()
     run_chunk = _ENGINES[engine](model, x, y, batch_size, strategy)
-    result.kernel = kernel_name() if getattr(run_chunk, "fused", False) else "keras"
+    result.kernel = getattr(run_chunk, "kernel", "keras")
     result.shards = getattr(run_chunk, "shards", 1)
     step, trained_before, saved_before = start, result.train_seconds, result.checkpoint_seconds
     validate = _Validator(model, *validation) if validation is not None else None

@@ -147,11 +147,11 @@ def _set_threads(args: argparse.Namespace) -> None:
     """TensorFlow's thread pools for this command, chosen before TensorFlow starts.
 
     Training runs one chain of small ops: one inter-op thread (handing ops between threads cost
-    9% on the sequence preset here), matmuls on every core. An LSTM on the sequence layout
-    instead runs each batch as two halves side by side (`tf_sine.training._shards`): 2 inter-op
-    threads of 1 intra-op thread each, since each LSTM kernel op runs on one thread. Measured on
-    the fast engine's native kernels: 1.4-2x faster from 30 to 512 units (README). Variables
-    already set are kept.
+    9% on the sequence preset here), matmuls on every core. A model the fused kernels cover
+    (no dropout) on the sequence layout instead runs each batch as two halves side by side
+    (`tf_sine.training._shards`): 2 inter-op threads of 1 intra-op thread each, since each
+    kernel op runs on one thread. Measured on the native kernels: 1.4-2x faster from 30 to 512
+    LSTM units (README). Variables already set are kept.
     """
     try:
         config = config_from_args(args) if args.command == "train" else None
@@ -159,7 +159,7 @@ def _set_threads(args: argparse.Namespace) -> None:
         config = None  # reported by the command itself
     halves = (
         config is not None and config.engine == "fast" and config.distribute == "none"
-        and config.layout == "sequence" and config.cell == "lstm"
+        and config.layout == "sequence" and config.dropout == 0 and config.recurrent_dropout == 0
     )  # fmt: skip
     os.environ.setdefault("TF_NUM_INTEROP_THREADS", "2" if halves else "1")
     if halves:

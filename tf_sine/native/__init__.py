@@ -1,13 +1,15 @@
-"""tf_sine's compiled LSTM kernels: a TensorFlow custom-op library built on this machine.
+"""tf_sine's compiled recurrent kernels: a TensorFlow custom-op library built on this machine.
 
-`lstm.cc` holds two ops, `TfSineLstm` (a Keras LSTM layer over a whole sequence) and
-`TfSineLstmGrad` (its gradient). They are compiled with the C++ compiler against the installed
+`rnn_ops.cc` holds a forward op and its gradient op for each of Keras's LSTM, GRU and SimpleRNN
+layers (`TfSineLstm`/`TfSineLstmGrad`, `TfSineGru`..., `TfSineSimpleRnn`...), each running a
+whole layer over a whole sequence. They are compiled with the C++ compiler against the installed
 TensorFlow's own headers and library (`tf.sysconfig`), with `-O3 -march=native`, into a cache
 directory keyed by the source, the TensorFlow version and this CPU: once, by `make install`
 (`python -m tf_sine.native`), or by the first `load()` that finds no library.
 
 Without a compiler, or when the build or the load fails, `load()` warns once and returns None,
-and training falls back to TensorFlow's BlockLSTM kernel: slower, same function.
+and training falls back to TensorFlow's BlockLSTM kernel for LSTM layers and to Keras's layers
+for the others: slower, same function.
 
 Environment:
     TF_SINE_NATIVE=0: never build or load the library (the fallback everywhere).
@@ -29,7 +31,7 @@ import warnings
 from pathlib import Path
 from types import ModuleType
 
-SOURCE = Path(__file__).with_name("lstm.cc")
+SOURCE = Path(__file__).with_name("rnn_ops.cc")
 OPTIMIZATION = ["-O3", "-march=native", "-fPIC", "-shared", "-w"]
 
 
@@ -113,7 +115,7 @@ def build(force: bool = False) -> Path:
 
 @functools.cache
 def load() -> ModuleType | None:
-    """The loaded op library (`tf_sine_lstm`, `tf_sine_lstm_grad`), or None (see module docstring).
+    """The loaded op library (`tf_sine_lstm`, `tf_sine_lstm_grad`, ...), or None (see module docstring).
 
     The first call in a process may build the library (about 15 s on 2 cores), with a note on
     stderr; later calls return the same module.
@@ -125,13 +127,14 @@ def load() -> ModuleType | None:
     try:
         path = library_path()
         if not path.exists():
-            print(f"tf_sine: compiling the native LSTM kernels for this machine into {path.parent} "
+            print(f"tf_sine: compiling the native recurrent kernels for this machine into {path.parent} "
                   "(once, about 15 s)", file=sys.stderr)  # fmt: skip
             build()
         return tf.load_op_library(str(path))
     except (NativeBuildError, OSError, tf.errors.OpError) as error:
         warnings.warn(
-            f"tf_sine: native LSTM kernels unavailable ({error}); using TensorFlow's BlockLSTM instead",
+            f"tf_sine: native recurrent kernels unavailable ({error}); using TensorFlow's BlockLSTM "
+            "for LSTM layers and Keras's layers for the others instead",
             RuntimeWarning,
             stacklevel=2,
         )

@@ -1,7 +1,7 @@
-"""`python -m tf_sine.native [--force]`: build the compiled LSTM kernels now (what `make install` runs).
+"""`python -m tf_sine.native [--force]`: build the compiled recurrent kernels now (`make install` does).
 
 Exit status 0 with the library's path, or 1 with the reason it could not be built (training then
-uses TensorFlow's BlockLSTM kernel).
+uses TensorFlow's BlockLSTM kernel for LSTM layers, Keras's layers for the others).
 """
 
 import sys
@@ -16,7 +16,7 @@ def main(argv: list[str]) -> int:
     try:
         print(build(force="--force" in argv))
     except NativeBuildError as error:
-        print(f"tf_sine.native: {error}; training will use TensorFlow's BlockLSTM kernel", file=sys.stderr)
+        print(f"tf_sine.native: {error}; training will use TensorFlow's own kernels", file=sys.stderr)
         return 1
     return 0
 
