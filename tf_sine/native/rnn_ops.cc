@@ -13,6 +13,8 @@
 
 #include <algorithm>
 #include <cstring>
+#include <string>
+#include <vector>
 
 #include "Eigen/Core"
 #include "tensorflow/core/framework/op.h"
@@ -68,9 +70,75 @@ absl::Status CheckDims(const Tensor& inputs, const Tensor& kernel, const Tensor&
   return absl::OkStatus();
 }
 
-absl::Status CheckBias(const Tensor& bias, const TensorShape& expected, const std::string& what) {
-  if (bias.shape() == expected) return absl::OkStatus();
-  return absl::InvalidArgumentError("bias must be " + what + ", got " + bias.shape().DebugString());
+// (T, B, u) for the states, or (T, B, width) where `wide`.
+TensorShape SequenceShape(const Dims& d, bool wide) {
+  return TensorShape({d.time, d.batch, wide ? d.gates() : d.units});
+}
+
+// The bias: `bias_rows` rows of the width (GRU's input and recurrent biases), or a vector.
+TensorShape BiasShape(const Dims& d, int64_t bias_rows) {
+  return bias_rows ? TensorShape({bias_rows, d.gates()}) : TensorShape({d.gates()});
+}
+
+bool Contains(std::initializer_list<int> positions, int position) {
+  return std::find(positions.begin(), positions.end(), position) != positions.end();
+}
+
+// The start of every forward op: checks inputs, kernel, recurrent_kernel and bias (inputs 0-3)
+// and allocates `outputs` outputs, (T, B, width) at the positions in `wide`, else (T, B, u).
+// Returns false when the op is done: an error was set, or there is nothing to compute.
+bool StartForward(OpKernelContext* context, int64_t gate_count, int64_t bias_rows, int outputs,
+                  std::initializer_list<int> wide, Dims* d, std::vector<float*>* out) {
+  absl::Status status = CheckDims(context->input(0), context->input(1), context->input(2), gate_count, d);
+  const TensorShape bias_shape = BiasShape(*d, bias_rows);
+  if (status.ok() && context->input(3).shape() != bias_shape) {
+    const std::string width = gate_count == 1 ? "units" : std::to_string(gate_count) + " * units";
+    const std::string expected = bias_rows ? "(" + std::to_string(bias_rows) + ", " + width + ")" : "(" + width + ",)";
+    status = absl::InvalidArgumentError("bias must be " + expected + ", got " +
+                                        context->input(3).shape().DebugString());
+  }
+  for (int output = 0; status.ok() && output < outputs; ++output) {
+    Tensor* tensor;
+    status = context->allocate_output(output, SequenceShape(*d, Contains(wide, output)), &tensor);
+    if (status.ok()) out->push_back(tensor->flat<float>().data());
+  }
+  if (!status.ok()) context->SetStatus(status);
+  return status.ok() && d->rows() > 0;
+}
+
+// The gradients of one layer's op, its outputs 0-3.
+struct Gradients {
+  float *inputs, *kernel, *recurrent, *bias;
+};
+
+// The start of every gradient op: checks inputs, kernel and recurrent_kernel (inputs 0-2) and
+// what the op takes back from the forward op, inputs 3 to 3 + saved - 1 (the states, the
+// forward op's other outputs and last the states' gradient; (T, B, width) at the positions in
+// `wide`, counted from 3, else (T, B, u)), and allocates the gradients. Returns false when the
+// op is done: an error was set, or there are no rows (the weight gradients are then zero).
+bool StartGradient(OpKernelContext* context, int64_t gate_count, int64_t bias_rows, int saved,
+                   std::initializer_list<int> wide, Dims* d, Gradients* grads) {
+  absl::Status status = CheckDims(context->input(0), context->input(1), context->input(2), gate_count, d);
+  for (int input = 3; status.ok() && input < 3 + saved; ++input) {
+    if (context->input(input).shape() != SequenceShape(*d, Contains(wide, input - 3))) {
+      status = absl::InvalidArgumentError("input " + std::to_string(input) +
+                                          " must have the forward op's shape, got " +
+                                          context->input(input).shape().DebugString());
+    }
+  }
+  Tensor* tensors[4];
+  const TensorShape shapes[4] = {context->input(0).shape(), context->input(1).shape(),
+                                 context->input(2).shape(), BiasShape(*d, bias_rows)};
+  for (int i = 0; status.ok() && i < 4; ++i) status = context->allocate_output(i, shapes[i], &tensors[i]);
+  if (!status.ok()) {
+    context->SetStatus(status);
+    return false;
+  }
+  *grads = {tensors[0]->flat<float>().data(), tensors[1]->flat<float>().data(),
+            tensors[2]->flat<float>().data(), tensors[3]->flat<float>().data()};
+  if (d->rows() > 0) return true;
+  for (int i = 1; i < 4; ++i) tensors[i]->flat<float>().setZero();
+  return false;
 }
 
 // The input projection of every time step at once: (T * B, width) = inputs K + bias.
@@ -80,24 +148,6 @@ void ProjectInputs(const Tensor& inputs, const Tensor& kernel, const float* bias
   projected.noalias() = ConstMatrixMap(inputs.flat<float>().data(), d.rows(), d.features) *
                         ConstMatrixMap(kernel.flat<float>().data(), d.features, d.gates());
   projected.rowwise() += Eigen::Map<const Eigen::RowVectorXf>(bias, d.gates());
-}
-
-// The gradients of one layer's op, allocated as outputs 0-3 (bias_shape for the bias).
-struct Gradients {
-  float *inputs, *kernel, *recurrent, *bias;
-};
-
-absl::Status AllocateGradients(OpKernelContext* context, const TensorShape& bias_shape,
-                               Gradients* grads) {
-  Tensor* tensors[4];
-  const TensorShape shapes[4] = {context->input(0).shape(), context->input(1).shape(),
-                                 context->input(2).shape(), bias_shape};
-  for (int i = 0; i < 4; ++i) {
-    TF_RETURN_IF_ERROR(context->allocate_output(i, shapes[i], &tensors[i]));
-  }
-  *grads = {tensors[0]->flat<float>().data(), tensors[1]->flat<float>().data(),
-            tensors[2]->flat<float>().data(), tensors[3]->flat<float>().data()};
-  return absl::OkStatus();
 }
 
 // After the backward recurrence: the gradients of the inputs and of both kernels, one product
@@ -136,8 +186,6 @@ void Sigmoid(float* values, int64_t width) {
   z = 0.5f + 0.5f * (0.5f * z).tanh();
 }
 
-using ConstArray = Eigen::Map<const Eigen::Array<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>;
-
 // ---------------------------------------------------------------------------------------------
 // LSTM
 
@@ -146,32 +194,18 @@ class LstmOp : public OpKernel {
   explicit LstmOp(OpKernelConstruction* context) : OpKernel(context) {}
 
   void Compute(OpKernelContext* context) override {
-    const Tensor& inputs = context->input(0);
-    const Tensor& kernel = context->input(1);
-    const Tensor& recurrent = context->input(2);
-    const Tensor& bias = context->input(3);
     Dims d;
-    OP_REQUIRES_OK(context, CheckDims(inputs, kernel, recurrent, 4, &d));
-    OP_REQUIRES_OK(context, CheckBias(bias, TensorShape({d.gates()}), "(4 * units,)"));
-    const TensorShape state_shape({d.time, d.batch, d.units});
-    Tensor *states_tensor, *cells_tensor, *cell_tanh_tensor, *gates_tensor;
-    OP_REQUIRES_OK(context, context->allocate_output(0, state_shape, &states_tensor));
-    OP_REQUIRES_OK(context, context->allocate_output(1, state_shape, &cells_tensor));
-    OP_REQUIRES_OK(context, context->allocate_output(2, state_shape, &cell_tanh_tensor));
-    OP_REQUIRES_OK(context, context->allocate_output(3, TensorShape({d.time, d.batch, d.gates()}),
-                                                     &gates_tensor));
-    if (d.rows() == 0) return;
-    float* states = states_tensor->flat<float>().data();
-    float* cells = cells_tensor->flat<float>().data();
-    float* cell_tanh = cell_tanh_tensor->flat<float>().data();
-    float* gates = gates_tensor->flat<float>().data();
+    std::vector<float*> out;
+    if (!StartForward(context, 4, 0, 4, {3}, &d, &out)) return;
+    float *states = out[0], *cells = out[1], *cell_tanh = out[2], *gates = out[3];
+    const Tensor &inputs = context->input(0), &kernel = context->input(1), &recurrent = context->input(2);
     const int64_t units = d.units, width = d.gates();
     const int64_t step = d.batch * units, gate_step = d.batch * width;
     Eigen::ArrayXf scale = Eigen::ArrayXf::Constant(width, 0.5f), offset = scale;
     scale.segment(2 * units, units).setConstant(1.0f);  // the cell candidate takes tanh
     offset.segment(2 * units, units).setConstant(0.0f);
 
-    ProjectInputs(inputs, kernel, bias.flat<float>().data(), d, gates);
+    ProjectInputs(inputs, kernel, context->input(3).flat<float>().data(), d, gates);
     ConstMatrixMap recurrent_kernel(recurrent.flat<float>().data(), units, width);
     for (int64_t t = 0; t < d.time; ++t) {
       float* z = gates + t * gate_step;
@@ -207,29 +241,13 @@ class LstmGradOp : public OpKernel {
   explicit LstmGradOp(OpKernelConstruction* context) : OpKernel(context) {}
 
   void Compute(OpKernelContext* context) override {
-    const Tensor& inputs = context->input(0);
-    const Tensor& kernel = context->input(1);
-    const Tensor& recurrent = context->input(2);
     Dims d;
-    OP_REQUIRES_OK(context, CheckDims(inputs, kernel, recurrent, 4, &d));
-    const TensorShape state_shape({d.time, d.batch, d.units});
-    const TensorShape gate_shape({d.time, d.batch, d.gates()});
-    for (int input = 3; input < 8; ++input) {
-      const TensorShape& expected = input == 6 ? gate_shape : state_shape;
-      OP_REQUIRES(context, context->input(input).shape() == expected,
-                  absl::InvalidArgumentError("states, cells, cell_tanh, gates and states_grad "
-                                             "must have the forward op's shapes"));
-    }
-    Gradients grads;
-    OP_REQUIRES_OK(context, AllocateGradients(context, TensorShape({d.gates()}), &grads));
+    Gradients grads;  // takes back states, cells, cell_tanh, gates (wide) and states_grad
+    if (!StartGradient(context, 4, 0, 5, {3}, &d, &grads)) return;
+    const Tensor &inputs = context->input(0), &kernel = context->input(1), &recurrent = context->input(2);
+    const TensorShape gate_shape = SequenceShape(d, true);
     const int64_t units = d.units, width = d.gates();
     const int64_t step = d.batch * units, gate_step = d.batch * width;
-    if (d.rows() == 0) {
-      std::fill(grads.kernel, grads.kernel + d.features * width, 0.0f);
-      std::fill(grads.recurrent, grads.recurrent + units * width, 0.0f);
-      std::fill(grads.bias, grads.bias + width, 0.0f);
-      return;
-    }
     // The pre-activation gradients of every step, and the gradients that step t + 1 sends
     // back into step t: hidden state (h_carry) and cell state (c_carry).
     Tensor dz_tensor, carry_tensor;
@@ -284,28 +302,16 @@ class GruOp : public OpKernel {
   explicit GruOp(OpKernelConstruction* context) : OpKernel(context) {}
 
   void Compute(OpKernelContext* context) override {
-    const Tensor& inputs = context->input(0);
-    const Tensor& kernel = context->input(1);
-    const Tensor& recurrent = context->input(2);
-    const Tensor& bias = context->input(3);
     Dims d;
-    OP_REQUIRES_OK(context, CheckDims(inputs, kernel, recurrent, 3, &d));
-    OP_REQUIRES_OK(context, CheckBias(bias, TensorShape({2, d.gates()}), "(2, 3 * units)"));
-    const TensorShape state_shape({d.time, d.batch, d.units});
-    Tensor *states_tensor, *gates_tensor, *candidate_tensor;
-    OP_REQUIRES_OK(context, context->allocate_output(0, state_shape, &states_tensor));
-    OP_REQUIRES_OK(context, context->allocate_output(1, TensorShape({d.time, d.batch, d.gates()}),
-                                                     &gates_tensor));
-    OP_REQUIRES_OK(context, context->allocate_output(2, state_shape, &candidate_tensor));
-    if (d.rows() == 0) return;
+    std::vector<float*> out;
+    if (!StartForward(context, 3, 2, 3, {1}, &d, &out)) return;
+    float *states = out[0], *gates = out[1], *candidate = out[2];
+    const Tensor &inputs = context->input(0), &kernel = context->input(1), &recurrent = context->input(2);
     Tensor projected_tensor;  // h R + b_rec of the current step
     OP_REQUIRES_OK(context, context->allocate_temp(tensorflow::DT_FLOAT,
                                                    TensorShape({d.batch, d.gates()}), &projected_tensor));
-    float* states = states_tensor->flat<float>().data();
-    float* gates = gates_tensor->flat<float>().data();
-    float* candidate = candidate_tensor->flat<float>().data();
     float* projected = projected_tensor.flat<float>().data();
-    const float* input_bias = bias.flat<float>().data();
+    const float* input_bias = context->input(3).flat<float>().data();
     const Eigen::Map<const Eigen::RowVectorXf> recurrent_bias(input_bias + d.gates(), d.gates());
     const int64_t units = d.units, width = d.gates();
     const int64_t step = d.batch * units, gate_step = d.batch * width;
@@ -345,29 +351,13 @@ class GruGradOp : public OpKernel {
   explicit GruGradOp(OpKernelConstruction* context) : OpKernel(context) {}
 
   void Compute(OpKernelContext* context) override {
-    const Tensor& inputs = context->input(0);
-    const Tensor& kernel = context->input(1);
-    const Tensor& recurrent = context->input(2);
     Dims d;
-    OP_REQUIRES_OK(context, CheckDims(inputs, kernel, recurrent, 3, &d));
-    const TensorShape state_shape({d.time, d.batch, d.units});
-    const TensorShape gate_shape({d.time, d.batch, d.gates()});
-    for (int input = 3; input < 7; ++input) {
-      const TensorShape& expected = input == 4 ? gate_shape : state_shape;
-      OP_REQUIRES(context, context->input(input).shape() == expected,
-                  absl::InvalidArgumentError("states, gates, recurrent_candidate and states_grad "
-                                             "must have the forward op's shapes"));
-    }
-    Gradients grads;
-    OP_REQUIRES_OK(context, AllocateGradients(context, TensorShape({2, d.gates()}), &grads));
+    Gradients grads;  // takes back states, gates (wide), recurrent_candidate and states_grad
+    if (!StartGradient(context, 3, 2, 4, {1}, &d, &grads)) return;
+    const Tensor &inputs = context->input(0), &kernel = context->input(1), &recurrent = context->input(2);
+    const TensorShape gate_shape = SequenceShape(d, true);
     const int64_t units = d.units, width = d.gates();
     const int64_t step = d.batch * units, gate_step = d.batch * width;
-    if (d.rows() == 0) {
-      std::fill(grads.kernel, grads.kernel + d.features * width, 0.0f);
-      std::fill(grads.recurrent, grads.recurrent + units * width, 0.0f);
-      std::fill(grads.bias, grads.bias + 2 * width, 0.0f);
-      return;
-    }
     // Gradients of x K + b_in and of h R + b_rec for every step (they differ in the candidate's
     // columns, which the reset gate scales), and the hidden-state gradient sent back a step.
     Tensor input_side_tensor, recurrent_side_tensor, carry_tensor;
@@ -422,21 +412,13 @@ class SimpleRnnOp : public OpKernel {
   explicit SimpleRnnOp(OpKernelConstruction* context) : OpKernel(context) {}
 
   void Compute(OpKernelContext* context) override {
-    const Tensor& inputs = context->input(0);
-    const Tensor& kernel = context->input(1);
-    const Tensor& recurrent = context->input(2);
-    const Tensor& bias = context->input(3);
     Dims d;
-    OP_REQUIRES_OK(context, CheckDims(inputs, kernel, recurrent, 1, &d));
-    OP_REQUIRES_OK(context, CheckBias(bias, TensorShape({d.units}), "(units,)"));
-    Tensor* states_tensor;
-    OP_REQUIRES_OK(context, context->allocate_output(0, TensorShape({d.time, d.batch, d.units}),
-                                                     &states_tensor));
-    if (d.rows() == 0) return;
-    float* states = states_tensor->flat<float>().data();
+    std::vector<float*> out;
+    if (!StartForward(context, 1, 0, 1, {}, &d, &out)) return;
+    float* states = out[0];
     const int64_t step = d.batch * d.units;
-    ProjectInputs(inputs, kernel, bias.flat<float>().data(), d, states);
-    ConstMatrixMap recurrent_kernel(recurrent.flat<float>().data(), d.units, d.units);
+    ProjectInputs(context->input(0), context->input(1), context->input(3).flat<float>().data(), d, states);
+    ConstMatrixMap recurrent_kernel(context->input(2).flat<float>().data(), d.units, d.units);
     for (int64_t t = 0; t < d.time; ++t) {
       if (t > 0) {
         MatrixMap(states + t * step, d.batch, d.units).noalias() +=
@@ -453,23 +435,12 @@ class SimpleRnnGradOp : public OpKernel {
   explicit SimpleRnnGradOp(OpKernelConstruction* context) : OpKernel(context) {}
 
   void Compute(OpKernelContext* context) override {
-    const Tensor& inputs = context->input(0);
-    const Tensor& kernel = context->input(1);
-    const Tensor& recurrent = context->input(2);
     Dims d;
-    OP_REQUIRES_OK(context, CheckDims(inputs, kernel, recurrent, 1, &d));
-    const TensorShape state_shape({d.time, d.batch, d.units});
-    OP_REQUIRES(context, context->input(3).shape() == state_shape && context->input(4).shape() == state_shape,
-                absl::InvalidArgumentError("states and states_grad must have the forward op's shapes"));
-    Gradients grads;
-    OP_REQUIRES_OK(context, AllocateGradients(context, TensorShape({d.units}), &grads));
+    Gradients grads;  // takes back states and states_grad
+    if (!StartGradient(context, 1, 0, 2, {}, &d, &grads)) return;
+    const Tensor &inputs = context->input(0), &kernel = context->input(1), &recurrent = context->input(2);
+    const TensorShape state_shape = SequenceShape(d, false);
     const int64_t units = d.units, step = d.batch * units;
-    if (d.rows() == 0) {
-      std::fill(grads.kernel, grads.kernel + d.features * units, 0.0f);
-      std::fill(grads.recurrent, grads.recurrent + units * units, 0.0f);
-      std::fill(grads.bias, grads.bias + units, 0.0f);
-      return;
-    }
     Tensor pre_tensor, carry_tensor;  // gradients of x K + h R + b per step; dh sent back
     OP_REQUIRES_OK(context, context->allocate_temp(tensorflow::DT_FLOAT, state_shape, &pre_tensor));
     OP_REQUIRES_OK(context, context->allocate_temp(tensorflow::DT_FLOAT, TensorShape({d.batch, units}),
