@@ -35,3 +35,23 @@ def test_predict_refuses_windows_of_the_wrong_layout():
     x, _ = tf_sine.generate_data(np.arange(30.0), layout="sequence")
     with pytest.raises(ValueError, match=r"model: expects windows of shape \(N, 1, 10\) \(legacy layout"):
         tf_sine.predict(model, x)
+
+
+@pytest.mark.parametrize(
+    ("options", "native"),
+    [({"layout": "sequence"}, True), ({"layout": "legacy", "cell": "gru", "bidirectional": True}, True),
+     ({"layout": "sequence", "dropout": 0.2}, False)],
+)  # fmt: skip
+def test_predict_runs_covered_models_on_the_native_kernels_with_kerass_answers(options, native):
+    from tf_sine.kernels import native_inference
+
+    model = tf_sine.build_model(units=5, **options)
+    x, _ = tf_sine.generate_data(np.sin(np.arange(5000) / 7.0), layout=options["layout"])
+    assert (native_inference(model) is not None) == native
+    predicted = tf_sine.predict(model, x, batch_size=1000)  # several batches and a partial one
+    assert predicted.shape == (len(x), 1) and predicted.dtype == np.float32
+    np.testing.assert_allclose(predicted, model.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
+    model.layers[-1].bias.assign([1.0])  # the traced function reads the current weights
+    np.testing.assert_allclose(
+        tf_sine.predict(model, x[:3]), model.predict(x[:3], verbose=0), rtol=1e-5, atol=1e-6
+    )

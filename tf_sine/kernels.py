@@ -24,9 +24,11 @@ layers. `kernel_name(model)` says which kernel a model trains on (`metrics.json`
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from tf_sine import native
@@ -91,6 +93,24 @@ def fused_forward(model: keras.Model, shards: int = 1, kernel: str | None = None
     if shards == 1:
         return forward
     return lambda x: tf.concat([forward(part) for part in tf.split(x, shards, axis=0)], axis=0)
+
+
+_INFERENCE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def native_inference(model: keras.Model) -> Callable[[np.ndarray], tf.Tensor] | None:
+    """A traced `model(x)` on the native kernels, for prediction, or None where they do not
+    cover the model or are not available (the caller then runs the Keras layers).
+
+    The models covered have no dropout, so training and inference compute the same function.
+    Traced once per model for any number of windows; it reads the model's variables at each
+    call, so it follows further training.
+    """
+    if model not in _INFERENCE:
+        forward = fused_forward(model, kernel="native") if native.load() is not None else None
+        spec = tf.TensorSpec([None, *model.input_shape[1:]], tf.float32)
+        _INFERENCE[model] = forward and tf.function(forward, input_signature=[spec], autograph=False)
+    return _INFERENCE[model]
 
 
 def _runners(model: keras.Model, kernel: str | None) -> dict[str, CellRunner] | None:
