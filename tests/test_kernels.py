@@ -90,6 +90,12 @@ def test_tensorflow_kernels_cover_lstm_only(cell):
     assert kernel_name(tf_sine.build_model(units=3), "tensorflow") == "fused_lstm"
 
 
+def test_a_lora_head_is_left_to_keras():
+    model = tf_sine.build_model(units=3)
+    model.layers[-1].enable_lora(1)
+    assert fused_forward(model, kernel="native") is None
+
+
 def test_a_gru_without_reset_after_is_left_to_keras():
     model = keras.Sequential(
         [keras.Input((5, 1)), keras.layers.GRU(3, reset_after=False), keras.layers.Dense(1)]

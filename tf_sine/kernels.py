@@ -119,7 +119,7 @@ def _runners(model: keras.Model, kernel: str | None) -> dict[str, CellRunner] | 
         raise ValueError(f"kernel: expected one of {', '.join(KERNELS)}, got {kernel!r}")
     if not isinstance(model, keras.Sequential) or not _recurrent_layers(model):
         return None
-    if not all(isinstance(layer, keras.layers.Dense) or _fusable(layer) for layer in model.layers):
+    if not all(_fusable(layer) for layer in model.layers):
         return None
     family = kernel or default_kernel()
     runners = _NATIVE if family == "native" else _TENSORFLOW
@@ -148,7 +148,10 @@ def _dense(inputs: tf.Tensor, layer: keras.layers.Dense) -> tf.Tensor:
 
 
 def _fusable(layer: keras.layers.Layer) -> bool:
-    """A recurrent layer some kernel may compute: see `_cell_kind`; not reading backwards."""
+    """A plain Dense layer, or a recurrent layer some kernel may compute (see `_cell_kind`) not
+    reading backwards."""
+    if isinstance(layer, keras.layers.Dense):
+        return getattr(layer, "lora_rank", None) is None  # _dense computes the plain kernel only
     if isinstance(layer, keras.layers.Bidirectional):
         return layer.merge_mode == "concat" and all(
             _cell_kind(inner) is not None for inner in (layer.forward_layer, layer.backward_layer)
