@@ -33,7 +33,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_sine.config import ENGINES, ConfigError, check_choice, check_int, check_positive_int
-from tf_sine.kernels import fused_forward, kernel_name
+from tf_sine.kernels import default_kernel, fused_forward, kernel_name
 
 # Steps in the first compiled call. Later calls are sized to take about CHUNK_SECONDS each:
 # long enough that the call, the progress bar and the NaN check cost nothing (100-step chunks
@@ -370,6 +370,8 @@ def train(
         return result
 
     bar = keras.utils.Progbar(steps, verbose=1 if sys.stdout.isatty() else 2) if progress else None
+    if engine == "fast":
+        default_kernel()  # loads the native kernels, or builds them once per machine, before the clock
     began = time.perf_counter()
     run_chunk = _ENGINES[engine](model, x, y, batch_size, strategy)
     result.kernel = getattr(run_chunk, "kernel", "keras")
