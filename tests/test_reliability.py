@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 from conftest import ROOT, run_cli, write_seasonal_csv
 
-# Long enough to be killed in the middle (a few seconds of training), small enough for CI.
-FLAGS = ["--layout", "sequence", "--units", "8", "--steps", "2500", "--checkpoint-every", "250", "--quiet"]
+# Long enough to be killed in the middle (about 2 s of training on the native kernels, 3 with
+# checkpoints), small enough for CI.
+FLAGS = ["--layout", "sequence", "--units", "48", "--steps", "2500", "--checkpoint-every", "250", "--quiet"]
 
 
 def _start(run_dir: Path, flags: list[str] = FLAGS) -> subprocess.Popen:
