@@ -32,7 +32,7 @@ from pathlib import Path
 from types import ModuleType
 
 SOURCE = Path(__file__).with_name("rnn_ops.cc")
-OPTIMIZATION = ["-O3", "-march=native", "-fPIC", "-shared", "-w"]
+COMPILER_OPTIONS = ["-O3", "-march=native", "-fPIC", "-shared", "-w"]
 
 
 class NativeBuildError(RuntimeError):
@@ -56,10 +56,12 @@ def _compiler() -> list[str]:
     return shlex.split(os.environ.get("CXX") or "c++")
 
 
-def _build_flags() -> list[str]:
+def _compile_command(output: Path) -> list[str]:
+    """The compiler's command line writing the library to `output`."""
     import tensorflow as tf
 
-    return [*tf.sysconfig.get_compile_flags(), *tf.sysconfig.get_link_flags()]
+    flags = [*tf.sysconfig.get_compile_flags(), *tf.sysconfig.get_link_flags()]
+    return [*_compiler(), *COMPILER_OPTIONS, str(SOURCE), "-o", str(output), *flags]
 
 
 def _cpu_signature() -> str:
@@ -76,12 +78,12 @@ def library_path() -> Path:
     """The library file for this source, TensorFlow build, compiler command and CPU."""
     import tensorflow as tf
 
-    command = " ".join(_compiler() + OPTIMIZATION + _build_flags())
+    command = " ".join(_compile_command(Path("OUTPUT")))
     key = hashlib.sha256()
     for part in (SOURCE.read_bytes(), tf.__version__.encode(), command.encode(), _cpu_signature().encode()):
         key.update(part)
         key.update(b"\0")
-    return cache_dir() / f"lstm_ops-{key.hexdigest()[:16]}.so"
+    return cache_dir() / f"rnn_ops-{key.hexdigest()[:16]}.so"
 
 
 def build(force: bool = False) -> Path:
@@ -100,9 +102,8 @@ def build(force: bool = False) -> Path:
         if path.exists() and not force:
             return path
         partial = path.with_suffix(f".{os.getpid()}.tmp")
-        command = [*_compiler(), *OPTIMIZATION, str(SOURCE), "-o", str(partial), *_build_flags()]
         try:
-            done = subprocess.run(command, capture_output=True, text=True)
+            done = subprocess.run(_compile_command(partial), capture_output=True, text=True)
         except OSError as error:
             raise NativeBuildError(f"no C++ compiler ({_compiler()[0]}): {error.strerror}") from None
         if done.returncode:

@@ -12,7 +12,6 @@
 // calling thread: the training engine runs batch shards side by side instead.
 
 #include <algorithm>
-#include <cstring>
 #include <string>
 #include <vector>
 
@@ -46,9 +45,14 @@ struct Dims {
   int64_t rows() const { return time * batch; }
 };
 
+// The kernels' width in words, for error messages: "units" or "4 * units".
+std::string WidthName(int64_t gate_count) {
+  return gate_count == 1 ? "units" : std::to_string(gate_count) + " * units";
+}
+
 absl::Status CheckDims(const Tensor& inputs, const Tensor& kernel, const Tensor& recurrent,
                        int64_t gate_count, Dims* dims) {
-  const std::string width = gate_count == 1 ? "units" : std::to_string(gate_count) + " * units";
+  const std::string width = WidthName(gate_count);
   if (inputs.dims() != 3) {
     return absl::InvalidArgumentError("inputs must be (time, batch, features), got rank " +
                                       std::to_string(inputs.dims()));
@@ -92,7 +96,7 @@ bool StartForward(OpKernelContext* context, int64_t gate_count, int64_t bias_row
   absl::Status status = CheckDims(context->input(0), context->input(1), context->input(2), gate_count, d);
   const TensorShape bias_shape = BiasShape(*d, bias_rows);
   if (status.ok() && context->input(3).shape() != bias_shape) {
-    const std::string width = gate_count == 1 ? "units" : std::to_string(gate_count) + " * units";
+    const std::string width = WidthName(gate_count);
     const std::string expected = bias_rows ? "(" + std::to_string(bias_rows) + ", " + width + ")" : "(" + width + ",)";
     status = absl::InvalidArgumentError("bias must be " + expected + ", got " +
                                         context->input(3).shape().DebugString());
