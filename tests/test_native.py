@@ -105,6 +105,8 @@ def test_the_first_training_run_builds_the_library_once_outside_the_clock(tmp_pa
     found = _module([], dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
     assert found.returncode == 0 and found.stdout.strip().endswith(library.name)
     assert library.stat().st_mtime_ns == built  # found, not rebuilt
+    forced = _module(["--force"], dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    assert forced.returncode == 0 and library.stat().st_mtime_ns != built  # --force rebuilds
     assert not list((tmp_path / "cache").glob("*.tmp"))
 
 
