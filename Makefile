@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 NATIVE := $(VENV)/.native
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install run test test-slow lint notebooks clean
+.PHONY: install run test test-slow test-portability lint notebooks clean
 
 $(STAMP): setup.cfg pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,9 @@ test: install
 
 test-slow: install
 	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
+
+test-portability: $(STAMP)
+	$(BIN)/python -m pytest -m portability $(PYTEST_ARGS)
 
 notebooks: install
 	$(BIN)/python notebooks/run.py
