@@ -28,7 +28,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_BENCH = ROOT.parent / "shared" / "bench"
 PEAK_GFLOPS = 157.0  # this machine kind's fp32 peak: 2 cores x AVX2 FMA (see README)
-PEERS = {"pytorch eager": ("reference_torch.py", "torch"), "keras-jax fit": ("reference_keras_jax.py", "jax")}
+PEERS = {
+    "pytorch eager": ("reference_torch.py", "torch"),
+    "keras-jax fit": ("reference_keras_jax.py", "jax"),
+    "jax scan": ("reference_jax_scan.py", "jax"),
+}
+# tf_sine's rows: (engine, environment). "fallback" is the fast engine without the native
+# kernels (TF_SINE_NATIVE=0), what a machine without a C++ compiler gets.
+TF_SINE_ROWS = {"fast": ("fast", {}), "fallback": ("fast", {"TF_SINE_NATIVE": "0"}), "fit": ("fit", {})}
 
 
 # Runs argv[1:] and reports that one child's peak RSS: RUSAGE_CHILDREN of a fresh wrapper
@@ -41,9 +48,11 @@ _RSS_WRAPPER = (
 )
 
 
-def run_measured(command: list[str], cwd: Path) -> tuple[str, float, float]:
+def run_measured(
+    command: list[str], cwd: Path, env: dict[str, str] | None = None
+) -> tuple[str, float, float]:
     """Runs `command`; returns (stdout, wall seconds, peak RSS in MiB) of that process alone."""
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", **(env or {}))
     began = time.perf_counter()
     done = subprocess.run([sys.executable, "-c", _RSS_WRAPPER, *command], cwd=cwd, env=env,
                           capture_output=True, text=True)  # fmt: skip
@@ -65,11 +74,13 @@ def training_flops(layout: str, steps: int, batch: int, units: int, layers: int,
     return 3 * forward * steps
 
 
-def tf_sine_run(engine: str, layout: str, scratch: Path, extra: list[str], tag: str) -> dict:
+def tf_sine_run(
+    engine: str, layout: str, scratch: Path, extra: list[str], tag: str, env: dict[str, str] | None = None
+) -> dict:
     run_dir = scratch / tag
     command = [sys.executable, "-m", "tf_sine", "train", "--engine", engine, "--layout", layout,
                "--run-dir", str(run_dir), "--quiet", *extra]  # fmt: skip
-    _, wall, rss = run_measured(command, ROOT)
+    _, wall, rss = run_measured(command, ROOT, env)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     config = json.loads((run_dir / "config.json").read_text())
     return {"train_seconds": metrics["train_seconds"], "rmse": metrics["rmse"], "wall_seconds": wall,
@@ -109,11 +120,11 @@ def compare(args: argparse.Namespace, scratch: Path) -> list[dict]:
     for layout in args.layouts:
         results: dict[str, list[dict]] = {}
         for repeat in range(args.repeats):  # interleaved, so drifts in machine load hit all alike
-            for engine in ("fast", "fit"):
-                if engine == "fit" and args.skip_fit:
+            for row, (engine, env) in TF_SINE_ROWS.items():
+                if row == "fit" and args.skip_fit:
                     continue
-                run = tf_sine_run(engine, layout, scratch, [], f"{layout}-{engine}-{repeat}")
-                results.setdefault(f"tf_sine {engine}", []).append(run)
+                run = tf_sine_run(engine, layout, scratch, [], f"{layout}-{row}-{repeat}", env)
+                results.setdefault(f"tf_sine {row}", []).append(run)
             for name in peers:
                 results.setdefault(name, []).append(peer_run(name, args.peer_python, args.bench, layout))
         summaries = {name: median_of(runs) for name, runs in results.items()}
@@ -282,7 +293,9 @@ def main() -> None:
             rows = kernel_calls()
         else:
             rows = compare(args, Path(scratch))
-    print(f"\n{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}\n")
+    from tf_sine.native.build import cpu_model
+
+    print(f"\n{cpu_model()}, {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}\n")
     print(markdown(rows))
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2) + "\n")

@@ -17,6 +17,38 @@ ROOT = Path(__file__).resolve().parents[1]
 TINY = Config(units=4, steps=40, checkpoint_every=20)
 
 
+def native_expected() -> bool:
+    """Whether the native kernels must work here: they are on, and a C++ compiler runs. Where
+    they must, a build that fails is a test failure, never a skip."""
+    from tf_sine import native
+
+    return native.enabled() and native.compiler_available()
+
+
+def native_ops():
+    """The loaded native op library; skips, saying why, where `native_expected()` is False."""
+    from tf_sine import native
+
+    if not native.enabled():
+        pytest.skip("TF_SINE_NATIVE=0 turns the native kernels off")
+    if not native.compiler_available():
+        pytest.skip(
+            f"no C++ compiler ({native.compiler_description()}): the fallback's tests cover this machine"
+        )
+    ops = native.load()
+    assert ops is not None, (
+        f"the native kernels should build wherever a compiler runs: {native.read_record()}"
+    )
+    return ops
+
+
+def expected_kernel(cell: str = "lstm") -> str:
+    """What `metrics.json`'s kernel says for a covered model of `cell` on this machine's CPU."""
+    if native_expected():
+        return f"native_{cell}"
+    return "fused_lstm" if cell == "lstm" else "keras"
+
+
 def run_cli(*args: str, stdin: str | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
     """Runs `python -m tf_sine ARGS` as a real subprocess."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")

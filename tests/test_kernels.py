@@ -4,9 +4,12 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import native_ops
 
 import tf_sine
-from tf_sine.kernels import KERNELS, fused_forward, kernel_name
+from tf_sine.kernels import KERNELS, default_kernel, fused_forward, kernel_name, training_device
+
+FUSED = ("native", "tensorflow")  # the families with kernels of their own ("keras" has none)
 
 
 def _values_and_gradients(model, x, forward):
@@ -38,6 +41,8 @@ OTHER_CELLS = [
 
 
 def _assert_same_as_keras(options, kernel):
+    if kernel == "native":
+        native_ops()  # skips, saying why, where this machine is not expected to build them
     keras.utils.set_random_seed(1)
     model = tf_sine.build_model(units=7, **options)
     # Non-zero biases, so every gate's bias gradient is checked too.
@@ -55,7 +60,7 @@ def _assert_same_as_keras(options, kernel):
 
 
 @pytest.mark.parametrize("options", LSTM_MODELS, ids=LSTM_IDS)
-@pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize("kernel", FUSED)
 def test_fused_lstm_equals_keras_lstm(options, kernel):
     _assert_same_as_keras(options, kernel)
 
@@ -104,8 +109,26 @@ def test_a_gru_without_reset_after_is_left_to_keras():
 
 
 def test_an_unknown_kernel_is_refused_by_name():
-    with pytest.raises(ValueError, match="kernel: expected one of native, tensorflow, got 'cudnn'"):
+    with pytest.raises(ValueError, match="kernel: expected one of native, tensorflow, keras, got 'cudnn'"):
         fused_forward(tf_sine.build_model(units=3), kernel="cudnn")
+
+
+@pytest.mark.parametrize(
+    ("devices", "expected"), [(["CPU"], "CPU"), (["CPU", "GPU"], "GPU"), (["CPU", "GPU", "GPU"], "GPU")]
+)
+def test_a_gpu_trains_on_kerass_layers_and_a_cpu_on_the_fastest_kernels(devices, expected):
+    """The native ops are CPU-only: where TensorFlow sees a GPU (the device list injected here),
+    the model's variables live there, and Keras's cuDNN-backed layers run instead."""
+    assert training_device(devices) == expected
+    model = tf_sine.build_model(units=3, layout="sequence")
+    chosen = default_kernel(training_device(devices))
+    if expected == "GPU":
+        assert chosen == "keras" and fused_forward(model, kernel=chosen) is None
+        assert kernel_name(model, chosen) == "keras"
+    else:
+        assert chosen in FUSED and fused_forward(model, kernel=chosen) is not None
+        assert kernel_name(model, chosen) in ("native_lstm", "fused_lstm")
+    assert training_device() == "CPU"  # this machine, as TensorFlow sees it (no GPU in the suite)
 
 
 def test_fast_engine_uses_the_kernel_and_matches_fit():
@@ -123,8 +146,10 @@ def test_fast_engine_uses_the_kernel_and_matches_fit():
     np.testing.assert_allclose(predictions["fast"], predictions["fit"], rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize("kernel", FUSED)
 def test_a_batch_in_two_shards_computes_the_same_values_and_gradients(kernel):
+    if kernel == "native":
+        native_ops()
     keras.utils.set_random_seed(4)
     model = tf_sine.build_model(units=6, timesteps=8, layout="sequence")
     x = tf.constant(np.random.default_rng(5).normal(size=(6, 8, 1)).astype(np.float32))

@@ -4,21 +4,15 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import ROOT, native_ops, run_cli
 
-from tests.conftest import ROOT, run_cli
-from tf_sine import native
-
-
-def _ops():
-    ops = native.load()
-    assert ops is not None, "the native kernels should build on this machine (gcc is part of its set-up)"
-    return ops
-
+from tf_sine.native.build import BuildRecord, ladder
 
 LAYERS = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU, "simple_rnn": keras.layers.SimpleRNN}
 
@@ -30,7 +24,7 @@ LAYERS = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU, "simple_rnn": kera
     ids=["preset", "one-step", "batch-of-one", "one-unit", "wide"],
 )
 def test_ops_equal_keras_values_and_gradients(cell, time, batch, features, units):
-    ops = _ops()
+    ops = native_ops()
     layer = LAYERS[cell](units, return_sequences=True)
     rng = np.random.default_rng(units)
     x = tf.constant(rng.normal(size=(batch, time, features)).astype(np.float32))
@@ -56,7 +50,7 @@ def test_ops_equal_keras_values_and_gradients(cell, time, batch, features, units
 
 
 def test_ops_refuse_mismatched_shapes_naming_the_argument():
-    ops = _ops()
+    ops = native_ops()
     x = tf.zeros([4, 2, 3])
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"kernel must be \(features, 4 \* units\)"):
         ops.tf_sine_lstm(x, tf.zeros([2, 8]), tf.zeros([2, 8]), tf.zeros([8]))
@@ -75,7 +69,7 @@ def test_ops_refuse_mismatched_shapes_naming_the_argument():
 @pytest.mark.parametrize("column", range(8))
 def test_a_nan_gate_spreads_as_in_keras(column):
     """The divergence check relies on NaN propagating through the kernels (no fast-math)."""
-    ops = _ops()
+    ops = native_ops()
     layer = keras.layers.LSTM(2, return_sequences=True)
     layer.build((None, 3, 1))
     kernel = np.ones([1, 8], np.float32)
@@ -87,55 +81,111 @@ def test_a_nan_gate_spreads_as_in_keras(column):
     assert expected[:, -1].all()
 
 
-def _module(args, env, timeout=300):
+def _module(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    """`python -m tf_sine.native ARGS` in a real process, with this process's environment."""
     return subprocess.run([sys.executable, "-m", "tf_sine.native", *args], capture_output=True, text=True,
-                          cwd=ROOT, env=env, timeout=timeout)  # fmt: skip
+                          cwd=ROOT, env=dict(os.environ), timeout=timeout)  # fmt: skip
 
 
-def test_the_first_training_run_builds_the_library_once_outside_the_clock(tmp_path, monkeypatch):
+def _record(cache) -> BuildRecord:
+    (path,) = cache.glob("rnn_ops-*.json")
+    return BuildRecord.from_json(path.read_text())
+
+
+def _rows(info: str) -> dict[str, str]:
+    """`--info`'s ``name: value`` rows."""
+    pairs = (line.split(":", 1) for line in info.splitlines())
+    return {name: value.strip() for name, value in pairs}
+
+
+def _train(run_dir, *flags: str) -> subprocess.CompletedProcess:
+    return run_cli("train", "--layout", "sequence", "--units", "4", "--steps", "20", "--quiet",
+                   "--run-dir", str(run_dir), *flags)  # fmt: skip
+
+
+def test_the_first_training_run_builds_a_self_tested_library_outside_the_clock(tmp_path, monkeypatch):
+    native_ops()  # skips, saying why, where this machine is not expected to build them
     monkeypatch.setenv("TF_SINE_CACHE", str(tmp_path / "cache"))
-    done = run_cli("train", "--layout", "sequence", "--units", "4", "--steps", "20", "--quiet",
-                   "--run-dir", str(tmp_path / "run"))  # fmt: skip
+    done = _train(tmp_path / "run")
     assert done.returncode == 0, done.stderr
-    assert "compiling the native recurrent kernels for this machine" in done.stderr
+    assert done.stderr.count("compiling the native recurrent kernels for this machine") == 1
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
-    assert metrics["kernel"] == "native_lstm" and metrics["train_seconds"] < 5  # the build takes ~15 s
-    (library,) = (tmp_path / "cache").glob("*.so")
+    assert metrics["kernel"] == "native_lstm" and metrics["device"] == "CPU"
+    assert metrics["train_seconds"] < 5  # the build takes 15-60 s
+    record = _record(tmp_path / "cache")
+    assert record.ok and record.selftest["passed"] and record.selftest["cases"] >= 9
+    assert (
+        record.attempts[-1].outcome == "built"
+        and record.flags[-len(record.attempts[-1].flags) :] == record.attempts[-1].flags
+    )
+    assert all(attempt.outcome != "built" for attempt in record.attempts[:-1])
+    library = Path(record.library)
     built = library.stat().st_mtime_ns
-    found = _module([], dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
-    assert found.returncode == 0 and found.stdout.strip().endswith(library.name)
-    assert library.stat().st_mtime_ns == built  # found, not rebuilt
-    forced = _module(["--force"], dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
-    assert forced.returncode == 0 and library.stat().st_mtime_ns != built  # --force rebuilds
-    assert not list((tmp_path / "cache").glob("*.tmp"))
+    again = _train(tmp_path / "run2")
+    assert again.returncode == 0 and "compiling" not in again.stderr and library.stat().st_mtime_ns == built
+    info = _module("--info")
+    assert info.returncode == 0, info.stderr
+    rows = _rows(info.stdout)
+    assert (
+        rows["status"].startswith("built and self-tested")
+        and rows["families loaded"] == "lstm, gru, simple_rnn"
+    )
+    assert rows["library"] == str(library) and "-march=" in rows["flags"] and "compiling" not in info.stderr
+    check = _module("--check")
+    assert check.returncode == 0 and "passes its self-test" in check.stdout
+    forced = _module("--force")
+    assert forced.returncode == 0 and forced.stdout.strip() == str(library)
+    assert library.stat().st_mtime_ns != built  # --force rebuilds
+    assert not list((tmp_path / "cache").glob("*.tmp*"))
 
 
 @pytest.mark.parametrize(
-    ("compiler", "reason"),
-    [("/nonexistent/c++", "no C++ compiler (/nonexistent/c++)"), ("false", "false exited with status 1")],
+    ("compiler", "reason", "tries"),
+    [
+        ("/nonexistent/c++", "no C++ compiler (/nonexistent/c++)", 1),
+        ("false", "false exited with status 1", None),
+    ],
 )
-def test_without_a_working_compiler_training_falls_back_to_block_lstm(
-    tmp_path, monkeypatch, compiler, reason
-):
+def test_a_failed_build_is_remembered_and_training_falls_back(tmp_path, monkeypatch, compiler, reason, tries):
+    monkeypatch.setenv("TF_SINE_NATIVE", "1")  # the build machinery, whatever the suite's setting
     monkeypatch.setenv("TF_SINE_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("CXX", compiler)
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    build = _module([], env)
-    assert build.returncode == 1 and reason in build.stderr and "Traceback" not in build.stderr
-    done = run_cli("train", "--layout", "sequence", "--units", "4", "--steps", "20", "--quiet",
-                   "--run-dir", str(tmp_path / "run"))  # fmt: skip
+    first = _module()
+    assert first.returncode == 1 and reason in first.stderr and "Traceback" not in first.stderr
+    assert "compiling the native recurrent kernels" in first.stderr
+    record = _record(tmp_path / "cache")
+    assert not record.ok and reason in record.reason and record.library is None
+    assert len(record.attempts) == (tries or len(ladder()))  # every rung, unless no compiler runs at all
+    (record_file,) = (tmp_path / "cache").glob("*.json")
+    written = record_file.stat().st_mtime_ns
+
+    done = _train(tmp_path / "run")  # remembered: no second try, one line saying so
     assert done.returncode == 0, done.stderr
-    assert "native recurrent kernels unavailable" in done.stderr and reason in done.stderr
+    assert "compiling" not in done.stderr and "Traceback" not in done.stderr
+    (line,) = [line for line in done.stderr.splitlines() if "native recurrent kernels" in line]
+    assert line.startswith("tf-sine: warning: the native recurrent kernels were not built") and reason in line
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["kernel"] == "fused_lstm" and np.isfinite(metrics["rmse"])
+    assert record_file.stat().st_mtime_ns == written
+
+    check = _module("--check")
+    assert check.returncode == 1 and reason in check.stderr and "compiling" not in check.stderr
+    info = _module("--info")
+    rows = _rows(info.stdout)
+    assert info.returncode == 1 and rows["status"].startswith("failed") and rows["families loaded"] == "none"
+    forced = _module("--force")  # tries again
+    assert forced.returncode == 1 and "compiling the native recurrent kernels" in forced.stderr
+    assert record_file.stat().st_mtime_ns != written
 
 
-@pytest.mark.parametrize(("cell", "kernel"), [("lstm", "fused_lstm"), ("gru", "keras")])
+@pytest.mark.parametrize(
+    ("cell", "kernel"), [("lstm", "fused_lstm"), ("gru", "keras"), ("simple_rnn", "keras")]
+)
 def test_the_native_kernels_can_be_turned_off(tmp_path, monkeypatch, cell, kernel):
     monkeypatch.setenv("TF_SINE_NATIVE", "0")
     monkeypatch.setenv("TF_SINE_CACHE", str(tmp_path / "cache"))
-    done = run_cli("train", "--layout", "sequence", "--cell", cell, "--units", "4", "--steps", "20", "--quiet",
-                   "--run-dir", str(tmp_path / "run"))  # fmt: skip
+    done = _train(tmp_path / "run", "--cell", cell)
     assert done.returncode == 0, done.stderr
     assert "native" not in done.stderr and not (tmp_path / "cache").exists()
-    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["kernel"] == kernel
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["kernel"] == kernel and np.isfinite(metrics["rmse"])

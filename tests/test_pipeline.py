@@ -6,7 +6,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import TINY
+from conftest import TINY, expected_kernel
 
 from tf_sine.pipeline import run_experiment
 from tf_sine.runs import read_json
@@ -31,7 +31,7 @@ def test_run_directory_is_complete(tiny_run):
     metrics = read_json(path / "metrics.json")
     assert {"rmse", "mse", "mae", "steps", "train_seconds"} <= set(metrics)
     assert metrics["steps"] == TINY.steps and metrics["train_seconds"] > 0
-    assert (metrics["engine"], metrics["kernel"]) == ("fast", "native_lstm")
+    assert (metrics["engine"], metrics["kernel"], metrics["device"]) == ("fast", expected_kernel(), "CPU")
     assert metrics["rmse"] == pytest.approx(np.sqrt(metrics["mse"]))
     # The sine's baselines on the same test targets; its season is 2*pi/0.01 = 628 samples.
     assert metrics["period"] == 628

@@ -1,21 +1,22 @@
-"""The native kernels compile for other CPUs than this one (compile only, nothing runs).
+"""The native kernels compile for other CPUs than this one (compile only, nothing runs), and
+the build's ladder passes over a rung that fails to compile or fails the self-test.
 
-Marked `portability` (a minute or two of compiling): `make test-portability`, which `.ci/run`
-runs.
+Marked `portability` (two minutes of compiling): `make test-portability`, which `.ci/run` runs.
 """
 
 import functools
-import shutil
 import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tf_sine import native
+from tf_sine.native import build, read_record
+from tf_sine.native.build import compile_command, compiler, compiler_available, ladder
 
 pytestmark = [
     pytest.mark.portability,
-    pytest.mark.skipif(shutil.which(native._compiler()[0]) is None, reason="no C++ compiler"),
+    pytest.mark.skipif(not compiler_available(), reason="no C++ compiler"),
 ]
 
 # Each target as the compiler is told it. A compiler older than the CPU (gcc 12.2 and Zen 4)
@@ -31,39 +32,91 @@ TARGETS = {
 
 
 def _known(flags: list[str]) -> bool:
-    done = subprocess.run([*native._compiler(), *flags, "-E", "-x", "c++", "/dev/null"], capture_output=True)
+    done = subprocess.run([*compiler(), *flags, "-E", "-x", "c++", "/dev/null"], capture_output=True)
     return done.returncode == 0
 
 
-def _compile(target: str, directory) -> subprocess.CompletedProcess:
+def _climb(target: str, directory) -> list[tuple[tuple[str, ...], subprocess.CompletedProcess]]:
+    """The build's ladder for `target`, compile only, up to the first rung that compiles."""
     march = next(flags for flags in TARGETS[target] if _known(flags))
-    command = native._compile_command(directory / f"{target}.o")
-    command = [part for part in command if part != "-shared" and not part.startswith(("-L", "-l"))]
-    command = [flag for part in command for flag in (march if part == "-march=native" else [part])]
-    return subprocess.run([*command, "-c"], capture_output=True, text=True)
+    attempts = []
+    for flags in ladder(march):
+        command = compile_command(directory / f"{target}.o", flags, compile_only=True)
+        attempts.append((flags, subprocess.run(command, capture_output=True, text=True)))
+        if attempts[-1][1].returncode == 0:
+            break
+    return attempts
 
 
 @pytest.fixture(scope="module")
-def compiled(tmp_path_factory):
-    """Every target compiled once, two at a time (the tests read the results)."""
+def climbed(tmp_path_factory):
+    """Every target's ladder climbed once, two targets at a time (the tests read the results)."""
     directory = tmp_path_factory.mktemp("portability")
     with ThreadPoolExecutor(2) as pool:
-        results = pool.map(functools.partial(_compile, directory=directory), TARGETS)
+        results = pool.map(functools.partial(_climb, directory=directory), TARGETS)
         return dict(zip(TARGETS, results, strict=True))
 
 
-@pytest.mark.parametrize(
-    "target",
-    [
-        pytest.param(
-            "sapphirerapids",
-            marks=pytest.mark.xfail(
-                strict=True, reason="TensorFlow's Eigen fails to compile with AVX512-FP16 (PacketMathFP16.h)"
-            ),
-        ),
-        *list(TARGETS)[1:],
-    ],
-)
-def test_the_kernels_compile_for(compiled, target):
-    done = compiled[target]
+@pytest.mark.parametrize("target", TARGETS)
+def test_the_kernels_compile_for_the_target_itself(climbed, target):
+    """Not for a portable baseline: the target's own instruction set, at most some extension off."""
+    flags, done = climbed[target][-1]
     assert done.returncode == 0, done.stderr[-2000:]
+    march = next(flags for flags in TARGETS[target] if _known(flags))
+    assert flags[: len(march)] == tuple(march)
+
+
+def test_sapphire_rapids_compiles_with_avx512fp16_off(climbed):
+    """The new user's machine: -march=native there turns on AVX512-FP16, which TensorFlow's Eigen
+    cannot compile under with this compiler; the second rung turns it off."""
+    (first, failed), *rest = climbed["sapphirerapids"]
+    if failed.returncode == 0:
+        pytest.skip("this compiler builds TensorFlow's Eigen with AVX512-FP16 on: the first rung is enough")
+    assert "PacketMathFP16.h" in failed.stderr
+    (second, done), *_ = rest
+    assert second == (*first, "-mno-avx512fp16") and done.returncode == 0, done.stderr[-2000:]
+
+
+WRAPPER = """#!{python}
+# A C++ compiler for the test: breaks the library of one rung, refuses others, runs c++ otherwise.
+import os, sys
+args = sys.argv[1:]
+rung = " ".join(arg for arg in args if arg.startswith(("-march=", "-mno-")))
+if "-shared" in args and rung == os.environ["TEST_SABOTAGE"]:
+    source = next(arg for arg in args if arg.endswith("rnn_ops.cc"))
+    text = open(source).read()
+    broken = text.replace("0.5f + 0.5f * (0.5f * z).tanh()", "0.5f + 0.45f * (0.5f * z).tanh()")
+    assert broken != text, "the sigmoid this test breaks has changed"
+    path = os.path.join(os.environ["TEST_BROKEN_DIR"], "rnn_ops.cc")
+    open(path, "w").write(broken)
+    args = [path if arg == source else arg for arg in args]
+elif "-shared" in args and rung in os.environ["TEST_REFUSE"].split("|"):
+    sys.exit("error: refused by the test's compiler")
+os.execvp("c++", ["c++", *args])
+"""
+
+
+def test_the_ladder_passes_a_broken_library_and_a_failed_compile_for_the_next_rung(tmp_path, monkeypatch):
+    """A library that compiles but computes a wrong sigmoid fails the self-test, is deleted and
+    never loaded; a rung that does not compile is passed over; the last rung is built."""
+    wrapper = tmp_path / "c++"
+    wrapper.write_text(WRAPPER.format(python=sys.executable))
+    wrapper.chmod(0o755)
+    monkeypatch.setenv("CXX", str(wrapper))
+    monkeypatch.setenv("TF_SINE_CACHE", str(tmp_path / "cache"))
+    rungs = ladder()
+    assert len(rungs) >= 2, rungs
+    monkeypatch.setenv("TEST_SABOTAGE", " ".join(rungs[0]))
+    monkeypatch.setenv("TEST_REFUSE", "|".join(" ".join(rung) for rung in rungs[1:-1]))
+    monkeypatch.setenv("TEST_BROKEN_DIR", str(tmp_path))
+
+    record = build()
+    outcomes = [attempt.outcome for attempt in record.attempts]
+    assert outcomes == ["self-test failed", *["compile failed"] * (len(rungs) - 2), "built"], record
+    assert "off by up to" in record.attempts[0].detail  # the self-test names what disagreed
+    assert record.ok and record.flags[-len(rungs[-1]) :] == rungs[-1] and record == read_record()
+    assert [path.name for path in (tmp_path / "cache").glob("*.so")] == [record.library.rsplit("/", 1)[1]]
+    check = subprocess.run(
+        [sys.executable, "-m", "tf_sine.native", "--check"], capture_output=True, text=True
+    )
+    assert check.returncode == 0 and "passes its self-test" in check.stdout, check.stderr

@@ -14,6 +14,10 @@ per layer over all time steps, and one op back-propagating through it. Two famil
   is not available. TensorFlow registers the V1 gradient (`BlockLSTMGrad`, gate order i, c, f,
   o) for it (gate order i, f, c, o, as Keras), which gives wrong gradients; we attach
   `BlockLSTMGradV2` through `tf.custom_gradient` instead.
+* ``"keras"``: none; Keras's own layers run. The choice on a GPU (`default_kernel`): the native
+  ops are registered for the CPU only, and placed between GPU-resident variables they would
+  copy every weight and activation across at every step, while Keras's LSTM and GRU layers
+  run on cuDNN there.
 
 Both read the layers' own variables, so the optimizer updates the Keras model itself and the
 saved model stays plain Keras. The tests check forward values and gradients against the Keras
@@ -25,7 +29,7 @@ layers. `kernel_name(model)` says which kernel a model trains on (`metrics.json`
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import keras
 import numpy as np
@@ -35,12 +39,28 @@ from tf_sine import native
 
 Forward = Callable[[tf.Tensor], tf.Tensor]
 CellRunner = Callable[[tf.Tensor, keras.layers.Layer], tf.Tensor]
-KERNELS = ("native", "tensorflow")
+KERNELS = ("native", "tensorflow", "keras")
 RECURRENT = {keras.layers.LSTM: "lstm", keras.layers.GRU: "gru", keras.layers.SimpleRNN: "simple_rnn"}
 
 
-def default_kernel() -> str:
-    """The fastest kernel family available in this process: ``"native"`` if it loads."""
+def training_device(devices: Sequence[str] | None = None) -> str:
+    """``"GPU"`` where TensorFlow sees a GPU (Keras then places the model's variables on it),
+    else ``"CPU"``.
+
+    Args:
+        devices: the device types to decide from, such as ``["CPU", "GPU"]``; by default
+            TensorFlow's logical devices in this process.
+    """
+    if devices is None:
+        devices = [device.device_type for device in tf.config.list_logical_devices()]
+    return "GPU" if "GPU" in devices else "CPU"
+
+
+def default_kernel(device: str | None = None) -> str:
+    """The fastest kernel family on `device` (default `training_device()`): on a CPU
+    ``"native"`` if the library loads, else ``"tensorflow"``; on a GPU ``"keras"``."""
+    if (device or training_device()) == "GPU":
+        return "keras"
     return "native" if native.load() is not None else "tensorflow"
 
 
@@ -107,7 +127,8 @@ def native_inference(model: keras.Model) -> Callable[[np.ndarray], tf.Tensor] | 
     call, so it follows further training.
     """
     if model not in _INFERENCE:
-        forward = fused_forward(model, kernel="native") if native.load() is not None else None
+        usable = default_kernel() == "native"
+        forward = fused_forward(model, kernel="native") if usable else None
         spec = tf.TensorSpec([None, *model.input_shape[1:]], tf.float32)
         _INFERENCE[model] = forward and tf.function(forward, input_signature=[spec], autograph=False)
     return _INFERENCE[model]
@@ -122,6 +143,8 @@ def _runners(model: keras.Model, kernel: str | None) -> dict[str, CellRunner] | 
     if not all(_fusable(layer) for layer in model.layers):
         return None
     family = kernel or default_kernel()
+    if family == "keras":
+        return None
     runners = _NATIVE if family == "native" else _TENSORFLOW
     if not all(_cell_kind(layer) in runners for layer in _recurrent_layers(model)):
         return None

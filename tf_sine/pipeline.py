@@ -74,8 +74,8 @@ def run_experiment(
         An `ExperimentResult`; `metrics` holds `rmse`, `mse`, `mae` on the test part (in the
         series' units), `baselines` (name -> RMSE on the same targets) and `period`,
         `steps`, `train_seconds` (training loop incl. tracing, without checkpoint writes,
-        summed over resumed segments), `checkpoint_seconds`, `engine`, `kernel`, `seed`, and
-        with a validation part `best_step`, `best_val_loss` and `stopped_early`.
+        summed over resumed segments), `checkpoint_seconds`, `engine`, `kernel`, `device`,
+        `seed`, and with a validation part `best_step`, `best_val_loss` and `stopped_early`.
 
     Raises:
         ValueError: bad arguments, or `run_dir` holds a finished run or another
@@ -155,6 +155,7 @@ def run_experiment(
         checkpoint_seconds=round(training.checkpoint_seconds, 4),
         engine=config.engine,
         kernel=training.kernel,
+        device=training.device,
         batch_shards=training.shards,
         seed=config.seed,
         **summary,

@@ -33,7 +33,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_sine.config import ENGINES, ConfigError, check_choice, check_int, check_positive_int
-from tf_sine.kernels import default_kernel, fused_forward, kernel_name
+from tf_sine.kernels import default_kernel, fused_forward, kernel_name, training_device
 
 # Steps in the first compiled call. Later calls are sized to take about CHUNK_SECONDS each:
 # long enough that the call, the progress bar and the NaN check cost nothing (100-step chunks
@@ -74,6 +74,7 @@ class TrainingResult:
             ``"native_lstm"``, ``"native_gru"``, ``"fused_lstm"``), else ``"keras"`` (Keras's own
             layers, or the ``"fit"`` engine).
         shards: the independent slices each batch ran as (see `_shards`).
+        device: ``"CPU"`` or ``"GPU"``, where training ran (`tf_sine.kernels.training_device`).
         val_steps, val_losses: validation loss (MSE, in the model's units) by step.
         best_step, best_loss: the step with the lowest validation loss so far, and that loss.
         best_weights: the model's weights at `best_step` (not saved in the history).
@@ -87,6 +88,7 @@ class TrainingResult:
     final_step: int = 0
     kernel: str = "keras"
     shards: int = 1
+    device: str = "CPU"
     val_steps: list[int] = field(default_factory=list)
     val_losses: list[float] = field(default_factory=list)
     best_step: int = 0
@@ -370,13 +372,16 @@ def train(
     if start >= steps:
         return result
 
-    bar = keras.utils.Progbar(steps, verbose=1 if sys.stdout.isatty() else 2) if progress else None
     if engine == "fast":
-        default_kernel()  # loads the native kernels, or builds them once per machine, before the clock
+        # Loads the native kernels, or builds them where no build is kept, before the clock and
+        # the progress bar start.
+        default_kernel()
+    bar = keras.utils.Progbar(steps, verbose=1 if sys.stdout.isatty() else 2) if progress else None
     began = time.perf_counter()
     run_chunk = _ENGINES[engine](model, x, y, batch_size, strategy)
     result.kernel = getattr(run_chunk, "kernel", "keras")
     result.shards = getattr(run_chunk, "shards", 1)
+    result.device = training_device()
     step, trained_before, saved_before = start, result.train_seconds, result.checkpoint_seconds
     validate = _Validator(model, *validation) if validation is not None else None
 

@@ -22,6 +22,7 @@ import logging
 import os
 import signal
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,7 @@ from tf_sine.config import (
     ConfigError,
     get_preset,
 )
+from tf_sine.startup import start_tensorflow
 
 __all__ = ["build_parser", "config_from_args", "flag_for", "main"]
 
@@ -125,11 +127,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")):
         argv.insert(0, "train")  # `python -m tf_sine` runs the source experiment
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported
     # TensorFlow's Python warnings (e.g. retracing notes when many models predict) are not ours.
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
     args = build_parser().parse_args(argv)
-    _set_threads(args)
+    warnings.showwarning = _show_warning
+    if _set_threads(args):
+        start_tensorflow()  # quietly (tf_sine.startup); a bad flag is reported without it
     received: list[int] = []
     _stop_on_sigterm(received)
     try:
@@ -143,8 +146,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_TERMINATED if received else EXIT_INTERRUPTED
 
 
-def _set_threads(args: argparse.Namespace) -> None:
-    """TensorFlow's thread pools for this command, chosen before TensorFlow starts.
+def _set_threads(args: argparse.Namespace) -> bool:
+    """TensorFlow's thread pools for this command, chosen before TensorFlow starts; False when
+    the training flags are invalid (the command then reports them, with no need of TensorFlow).
 
     Training runs one chain of small ops: one inter-op thread (handing ops between threads cost
     9% on the sequence preset here), matmuls on every core. A model the fused kernels cover
@@ -156,7 +160,7 @@ def _set_threads(args: argparse.Namespace) -> None:
     try:
         config = config_from_args(args) if args.command == "train" else None
     except (ValueError, TypeError):
-        config = None  # reported by the command itself
+        return False  # reported by the command itself
     halves = (
         config is not None and config.engine == "fast" and config.distribute == "none"
         and config.layout == "sequence" and config.dropout == 0 and config.recurrent_dropout == 0
@@ -164,6 +168,14 @@ def _set_threads(args: argparse.Namespace) -> None:
     os.environ.setdefault("TF_NUM_INTEROP_THREADS", "2" if halves else "1")
     if halves:
         os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
+    return True
+
+
+def _show_warning(message: Warning | str, category: type[Warning], *_: Any, **__: Any) -> None:
+    """Warnings as one line each: ``tf-sine: warning: ...`` (tf_sine's) or ``Category: ...``."""
+    text = str(message).removeprefix("tf_sine: ")
+    origin = "" if str(message).startswith("tf_sine: ") else f"{category.__name__}: "
+    print(f"{PROGRAM}: warning: {origin}{text}", file=sys.stderr)
 
 
 def _stop_on_sigterm(received: list[int]) -> None:

@@ -3,13 +3,17 @@
 `rnn_ops.cc` holds a forward op and its gradient op for each of Keras's LSTM, GRU and SimpleRNN
 layers (`TfSineLstm`/`TfSineLstmGrad`, `TfSineGru`..., `TfSineSimpleRnn`...), each running a
 whole layer over a whole sequence. They are compiled with the C++ compiler against the installed
-TensorFlow's own headers and library (`tf.sysconfig`), with `-O3 -march=native`, into a cache
-directory keyed by the source, the TensorFlow version and this CPU: once, by `make install`
-(`python -m tf_sine.native`), or by the first `load()` that finds no library.
+TensorFlow's own headers and library (`tf.sysconfig`) by `tf_sine.native.build`: a ladder of
+flag sets from `-march=native` down to a portable baseline, each library self-tested against
+the cells' equations in a process of its own before it is cached (`tf_sine.native.selftest`).
+The cache is keyed by the source, the TensorFlow version, the compiler and this CPU. `make
+install` builds it (`python -m tf_sine.native`), or the first `load()` that finds no record.
 
-Without a compiler, or when the build or the load fails, `load()` warns once and returns None,
-and training falls back to TensorFlow's BlockLSTM kernel for LSTM layers and to Keras's layers
-for the others: slower, same function.
+A failed build is recorded beside where the library would be, and not tried again until
+something in the key changes or `python -m tf_sine.native --force` asks; `load()` then warns
+(`NativeKernelsWarning`, one line) and returns None, and training falls back to TensorFlow's
+BlockLSTM kernel for LSTM layers and to Keras's layers for the others: slower, same function.
+`python -m tf_sine.native --info` reports what was built, with which flags, and why not.
 
 Environment:
     TF_SINE_NATIVE=0: never build or load the library (the fallback everywhere).
@@ -19,24 +23,47 @@ Environment:
 
 from __future__ import annotations
 
-import fcntl
 import functools
-import hashlib
 import os
-import platform
-import shlex
-import subprocess
 import sys
 import warnings
 from pathlib import Path
 from types import ModuleType
 
-SOURCE = Path(__file__).with_name("rnn_ops.cc")
-COMPILER_OPTIONS = ["-O3", "-march=native", "-fPIC", "-shared", "-w"]
+from tf_sine.native.build import (
+    BuildRecord,
+    build,
+    compiler,
+    compiler_available,
+    compiler_description,
+    library_path,
+    read_record,
+    record_path,
+)
+
+__all__ = [
+    "FAMILIES",
+    "BuildRecord",
+    "NativeKernelsWarning",
+    "announce",
+    "build",
+    "cache_dir",
+    "compiler",
+    "compiler_available",
+    "compiler_description",
+    "enabled",
+    "families",
+    "library_path",
+    "load",
+    "read_record",
+    "record_path",
+]
+
+FAMILIES = ("lstm", "gru", "simple_rnn")  # cells with a forward and a gradient op in rnn_ops.cc
 
 
-class NativeBuildError(RuntimeError):
-    """The kernel library could not be compiled."""
+class NativeKernelsWarning(RuntimeWarning):
+    """The native kernels are not used in this process; training falls back (module docstring)."""
 
 
 def enabled() -> bool:
@@ -45,98 +72,67 @@ def enabled() -> bool:
 
 
 def cache_dir() -> Path:
-    """Where built libraries live (see the module docstring)."""
+    """Where built libraries and their records live (see the module docstring)."""
     if os.environ.get("TF_SINE_CACHE"):
         return Path(os.environ["TF_SINE_CACHE"])
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "tf_sine"
 
 
-def _compiler() -> list[str]:
-    return shlex.split(os.environ.get("CXX") or "c++")
+def families(ops: ModuleType) -> list[str]:
+    """The cells whose forward and gradient ops the loaded library `ops` provides."""
+    return [
+        cell for cell in FAMILIES if hasattr(ops, f"tf_sine_{cell}") and hasattr(ops, f"tf_sine_{cell}_grad")
+    ]
 
 
-def _compile_command(output: Path) -> list[str]:
-    """The compiler's command line writing the library to `output`."""
-    import tensorflow as tf
-
-    flags = [*tf.sysconfig.get_compile_flags(), *tf.sysconfig.get_link_flags()]
-    return [*_compiler(), *COMPILER_OPTIONS, str(SOURCE), "-o", str(output), *flags]
-
-
-def _cpu_signature() -> str:
-    """What `-march=native` depends on: the CPU's model and feature flags."""
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-    except OSError:
-        lines = []
-    wanted = [line for line in lines if line.startswith(("model name", "flags"))][:2]
-    return "\n".join([platform.machine(), platform.processor(), *wanted])
-
-
-def library_path() -> Path:
-    """The library file for this source, TensorFlow build, compiler command and CPU."""
-    import tensorflow as tf
-
-    command = " ".join(_compile_command(Path("OUTPUT")))
-    key = hashlib.sha256()
-    for part in (SOURCE.read_bytes(), tf.__version__.encode(), command.encode(), _cpu_signature().encode()):
-        key.update(part)
-        key.update(b"\0")
-    return cache_dir() / f"rnn_ops-{key.hexdigest()[:16]}.so"
-
-
-def build(force: bool = False) -> Path:
-    """Compiles the kernels unless a library for this machine exists; returns its path.
-
-    Concurrent builds (several workers starting at once) wait on a lock file and the first one
-    builds; the library appears under its final name only when complete.
-
-    Raises:
-        NativeBuildError: no compiler, or the compiler failed (its last lines of output).
-    """
-    path = library_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_suffix(".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if path.exists() and not force:
-            return path
-        partial = path.with_suffix(f".{os.getpid()}.tmp")
-        try:
-            done = subprocess.run(_compile_command(partial), capture_output=True, text=True)
-        except OSError as error:
-            raise NativeBuildError(f"no C++ compiler ({_compiler()[0]}): {error.strerror}") from None
-        if done.returncode:
-            partial.unlink(missing_ok=True)
-            tail = " | ".join((done.stderr or done.stdout).strip().splitlines()[-3:])
-            raise NativeBuildError(f"{_compiler()[0]} exited with status {done.returncode}: {tail}")
-        os.replace(partial, path)
-    return path
+def announce(directory: Path) -> None:
+    """The note printed just before the kernels are compiled."""
+    print(f"tf_sine: compiling the native recurrent kernels for this machine into {directory} (up to a "
+          "minute; the outcome is kept for this CPU, compiler and TensorFlow)", file=sys.stderr)  # fmt: skip
 
 
 @functools.cache
 def load() -> ModuleType | None:
-    """The loaded op library (`tf_sine_lstm`, `tf_sine_lstm_grad`, ...), or None (see module docstring).
+    """The loaded op library (`tf_sine_lstm`, `tf_sine_lstm_grad`, ...), or None (module docstring).
 
-    The first call in a process may build the library (about 15 s on 2 cores), with a note on
-    stderr; later calls return the same module.
+    The first call on a machine may build the library (a minute at most), with a note on
+    stderr; a build that failed before is not retried. Later calls return the same module.
     """
     if not enabled():
         return None
     import tensorflow as tf
 
+    built_now: list[Path] = []
+
+    def note(directory: Path) -> None:
+        built_now.append(directory)
+        announce(directory)
+
     try:
-        path = library_path()
-        if not path.exists():
-            print(f"tf_sine: compiling the native recurrent kernels for this machine into {path.parent} "
-                  "(once, about 15 s)", file=sys.stderr)  # fmt: skip
-            build()
-        return tf.load_op_library(str(path))
-    except (NativeBuildError, OSError, tf.errors.OpError) as error:
-        warnings.warn(
-            f"tf_sine: native recurrent kernels unavailable ({error}); using TensorFlow's BlockLSTM "
-            "for LSTM layers and Keras's layers for the others instead",
-            RuntimeWarning,
-            stacklevel=2,
-        )
+        record = build(announce=note)
+        if record.ok:
+            return tf.load_op_library(record.library)
+    except (OSError, tf.errors.OpError) as error:
+        _warn(f"could not be loaded ({error})")
         return None
+    if built_now:
+        _warn(f"could not be built: {record.reason}. This outcome is kept in {record_path(library_path())}; "
+              "`python -m tf_sine.native --force` tries again")  # fmt: skip
+    else:
+        _warn(f"were not built on this machine ({record.when}: {_shorten(record.reason or '')}; "
+              "`python -m tf_sine.native --info` says more, `--force` tries again)")  # fmt: skip
+    return None
+
+
+def _shorten(text: str, limit: int = 240) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _warn(what: str) -> None:
+    warnings.warn(
+        f"tf_sine: the native recurrent kernels {what}; training uses TensorFlow's BlockLSTM for LSTM "
+        "layers and Keras's layers for the others",
+        NativeKernelsWarning,
+        stacklevel=3,
+    )

@@ -1,0 +1,317 @@
+"""Compiling the kernel library for this machine: a ladder of flag sets, a self-test, a record.
+
+`build()` tries the flag sets of `ladder()` in order: `-march=native`; native with the
+instruction-set extensions that TensorFlow's bundled Eigen cannot compile under turned off
+(`EIGEN_UNSUPPORTED`, where native turns one on); then portable baselines for the architecture.
+The first library that compiles and passes the numerical self-test (`tf_sine.native.selftest`,
+in a process of its own) is moved into the cache under its final name. Success or failure is
+written to a `BuildRecord` (JSON) beside it, keyed like the library, so that a failed ladder is
+not climbed again by every command: `build(force=True)` climbs it anew.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fcntl
+import functools
+import hashlib
+import json
+import os
+import platform
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+SOURCE = Path(__file__).with_name("rnn_ops.cc")
+BASE_OPTIONS = ("-O3", "-fPIC", "-w")
+# Instruction-set extensions that TensorFlow's bundled Eigen headers do not compile under, each
+# with the macro a compiler defines when a -march turns it on. avx512fp16: TensorFlow 2.21's
+# Eigen/src/Core/arch/AVX512/PacketMathFP16.h fails with gcc 12 ("expected initializer before
+# '<' token"); -march=native turns it on on Sapphire Rapids and later Xeons.
+EIGEN_UNSUPPORTED = {"avx512fp16": "__AVX512FP16__"}
+# Portable baselines per architecture (platform.machine()), tried after native, best first.
+PORTABLE = {
+    "x86_64": ("-march=x86-64-v3", "-march=x86-64-v2"),
+    "aarch64": ("-march=armv8-a",),
+    "arm64": ("-march=armv8-a",),
+}
+SELFTEST_TIMEOUT = 300
+
+
+@dataclasses.dataclass(frozen=True)
+class Attempt:
+    """One rung of the ladder: its flags, what happened (`built`, `compile failed`, `self-test
+    failed`, `no compiler`), the detail (the compiler's last lines, the self-test's failure) and
+    the seconds it took."""
+
+    flags: tuple[str, ...]
+    outcome: str
+    detail: str = ""
+    seconds: float = 0.0
+
+
+@dataclasses.dataclass(frozen=True)
+class BuildRecord:
+    """What a build of the library produced, kept as JSON beside it (`record_path`).
+
+    Attributes:
+        status: ``"built"`` (a library that passed the self-test) or ``"failed"``.
+        library: the library file, when built.
+        flags: every compiler option beyond TensorFlow's own, when built.
+        compiler: the compiler command and the first line of its ``--version``.
+        cpu, machine: this CPU's model name and architecture.
+        tensorflow: the TensorFlow version built against.
+        selftest: the self-test's summary (`tf_sine.native.selftest`), when one ran and passed.
+        attempts: every rung tried, in order.
+        reason: why nothing was built, when failed.
+        when: the build's date and time (ISO 8601, UTC).
+    """
+
+    status: str
+    compiler: str
+    cpu: str
+    machine: str
+    tensorflow: str
+    attempts: tuple[Attempt, ...]
+    when: str
+    library: str | None = None
+    flags: tuple[str, ...] | None = None
+    selftest: dict[str, Any] | None = None
+    reason: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "built"
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> BuildRecord:
+        fields = json.loads(text)
+        fields["attempts"] = tuple(Attempt(**{**a, "flags": tuple(a["flags"])}) for a in fields["attempts"])
+        if fields.get("flags") is not None:
+            fields["flags"] = tuple(fields["flags"])
+        return cls(**fields)
+
+
+def compiler() -> list[str]:
+    """The C++ compiler command: `$CXX`, else ``c++``."""
+    return shlex.split(os.environ.get("CXX") or "c++") or ["c++"]
+
+
+@functools.cache
+def _compiler_version(command: tuple[str, ...]) -> str | None:
+    try:
+        done = subprocess.run([*command, "--version"], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    lines = (done.stdout or done.stderr).strip().splitlines()
+    return lines[0] if done.returncode == 0 and lines else None
+
+
+def compiler_available() -> bool:
+    """Whether the C++ compiler runs at all (``--version``)."""
+    return _compiler_version(tuple(compiler())) is not None
+
+
+def compiler_description() -> str:
+    """``c++ (g++ (Debian 12.2.0-14) 12.2.0)``, or the command and ``not found``."""
+    command = tuple(compiler())
+    return f"{shlex.join(command)} ({_compiler_version(command) or 'not found'})"
+
+
+def cpu_model() -> str:
+    """This CPU's model name (`/proc/cpuinfo`), else what `platform` knows."""
+    for line in _cpuinfo():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def _cpuinfo() -> list[str]:
+    try:
+        return Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return []
+
+
+def _cpu_signature() -> str:
+    """What `-march=native` depends on: the CPU's model and feature flags."""
+    wanted = [line for line in _cpuinfo() if line.startswith(("model name", "flags", "Features"))][:2]
+    return "\n".join([platform.machine(), platform.processor(), *wanted])
+
+
+def _predefined_macros(flags: Sequence[str]) -> str:
+    """The compiler's predefined macros under `flags` (empty when it refuses them)."""
+    try:
+        done = subprocess.run([*compiler(), *flags, "-dM", "-E", "-x", "c++", os.devnull],
+                              capture_output=True, text=True, timeout=60)  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return done.stdout if done.returncode == 0 else ""
+
+
+def ladder(march: Sequence[str] = ("-march=native",)) -> list[tuple[str, ...]]:
+    """The flag sets `build` tries, in order (see the module docstring).
+
+    Args:
+        march: the flags that name the target CPU; `-march=native` for this machine, another
+            CPU's to compile for it (the portability tests).
+    """
+    rungs = [tuple(march)]
+    macros = _predefined_macros(march)
+    unsupported = [
+        extension for extension, macro in EIGEN_UNSUPPORTED.items() if f"#define {macro} " in macros
+    ]
+    if unsupported:
+        rungs.append((*march, *(f"-mno-{extension}" for extension in unsupported)))
+    baselines = PORTABLE.get(platform.machine())
+    rungs += [(flag,) for flag in baselines] if baselines else [()]  # (): the compiler's default target
+    return rungs
+
+
+def compile_command(output: Path, flags: Sequence[str], compile_only: bool = False) -> list[str]:
+    """The compiler's command line writing the library (or, `compile_only`, an object file)."""
+    import tensorflow as tf
+
+    link = ["-c"] if compile_only else ["-shared"]
+    libraries = [] if compile_only else tf.sysconfig.get_link_flags()
+    return [*compiler(), *BASE_OPTIONS, *flags, *link, str(SOURCE), "-o", str(output),
+            *tf.sysconfig.get_compile_flags(), *libraries]  # fmt: skip
+
+
+def library_path() -> Path:
+    """The library file for this source, TensorFlow build, compiler, ladder and CPU."""
+    import tensorflow as tf
+
+    from tf_sine.native import cache_dir, selftest
+
+    key = hashlib.sha256()
+    parts = [SOURCE.read_bytes(), Path(__file__).read_bytes(), Path(selftest.__file__).read_bytes(),
+             tf.__version__.encode(), compiler_description().encode(), _cpu_signature().encode()]  # fmt: skip
+    for part in parts:
+        key.update(part)
+        key.update(b"\0")
+    return cache_dir() / f"rnn_ops-{key.hexdigest()[:16]}.so"
+
+
+def record_path(library: Path) -> Path:
+    """The `BuildRecord` beside `library`."""
+    return library.with_suffix(".json")
+
+
+def read_record(library: Path | None = None) -> BuildRecord | None:
+    """The record of the last build for this machine, or None (never built, or unreadable)."""
+    library = library or library_path()
+    try:
+        record = BuildRecord.from_json(record_path(library).read_text())
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+    if record.ok and not library.exists():
+        return None  # the library was deleted: build it again
+    return record
+
+
+def build(force: bool = False, announce: Callable[[Path], None] | None = None) -> BuildRecord:
+    """The build record for this machine, climbing the ladder unless one is kept (or `force`).
+
+    Concurrent builds (several workers starting at once) wait on a lock file and the first one
+    builds; the library and its record appear under their final names only when complete.
+
+    Args:
+        force: climb the ladder even when a record (built or failed) is kept.
+        announce: called with the cache directory just before compiling starts.
+
+    Raises:
+        OSError: the cache directory cannot be written (a full disk, say).
+    """
+    library = library_path()
+    library.parent.mkdir(parents=True, exist_ok=True)
+    with open(library.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        record = None if force else read_record(library)
+        if record is not None:
+            return record
+        if announce is not None:
+            announce(library.parent)
+        record = _climb(library)
+        partial = record_path(library).with_suffix(f".{os.getpid()}.tmp")
+        partial.write_text(record.to_json())
+        os.replace(partial, record_path(library))
+    return record
+
+
+def _climb(library: Path) -> BuildRecord:
+    """Tries each rung of `ladder()`; the first library that passes the self-test becomes `library`."""
+    import tensorflow as tf
+
+    when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    facts = dict(compiler=compiler_description(), cpu=cpu_model(), machine=platform.machine(),
+                 tensorflow=tf.__version__, when=when)  # fmt: skip
+    attempts: list[Attempt] = []
+    partial = library.with_suffix(f".{os.getpid()}.tmp.so")
+    for flags in ladder():
+        started = time.perf_counter()
+        attempt, summary = _try(flags, partial)
+        attempts.append(dataclasses.replace(attempt, seconds=round(time.perf_counter() - started, 1)))
+        if attempt.outcome == "built":
+            os.replace(partial, library)
+            options = (*BASE_OPTIONS, *flags)
+            return BuildRecord("built", attempts=tuple(attempts), library=str(library), flags=options,
+                               selftest=summary, **facts)  # fmt: skip
+        partial.unlink(missing_ok=True)
+        if attempt.outcome == "no compiler":
+            break  # no other flags will find one
+    return BuildRecord("failed", attempts=tuple(attempts), reason=_reason(attempts), **facts)
+
+
+def _try(flags: tuple[str, ...], output: Path) -> tuple[Attempt, dict[str, Any] | None]:
+    """Compiles with `flags` into `output` and self-tests the result."""
+    try:
+        done = subprocess.run(compile_command(output, flags), capture_output=True, text=True)
+    except OSError as error:
+        return Attempt(flags, "no compiler", f"no C++ compiler ({compiler()[0]}): {error.strerror}"), None
+    if done.returncode:
+        tail = " | ".join((done.stderr or done.stdout).strip().splitlines()[-3:])
+        return Attempt(
+            flags, "compile failed", f"{compiler()[0]} exited with status {done.returncode}: {tail}"
+        ), None
+    summary = run_selftest(output)
+    if not summary["passed"]:
+        return Attempt(flags, "self-test failed", summary["failure"]), None
+    return Attempt(flags, "built"), summary
+
+
+def run_selftest(library: Path) -> dict[str, Any]:
+    """`tf_sine.native.selftest` on `library` in a fresh process; its summary (see there)."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    command = [sys.executable, "-m", "tf_sine.native.selftest", str(library)]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=SELFTEST_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        return {"passed": False, "failure": f"the self-test did not finish in {SELFTEST_TIMEOUT} s"}
+    if done.returncode < 0:
+        name = signal.Signals(-done.returncode).name
+        hint = " (an instruction this CPU lacks)" if name == "SIGILL" else ""
+        return {"passed": False, "failure": f"the self-test was killed by {name}{hint}"}
+    try:
+        return json.loads(done.stdout.strip().splitlines()[-1])
+    except (IndexError, ValueError):
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        return {"passed": False, "failure": f"the self-test exited with status {done.returncode}: {last}"}
+
+
+def _reason(attempts: list[Attempt]) -> str:
+    """One line saying why no rung built: the detail, once when every rung failed alike."""
+    details = [attempt.detail for attempt in attempts]
+    if len(set(details)) == 1:
+        return details[0] + (f" (with each of {len(details)} flag sets)" if len(details) > 1 else "")
+    return "; ".join(
+        f"{shlex.join(attempt.flags) or 'default flags'}: {attempt.detail}" for attempt in attempts
+    )
