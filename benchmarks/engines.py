@@ -295,7 +295,8 @@ def main() -> None:
             rows = compare(args, Path(scratch))
     from tf_sine.native.build import cpu_model
 
-    print(f"\n{cpu_model()}, {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}\n")
+    machine = f"{cpu_model()}, {platform.machine()}, {os.cpu_count()} cores"
+    print(f"\n{machine}, Python {platform.python_version()}\n")
     print(markdown(rows))
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2) + "\n")

@@ -6,6 +6,9 @@ import sys
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# The suite tests the CPU paths, in-process and in the subprocesses it starts; the GPU choice is
+# tested by injecting the device list (test_kernels.py).
+os.environ["CUDA_VISIBLE_DEVICES"] = ""
 
 import pytest
 

@@ -1,5 +1,6 @@
 """The compiled recurrent kernels (tf_sine.native): built, loaded, right, and a clean fallback without them."""
 
+import hashlib
 import json
 import os
 import subprocess
@@ -12,7 +13,7 @@ import pytest
 import tensorflow as tf
 from conftest import ROOT, native_ops, run_cli
 
-from tf_sine.native.build import BuildRecord, ladder
+from tf_sine.native.build import BuildRecord, ladder, read_record, record_path
 
 LAYERS = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU, "simple_rnn": keras.layers.SimpleRNN}
 
@@ -111,14 +112,9 @@ def test_the_first_training_run_builds_a_self_tested_library_outside_the_clock(t
     assert done.stderr.count("compiling the native recurrent kernels for this machine") == 1
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["kernel"] == "native_lstm" and metrics["device"] == "CPU"
-    assert metrics["train_seconds"] < 5  # the build takes 15-60 s
     record = _record(tmp_path / "cache")
-    assert record.ok and record.selftest["passed"] and record.selftest["cases"] >= 9
-    assert (
-        record.attempts[-1].outcome == "built"
-        and record.flags[-len(record.attempts[-1].flags) :] == record.attempts[-1].flags
-    )
-    assert all(attempt.outcome != "built" for attempt in record.attempts[:-1])
+    assert metrics["train_seconds"] < sum(attempt.seconds for attempt in record.attempts)  # not on the clock
+    assert record.ok and record.selftest["cases"] >= 9 and record.attempts[-1].outcome == "built"
     library = Path(record.library)
     built = library.stat().st_mtime_ns
     again = _train(tmp_path / "run2")
@@ -130,32 +126,40 @@ def test_the_first_training_run_builds_a_self_tested_library_outside_the_clock(t
         rows["status"].startswith("built and self-tested")
         and rows["families loaded"] == "lstm, gru, simple_rnn"
     )
-    assert rows["library"] == str(library) and "-march=" in rows["flags"] and "compiling" not in info.stderr
+    assert rows["library"] == str(library) and "-march=" in rows["flags"] and not info.stderr
     check = _module("--check")
     assert check.returncode == 0 and "passes its self-test" in check.stdout
-    forced = _module("--force")
-    assert forced.returncode == 0 and forced.stdout.strip() == str(library)
-    assert library.stat().st_mtime_ns != built  # --force rebuilds
-    assert not list((tmp_path / "cache").glob("*.tmp*"))
+    assert not list((tmp_path / "cache").glob("*.tmp*"))  # (--force: the failed-build test)
 
 
-@pytest.mark.parametrize(
-    ("compiler", "reason", "tries"),
-    [
-        ("/nonexistent/c++", "no C++ compiler (/nonexistent/c++)", 1),
-        ("false", "false exited with status 1", None),
-    ],
-)
-def test_a_failed_build_is_remembered_and_training_falls_back(tmp_path, monkeypatch, compiler, reason, tries):
+FAILING_COMPILER = """#!/bin/sh
+# Answers --version like a compiler, then fails every compile.
+if [ "$1" = "--version" ]; then echo "fake-c++ 1.0"; exit 0; fi
+echo "fake-c++: error: this compiler compiles nothing" >&2
+exit 1
+"""
+
+
+@pytest.mark.parametrize("compiler", ["missing", "failing"])
+def test_a_failed_build_is_remembered_and_training_falls_back(tmp_path, monkeypatch, compiler):
     monkeypatch.setenv("TF_SINE_NATIVE", "1")  # the build machinery, whatever the suite's setting
     monkeypatch.setenv("TF_SINE_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("CXX", compiler)
+    if compiler == "missing":
+        monkeypatch.setenv("CXX", "/nonexistent/c++")
+        reason, tries = "no C++ compiler (/nonexistent/c++ --version does not run)", 1
+    else:
+        script = tmp_path / "fake-c++"
+        script.write_text(FAILING_COMPILER)
+        script.chmod(0o755)
+        monkeypatch.setenv("CXX", str(script))
+        reason, tries = "exited with status 1: fake-c++: error: this compiler compiles nothing", len(ladder())
     first = _module()
     assert first.returncode == 1 and reason in first.stderr and "Traceback" not in first.stderr
-    assert "compiling the native recurrent kernels" in first.stderr
+    # Only a compiler that runs is announced as compiling.
+    assert ("compiling the native recurrent kernels" in first.stderr) == (compiler == "failing")
     record = _record(tmp_path / "cache")
     assert not record.ok and reason in record.reason and record.library is None
-    assert len(record.attempts) == (tries or len(ladder()))  # every rung, unless no compiler runs at all
+    assert len(record.attempts) == tries  # every rung, unless no compiler runs at all
     (record_file,) = (tmp_path / "cache").glob("*.json")
     written = record_file.stat().st_mtime_ns
 
@@ -163,7 +167,10 @@ def test_a_failed_build_is_remembered_and_training_falls_back(tmp_path, monkeypa
     assert done.returncode == 0, done.stderr
     assert "compiling" not in done.stderr and "Traceback" not in done.stderr
     (line,) = [line for line in done.stderr.splitlines() if "native recurrent kernels" in line]
-    assert line.startswith("tf-sine: warning: the native recurrent kernels were not built") and reason in line
+    assert (
+        line.startswith("tf-sine: warning: the native recurrent kernels were not built")
+        and reason[:60] in line
+    )
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["kernel"] == "fused_lstm" and np.isfinite(metrics["rmse"])
     assert record_file.stat().st_mtime_ns == written
@@ -174,8 +181,45 @@ def test_a_failed_build_is_remembered_and_training_falls_back(tmp_path, monkeypa
     rows = _rows(info.stdout)
     assert info.returncode == 1 and rows["status"].startswith("failed") and rows["families loaded"] == "none"
     forced = _module("--force")  # tries again
-    assert forced.returncode == 1 and "compiling the native recurrent kernels" in forced.stderr
+    assert forced.returncode == 1 and reason in forced.stderr
     assert record_file.stat().st_mtime_ns != written
+
+
+def test_an_unwritable_cache_is_named_and_training_falls_back(tmp_path, monkeypatch):
+    monkeypatch.setenv("TF_SINE_NATIVE", "1")
+    (tmp_path / "file").write_text("not a folder")
+    monkeypatch.setenv("TF_SINE_CACHE", str(tmp_path / "file" / "cache"))
+    done = _module()
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert f"cannot write the cache directory {tmp_path / 'file' / 'cache'} (Not a directory)" in done.stderr
+    assert "set TF_SINE_CACHE to a writable one" in done.stderr
+
+
+def _fake_record(path: Path, changes: dict) -> str:
+    fields = dict(status="built", compiler="c++ (fake)", cpu="cpu", machine="x86_64", tensorflow="2",
+                  attempts=[{"flags": ["-march=native"], "outcome": "built", "detail": "", "seconds": 1.0}],
+                  when="2026-01-01T00:00:00Z", library=str(path), sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
+                  flags=["-O3", "-march=native"], selftest={"passed": True, "cases": 9, "max_error": 0.0})  # fmt: skip
+    return json.dumps(fields | changes)
+
+
+@pytest.mark.parametrize(
+    ("changes", "kept"),
+    [({}, True), ({"sha256": "0" * 64}, False), ({"library": None}, False), ({"library": "/elsewhere.so"}, False),
+     ({"status": "maybe"}, False), ({"attempts": "many"}, False), ({"status": "failed"}, False),
+     ({"status": "failed", "reason": "no compiler"}, True)],
+    ids=["intact", "library-changed", "no-library", "elsewhere", "bad-status", "bad-attempts",
+         "failed-without-reason", "failed"],
+)  # fmt: skip
+def test_a_record_is_trusted_only_for_the_library_that_passed_the_self_test(tmp_path, changes, kept):
+    """A replaced, truncated or hand-edited library or record is not loaded: it is built again."""
+    library = tmp_path / "rnn_ops-0123456789abcdef.so"
+    library.write_bytes(b"\x7fELF a library")
+    record_path(library).write_text(_fake_record(library, changes))
+    assert (read_record(library) is not None) == kept
+    if kept:
+        library.write_bytes(b"")  # truncated after the record was written
+        assert read_record(library) is None or changes.get("status") == "failed"
 
 
 @pytest.mark.parametrize(

@@ -4,14 +4,16 @@
 instruction-set extensions that TensorFlow's bundled Eigen cannot compile under turned off
 (`EIGEN_UNSUPPORTED`, where native turns one on); then portable baselines for the architecture.
 The first library that compiles and passes the numerical self-test (`tf_sine.native.selftest`,
-in a process of its own) is moved into the cache under its final name. Success or failure is
-written to a `BuildRecord` (JSON) beside it, keyed like the library, so that a failed ladder is
-not climbed again by every command: `build(force=True)` climbs it anew.
+in a process of its own) is moved into the cache under its final name. The outcome is written
+to a `BuildRecord` (JSON) beside it, keyed like the library, so that a failed ladder is not
+climbed again by every command: `build(force=True)` climbs it anew. A failure that may not
+happen again (a timeout, a killed compiler, a full disk) is reported but not recorded.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import errno
 import fcntl
 import functools
 import hashlib
@@ -30,9 +32,9 @@ from typing import Any
 SOURCE = Path(__file__).with_name("rnn_ops.cc")
 BASE_OPTIONS = ("-O3", "-fPIC", "-w")
 # Instruction-set extensions that TensorFlow's bundled Eigen headers do not compile under, each
-# with the macro a compiler defines when a -march turns it on. avx512fp16: TensorFlow 2.21's
-# Eigen/src/Core/arch/AVX512/PacketMathFP16.h fails with gcc 12 ("expected initializer before
-# '<' token"); -march=native turns it on on Sapphire Rapids and later Xeons.
+# with the macro a compiler defines when a -march turns it on. avx512fp16: Eigen's
+# arch/AVX512/PacketMathFP16.h fails with gcc 12 ("expected initializer before '<' token");
+# -march=native turns it on on Sapphire Rapids and later Xeons.
 EIGEN_UNSUPPORTED = {"avx512fp16": "__AVX512FP16__"}
 # Portable baselines per architecture (platform.machine()), tried after native, best first.
 PORTABLE = {
@@ -40,14 +42,27 @@ PORTABLE = {
     "aarch64": ("-march=armv8-a",),
     "arm64": ("-march=armv8-a",),
 }
+# Generous bounds for a busy machine: a compile takes well under a minute, the self-test seconds.
+COMPILE_TIMEOUT = 900
 SELFTEST_TIMEOUT = 300
+_LASTING = ("self-test failed", "compile failed", "no compiler")  # another try would repeat these
+
+
+class CacheError(RuntimeError):
+    """The cache directory cannot be created or written."""
 
 
 @dataclasses.dataclass(frozen=True)
 class Attempt:
-    """One rung of the ladder: its flags, what happened (`built`, `compile failed`, `self-test
-    failed`, `no compiler`), the detail (the compiler's last lines, the self-test's failure) and
-    the seconds it took."""
+    """One rung of the ladder, as tried.
+
+    Attributes:
+        flags: the rung's flags, beyond `BASE_OPTIONS` and TensorFlow's own.
+        outcome: ``"built"``, ``"compile failed"``, ``"self-test failed"``, ``"no compiler"``,
+            or ``"interrupted"`` (a timeout, a killed compiler, a full disk: may not recur).
+        detail: the compiler's last lines, or the self-test's failure.
+        seconds: how long the rung took, compile and self-test.
+    """
 
     flags: tuple[str, ...]
     outcome: str
@@ -61,15 +76,16 @@ class BuildRecord:
 
     Attributes:
         status: ``"built"`` (a library that passed the self-test) or ``"failed"``.
-        library: the library file, when built.
-        flags: every compiler option beyond TensorFlow's own, when built.
         compiler: the compiler command and the first line of its ``--version``.
         cpu, machine: this CPU's model name and architecture.
         tensorflow: the TensorFlow version built against.
-        selftest: the self-test's summary (`tf_sine.native.selftest`), when one ran and passed.
         attempts: every rung tried, in order.
-        reason: why nothing was built, when failed.
         when: the build's date and time (ISO 8601, UTC).
+        library: the library file, when built.
+        sha256: the library file's digest, when built (a changed file is not loaded).
+        flags: every compiler option beyond TensorFlow's own, when built.
+        selftest: the self-test's summary (`tf_sine.native.selftest`), when built.
+        reason: why nothing was built, when failed.
     """
 
     status: str
@@ -80,24 +96,48 @@ class BuildRecord:
     attempts: tuple[Attempt, ...]
     when: str
     library: str | None = None
+    sha256: str | None = None
     flags: tuple[str, ...] | None = None
     selftest: dict[str, Any] | None = None
     reason: str | None = None
 
     @property
     def ok(self) -> bool:
+        """Whether a self-tested library was built."""
         return self.status == "built"
 
+    @property
+    def recurs(self) -> bool:
+        """Whether another climb would fail the same way (what is worth recording)."""
+        return self.ok or all(attempt.outcome in _LASTING for attempt in self.attempts)
+
     def to_json(self) -> str:
+        """The record as JSON text (what `from_json` reads)."""
         return json.dumps(dataclasses.asdict(self), indent=2) + "\n"
 
     @classmethod
     def from_json(cls, text: str) -> BuildRecord:
-        fields = json.loads(text)
-        fields["attempts"] = tuple(Attempt(**{**a, "flags": tuple(a["flags"])}) for a in fields["attempts"])
-        if fields.get("flags") is not None:
-            fields["flags"] = tuple(fields["flags"])
-        return cls(**fields)
+        """Parses `to_json`'s text.
+
+        Raises:
+            ValueError: not a record (bad JSON, a missing or ill-typed field).
+        """
+        try:
+            fields = json.loads(text)
+            fields["attempts"] = tuple(
+                Attempt(**{**a, "flags": tuple(a["flags"])}) for a in fields["attempts"]
+            )
+            if fields.get("flags") is not None:
+                fields["flags"] = tuple(fields["flags"])
+            record = cls(**fields)
+        except (TypeError, KeyError, AttributeError) as error:
+            raise ValueError(f"not a build record: {error}") from None
+        built = record.status == "built" and all(
+            isinstance(value, str) for value in (record.library, record.sha256)
+        ) and isinstance(record.selftest, dict)  # fmt: skip
+        if not (built or (record.status == "failed" and isinstance(record.reason, str))):
+            raise ValueError("not a build record: inconsistent status")
+        return record
 
 
 def compiler() -> list[str]:
@@ -166,9 +206,7 @@ def ladder(march: Sequence[str] = ("-march=native",)) -> list[tuple[str, ...]]:
     """
     rungs = [tuple(march)]
     macros = _predefined_macros(march)
-    unsupported = [
-        extension for extension, macro in EIGEN_UNSUPPORTED.items() if f"#define {macro} " in macros
-    ]
+    unsupported = [name for name, macro in EIGEN_UNSUPPORTED.items() if f"#define {macro} " in macros]
     if unsupported:
         rungs.append((*march, *(f"-mno-{extension}" for extension in unsupported)))
     baselines = PORTABLE.get(platform.machine())
@@ -187,14 +225,17 @@ def compile_command(output: Path, flags: Sequence[str], compile_only: bool = Fal
 
 
 def library_path() -> Path:
-    """The library file for this source, TensorFlow build, compiler, ladder and CPU."""
+    """The library file for this source, TensorFlow build, compiler, build code and CPU."""
     import tensorflow as tf
 
     from tf_sine.native import cache_dir, selftest
 
     key = hashlib.sha256()
-    parts = [SOURCE.read_bytes(), Path(__file__).read_bytes(), Path(selftest.__file__).read_bytes(),
-             tf.__version__.encode(), compiler_description().encode(), _cpu_signature().encode()]  # fmt: skip
+    tensorflow = [tf.__version__, tf.__git_version__, *tf.sysconfig.get_compile_flags(),
+                  *tf.sysconfig.get_link_flags()]  # fmt: skip
+    code = [SOURCE.read_bytes(), Path(__file__).read_bytes(), Path(selftest.__file__).read_bytes()]
+    machine = ["\n".join(tensorflow).encode(), compiler_description().encode(), _cpu_signature().encode()]
+    parts = [*code, *machine]
     for part in parts:
         key.update(part)
         key.update(b"\0")
@@ -206,19 +247,24 @@ def record_path(library: Path) -> Path:
     return library.with_suffix(".json")
 
 
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 def read_record(library: Path | None = None) -> BuildRecord | None:
-    """The record of the last build for this machine, or None (never built, or unreadable)."""
+    """The record of the last build for this machine, or None: never built, unreadable, or
+    built but its library is gone or is no longer the file that passed the self-test."""
     library = library or library_path()
     try:
         record = BuildRecord.from_json(record_path(library).read_text())
-    except (OSError, ValueError, TypeError, KeyError):
+        if record.ok and (record.library != str(library) or _digest(library) != record.sha256):
+            return None
+    except (OSError, ValueError):
         return None
-    if record.ok and not library.exists():
-        return None  # the library was deleted: build it again
     return record
 
 
-def build(force: bool = False, announce: Callable[[Path], None] | None = None) -> BuildRecord:
+def build(force: bool = False, announce: Callable[[str], None] | None = None) -> BuildRecord:
     """The build record for this machine, climbing the ladder unless one is kept (or `force`).
 
     Concurrent builds (several workers starting at once) wait on a lock file and the first one
@@ -226,25 +272,53 @@ def build(force: bool = False, announce: Callable[[Path], None] | None = None) -
 
     Args:
         force: climb the ladder even when a record (built or failed) is kept.
-        announce: called with the cache directory just before compiling starts.
+        announce: receives a one-line note when compiling starts, or when waiting for another
+            process's build.
+
+    Returns:
+        The kept or new record; a failure that may not recur is returned but not kept.
 
     Raises:
-        OSError: the cache directory cannot be written (a full disk, say).
+        CacheError: the cache directory cannot be created or written.
     """
     library = library_path()
-    library.parent.mkdir(parents=True, exist_ok=True)
-    with open(library.with_suffix(".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        record = None if force else read_record(library)
+    record = None if force else read_record(library)
+    if record is not None:
+        return record  # no lock needed: records and libraries appear whole, by rename
+    try:
+        library.parent.mkdir(parents=True, exist_ok=True)
+        lock = open(library.with_suffix(".lock"), "w")  # noqa: SIM115 (held across the build)
+    except OSError as error:
+        raise CacheError(f"cannot write the cache directory {library.parent} ({error.strerror}); "
+                         "set TF_SINE_CACHE to a writable one") from None  # fmt: skip
+    with lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if announce is not None:
+                announce(f"waiting for another process building the native kernels in {library.parent}")
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        record = None if force else read_record(library)  # the other process's build
         if record is not None:
             return record
-        if announce is not None:
-            announce(library.parent)
+        if announce is not None and compiler_available():
+            announce(
+                f"compiling the native recurrent kernels for this machine into {library.parent} (usually "
+                "under a minute; the outcome is kept for this CPU, compiler and TensorFlow)"
+            )
         record = _climb(library)
-        partial = record_path(library).with_suffix(f".{os.getpid()}.tmp")
-        partial.write_text(record.to_json())
-        os.replace(partial, record_path(library))
+        if record.recurs:
+            _write_atomically(record_path(library), record.to_json())
     return record
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    partial = path.with_suffix(f".{os.getpid()}.tmp")
+    try:
+        partial.write_text(text)
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 def _climb(library: Path) -> BuildRecord:
@@ -254,50 +328,77 @@ def _climb(library: Path) -> BuildRecord:
     when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     facts = dict(compiler=compiler_description(), cpu=cpu_model(), machine=platform.machine(),
                  tensorflow=tf.__version__, when=when)  # fmt: skip
+    if not compiler_available():
+        attempt = Attempt((), "no compiler", f"no C++ compiler ({compiler()[0]} --version does not run)")
+        return BuildRecord("failed", attempts=(attempt,), reason=attempt.detail, **facts)
     attempts: list[Attempt] = []
     partial = library.with_suffix(f".{os.getpid()}.tmp.so")
-    for flags in ladder():
-        started = time.perf_counter()
-        attempt, summary = _try(flags, partial)
-        attempts.append(dataclasses.replace(attempt, seconds=round(time.perf_counter() - started, 1)))
-        if attempt.outcome == "built":
-            os.replace(partial, library)
-            options = (*BASE_OPTIONS, *flags)
-            return BuildRecord("built", attempts=tuple(attempts), library=str(library), flags=options,
-                               selftest=summary, **facts)  # fmt: skip
+    try:
+        for flags in ladder():
+            started = time.perf_counter()
+            attempt, summary = _try(flags, partial)
+            attempts.append(dataclasses.replace(attempt, seconds=round(time.perf_counter() - started, 1)))
+            if attempt.outcome == "built":
+                digest = _digest(partial)
+                os.replace(partial, library)
+                return BuildRecord("built", attempts=tuple(attempts), library=str(library), sha256=digest,
+                                   flags=(*BASE_OPTIONS, *flags), selftest=summary, **facts)  # fmt: skip
+    finally:
         partial.unlink(missing_ok=True)
-        if attempt.outcome == "no compiler":
-            break  # no other flags will find one
     return BuildRecord("failed", attempts=tuple(attempts), reason=_reason(attempts), **facts)
 
 
 def _try(flags: tuple[str, ...], output: Path) -> tuple[Attempt, dict[str, Any] | None]:
     """Compiles with `flags` into `output` and self-tests the result."""
+    name = compiler()[0]
     try:
-        done = subprocess.run(compile_command(output, flags), capture_output=True, text=True)
+        done = subprocess.run(compile_command(output, flags), capture_output=True, text=True,
+                              timeout=COMPILE_TIMEOUT)  # fmt: skip
+    except subprocess.TimeoutExpired:
+        return Attempt(flags, "interrupted", f"{name} did not finish in {COMPILE_TIMEOUT} s"), None
     except OSError as error:
-        return Attempt(flags, "no compiler", f"no C++ compiler ({compiler()[0]}): {error.strerror}"), None
+        outcome = "interrupted" if error.errno == errno.ENOSPC else "no compiler"
+        return Attempt(flags, outcome, f"cannot run the C++ compiler ({name}): {error.strerror}"), None
     if done.returncode:
-        tail = " | ".join((done.stderr or done.stdout).strip().splitlines()[-3:])
+        output_text = (done.stderr or done.stdout).strip()
+        tail = " | ".join(output_text.splitlines()[-3:])
+        # Killed (out of memory, say) or out of disk space: another try may well succeed.
+        transient = done.returncode < 0 or "No space left on device" in output_text
+        status = (
+            "killed by " + _signal_name(-done.returncode)
+            if done.returncode < 0
+            else f"status {done.returncode}"
+        )
         return Attempt(
-            flags, "compile failed", f"{compiler()[0]} exited with status {done.returncode}: {tail}"
+            flags, "interrupted" if transient else "compile failed", f"{name} exited with {status}: {tail}"
         ), None
     summary = run_selftest(output)
+    if summary.get("interrupted"):
+        return Attempt(flags, "interrupted", summary["failure"]), None
     if not summary["passed"]:
         return Attempt(flags, "self-test failed", summary["failure"]), None
     return Attempt(flags, "built"), summary
 
 
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
 def run_selftest(library: Path) -> dict[str, Any]:
-    """`tf_sine.native.selftest` on `library` in a fresh process; its summary (see there)."""
+    """`tf_sine.native.selftest` on `library` in a fresh process; its summary (see there), with
+    ``"interrupted": True`` where it timed out (on a busy machine another try may pass)."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     command = [sys.executable, "-m", "tf_sine.native.selftest", str(library)]
     try:
         done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=SELFTEST_TIMEOUT)
     except subprocess.TimeoutExpired:
-        return {"passed": False, "failure": f"the self-test did not finish in {SELFTEST_TIMEOUT} s"}
+        return {"passed": False, "interrupted": True,
+                "failure": f"the self-test did not finish in {SELFTEST_TIMEOUT} s"}  # fmt: skip
     if done.returncode < 0:
-        name = signal.Signals(-done.returncode).name
+        name = _signal_name(-done.returncode)
         hint = " (an instruction this CPU lacks)" if name == "SIGILL" else ""
         return {"passed": False, "failure": f"the self-test was killed by {name}{hint}"}
     try:

@@ -5,7 +5,8 @@ that crashes, or registers wrong ops, never enters the caller's process), runs t
 the gradient op of each cell on small inputs, and compares them with the cell's equations
 written in plain TensorFlow ops and differentiated by `tf.GradientTape`. It prints one JSON
 line, ``{"passed": bool, "max_error": float, "cases": int, "failure": str | null}``, and exits
-0 when every value and gradient agrees within tolerance and NaN spreads as in the equations.
+0 when every value and gradient agrees within tolerance and NaN spreads as in the equations,
+1 when something disagrees (`SelfTestError`, named in "failure").
 
 The reference is independent of Keras and of the kernels' C++; `tests/test_native.py` also
 compares the ops with Keras's own layers.
@@ -23,7 +24,11 @@ import numpy as np
 # units leave a remainder after any vector width (4, 8 or 16 floats).
 CASES = ((1, 3, 10, 7), (4, 5, 2, 33))
 RTOL, ATOL = 1e-4, 2e-5
-CELLS = {"lstm": 4, "gru": 3, "simple_rnn": 1}  # gates per cell: the kernel is (features, gates * units)
+GATES = {"lstm": 4, "gru": 3, "simple_rnn": 1}  # the kernel is (features, gates * units)
+
+
+class SelfTestError(Exception):
+    """An op's output disagrees with the reference, or an op is missing."""
 
 
 def _reference_step(cell: str) -> Callable:
@@ -61,7 +66,8 @@ def _reference_states(cell: str, inputs, kernel, recurrent, bias):
 
 
 def _weights(cell: str, features: int, units: int, rng: np.random.Generator) -> list[np.ndarray]:
-    gates = CELLS[cell]
+    """Kernel (F, gates*u), recurrent kernel (u, gates*u) and bias ((2, 3u) for GRU, else (gates*u,))."""
+    gates = GATES[cell]
     bias_shape = (2, 3 * units) if cell == "gru" else (gates * units,)
     return [
         rng.uniform(-0.5, 0.5, (features, gates * units)).astype(np.float32),
@@ -71,17 +77,19 @@ def _weights(cell: str, features: int, units: int, rng: np.random.Generator) -> 
 
 
 def _max_error(mine, reference, what: str) -> float:
-    """The largest |mine - reference|; raises AssertionError naming `what` beyond tolerance."""
+    """The largest |mine - reference|; raises SelfTestError naming `what` beyond tolerance."""
     mine, reference = np.asarray(mine, np.float64), np.asarray(reference, np.float64)
     if mine.shape != reference.shape:
-        raise AssertionError(f"{what}: shape {mine.shape}, expected {reference.shape}")
+        raise SelfTestError(f"{what}: shape {mine.shape}, expected {reference.shape}")
     error = np.abs(mine - reference)
     if not np.all(error <= ATOL + RTOL * np.abs(reference)):
-        raise AssertionError(f"{what}: off by up to {error.max():.3g}")
+        raise SelfTestError(f"{what}: off by up to {error.max():.3g}")
     return float(error.max())
 
 
 def _check_values_and_gradients(ops, cell: str, time: int, batch: int, features: int, units: int) -> float:
+    """Compares the op's states (T, B, u) and its gradients for inputs (T, B, F) and every weight
+    with the reference's under one upstream gradient (T, B, u); returns the largest difference."""
     import tensorflow as tf
 
     rng = np.random.default_rng(units)
@@ -117,31 +125,35 @@ def _check_nan_spreads(ops, cell: str) -> None:
     outputs = getattr(ops, f"tf_sine_{cell}")(tf.constant(inputs), *weights)
     states = (outputs if isinstance(outputs, tf.Tensor) else outputs[0]).numpy()
     if not (np.isnan(states[:, 1]).all() and np.isfinite(states[:, 0]).all()):
-        raise AssertionError(f"tf_sine_{cell}: a NaN input did not spread to its window alone")
+        raise SelfTestError(f"tf_sine_{cell}: a NaN input did not spread to its window alone")
 
 
 def run(ops) -> dict:
     """Checks every op of the loaded library `ops`; returns the JSON summary (see module docstring)."""
+    from tf_sine.native import FAMILIES
+
     errors, cases = [], 0
     try:
-        for cell in CELLS:
+        for cell in FAMILIES:
             for case in CASES:
                 errors.append(_check_values_and_gradients(ops, cell, *case))
                 cases += 1
             _check_nan_spreads(ops, cell)
             cases += 1
-    except (AssertionError, AttributeError) as error:
+    except (SelfTestError, AttributeError) as error:
         return {"passed": False, "max_error": max(errors, default=0.0), "cases": cases, "failure": str(error)}
     return {"passed": True, "max_error": max(errors), "cases": cases, "failure": None}
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str] | None = None) -> int:
+    """Self-tests the library named by ``argv[0]``; returns the exit status."""
     import tensorflow as tf
 
+    argv = sys.argv[1:] if argv is None else argv
     summary = run(tf.load_op_library(argv[0]))
     print(json.dumps(summary))
     return 0 if summary["passed"] else 1
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(main())
