@@ -66,6 +66,33 @@ def run_cli(*args: str, stdin: str | None = None, cwd: Path | None = None) -> su
     )
 
 
+@pytest.fixture
+def cli(monkeypatch, capsys):
+    """Runs the command line in this process: `cli(*argv) -> (status, stdout, stderr)`.
+
+    What `main` changes in the process (thread-pool variables in the environment, the SIGTERM
+    handler, the warnings' format) is put back after the test.
+    """
+    import signal
+    import warnings
+
+    from tf_sine.cli import main
+
+    monkeypatch.setattr(warnings, "showwarning", warnings.showwarning)
+    handler, environment = signal.getsignal(signal.SIGTERM), dict(os.environ)
+
+    def run(*argv: str) -> tuple[int, str, str]:
+        capsys.readouterr()
+        status = main(list(argv))
+        out, err = capsys.readouterr()
+        return status, out, err
+
+    yield run
+    signal.signal(signal.SIGTERM, handler)
+    os.environ.clear()
+    os.environ.update(environment)
+
+
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory):
     """A finished tiny run directory (trained once per test session)."""

@@ -48,7 +48,10 @@ def test_run_directory_refuses_a_file_and_an_unwritable_place(tmp_path):
             lambda d: d,
             "model: expected a .keras file or a run directory holding model.keras, got the directory",
         ),
-        (lambda d: _write(d / "weights.h5", b"x"), "model: expected a .keras file, got"),
+        (
+            lambda d: _write(d / "weights.h5", b"x"),
+            "model: expected a .keras file or a file of a run directory, got",
+        ),
         (lambda d: _write(d / "bad.keras", b"not a zip"), "model: cannot load .* as a Keras model"),
     ],
 )

@@ -77,6 +77,57 @@ def test_forecast_from_the_test_part_is_scored_against_the_truth(series_run, tmp
     assert "against the 5 known values: model RMSE" in done.stdout and "persistence RMSE" in done.stdout
 
 
+def _answers(cli, command: str, model, out, series_file) -> object:
+    """What `command` answers for `--model model`, as something comparable."""
+    if command == "evaluate":
+        status, stdout, _ = cli("evaluate", "--model", str(model), "--horizon", "3", "--json")
+        assert status == 0
+        return json.loads(stdout)
+    if command == "predict":
+        status, stdout, _ = cli("predict", "--model", str(model), "--input", str(series_file))
+        assert status == 0
+        return stdout
+    if command == "forecast":
+        assert cli("forecast", "--model", str(model), "--horizon", "4", "--out", str(out))[0] == 0
+        return (out / "forecast.csv").read_text()
+    import tensorflow as tf
+
+    assert cli("export", "--model", str(model), "--out", str(out))[0] == 0
+    length = json.loads((out / "export.json").read_text())["signatures"]["next_value"]["inputs"]["values"][1]
+    values = tf.constant(seasonal_series(length)[np.newaxis], tf.float32)
+    served = tf.saved_model.load(str(out / "saved_model")).signatures["next_value"](values=values)
+    return served["next_value"].numpy().tolist()
+
+
+@pytest.mark.parametrize("command", ["evaluate", "predict", "forecast", "export"])
+def test_any_file_of_a_run_gives_the_runs_answers(series_run, tmp_path, cli, command):
+    """`--model RUN/model.keras` (or any file of the run) is the run itself: its scaling and
+    differencing included, not the identity."""
+    _, run_dir, _ = series_run
+    series_file = tmp_path / "in.txt"
+    series_file.write_text("\n".join(f"{v:.6f}" for v in seasonal_series(40)))
+    names = [run_dir, run_dir / "model.keras", run_dir / "metrics.json"]
+    answers = [
+        _answers(cli, command, name, tmp_path / f"out{i}", series_file) for i, name in enumerate(names)
+    ]
+    assert answers[1] == answers[0] and answers[2] == answers[0]
+
+
+def test_a_checkpoint_of_a_run_is_its_own_model_with_the_runs_scaling(series_run):
+    from tf_sine.runs import open_run
+
+    _, run_dir, _ = series_run
+    run = open_run(run_dir)
+    (checkpoint, *_) = sorted((run_dir / "checkpoints").glob("step-*.keras"))
+    opened = open_run(checkpoint)
+    assert opened.model_path == checkpoint and opened.directory.path == run_dir
+    assert opened.transform == run.transform and opened.config == run.config and run.transform.difference
+    stray = run_dir.parent / "copy.keras"
+    stray.write_bytes((run_dir / "model.keras").read_bytes())
+    bare = open_run(stray)
+    assert bare.config is None and bare.directory is None and not bare.transform.difference
+
+
 def test_predict_with_a_run_directory_answers_in_the_series_units(series_run, tmp_path):
     _, run_dir, _ = series_run
     levels = seasonal_series(60)

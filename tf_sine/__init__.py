@@ -48,6 +48,8 @@ _EXPORTS = {
     "baseline_forecasts": "tf_sine.evaluation",
     "RunDirectory": "tf_sine.runs",
     "load_model": "tf_sine.runs",
+    "open_run": "tf_sine.runs",
+    "Run": "tf_sine.runs",
     "run_experiment": "tf_sine.pipeline",
     "LegacyRegressor": "tf_sine.compat",
 }

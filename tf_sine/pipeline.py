@@ -163,8 +163,8 @@ def run_experiment(
     if validation is not None:
         metrics.update(best_step=training.best_step, best_val_loss=training.best_loss,
                        stopped_early=training.stopped_early)  # fmt: skip
-    run.save_metrics(metrics)  # written last: its presence marks the run finished
     write_plots(run, predictions, data, training, metrics["rmse"])
+    run.save_metrics(metrics)  # written last, after the plots: its presence marks the run finished
     return ExperimentResult(run, model, metrics, predictions, training)
 
 

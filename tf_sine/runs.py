@@ -21,6 +21,7 @@ metrics.json is written last: its presence marks a finished run.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _datetime
 import json
 import os
@@ -320,24 +321,49 @@ def _first_line(error: BaseException) -> str:
     return text.splitlines()[0] if text else type(error).__name__
 
 
-def load_model(path: str | os.PathLike) -> tuple[Any, Config | None]:
-    """Loads a saved model from a ``.keras`` file or a run directory.
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """A trained model with what it was trained with (`open_run`).
+
+    Attributes:
+        model: the Keras model.
+        model_path: the ``.keras`` file it was loaded from.
+        config: the run's `Config`, or None for a bare ``.keras`` file.
+        transform: the differencing and scaling the model sees its series through
+            (`tf_sine.dataset.Transform`); the identity for a bare file.
+        directory: the run directory, or None for a bare file.
+    """
+
+    model: Any
+    model_path: Path
+    config: Config | None
+    transform: Any
+    directory: RunDirectory | None
+
+
+def open_run(path: str | os.PathLike) -> Run:
+    """Opens a trained model with its configuration and transform.
 
     Args:
-        path: a ``.keras`` file, or a run directory holding ``model.keras`` (and usually
-            ``config.json``).
-
-    Returns:
-        `(model, config)`: the Keras model, and the run's `Config` when a ``config.json`` sits
-        beside the model (else None).
+        path: a run directory, any file inside one (``model.keras``, ``metrics.json``, a
+            checkpoint: the checkpoint's model with the run's configuration), or a bare
+            ``.keras`` file.
 
     Raises:
         ValueError: the path is missing, is a directory without ``model.keras``, is not a
-            ``.keras`` file, or the file is truncated or corrupt.
+            ``.keras`` file nor a file of a run, or the model cannot be loaded.
     """
-    import keras
+    from tf_sine.dataset import Transform
 
-    path = Path(path)
+    model_path, directory = _locate(Path(path))
+    model = _load_keras(model_path)
+    if directory is None:
+        return Run(model, model_path, None, Transform(), None)
+    return Run(model, model_path, directory.load_config(), directory.load_transform(), directory)
+
+
+def _locate(path: Path) -> tuple[Path, RunDirectory | None]:
+    """The model file `path` names and the run directory it belongs to (None for a bare file)."""
     if path.is_dir():
         if not (path / MODEL_FILE).is_file():
             raise ConfigError(
@@ -345,19 +371,39 @@ def load_model(path: str | os.PathLike) -> tuple[Any, Config | None]:
                 f"expected a .keras file or a run directory holding {MODEL_FILE}, "
                 f"got the directory {str(path)!r} without it",
             )
-        path = path / MODEL_FILE
-    elif not path.exists():
+        return path / MODEL_FILE, _run_of(path)
+    if not path.exists():
         raise ConfigError("model", f"expected an existing .keras file or run directory, got {str(path)!r}")
-    elif path.suffix != ".keras":
-        raise ConfigError("model", f"expected a .keras file, got {str(path)!r}")
+    # A file of a run: in the run directory itself, or one of its checkpoints.
+    in_checkpoints = path.parent.name == CHECKPOINT_DIR and _CHECKPOINT_NAME.match(path.name)
+    directory = _run_of(path.parent.parent if in_checkpoints else path.parent)
+    if path.suffix == ".keras" and (path.name == MODEL_FILE or in_checkpoints):
+        return path, directory
+    if path.suffix == ".keras":
+        return path, None  # a stray .keras file: the run's config.json does not describe it
+    if directory is not None:
+        return directory.model_path, directory
+    raise ConfigError("model", f"expected a .keras file or a file of a run directory, got {str(path)!r}")
+
+
+def _run_of(folder: Path) -> RunDirectory | None:
+    """`folder` as a run directory if it holds a model and its configuration."""
+    found = (folder / MODEL_FILE).is_file() and (folder / CONFIG_FILE).is_file()
+    return RunDirectory(folder) if found else None
+
+
+def _load_keras(path: Path) -> Any:
+    import keras
+
     try:
-        model = keras.models.load_model(path)
+        return keras.models.load_model(path)
     except Exception as error:  # Keras raises many kinds for a damaged archive
         raise ConfigError(
             "model", f"cannot load {str(path)!r} as a Keras model: {_first_line(error)}"
         ) from None
-    config_path = path.parent / CONFIG_FILE
-    # A config.json describes the run's model.keras, not a checkpoint or a stray file.
-    belongs = path.name == MODEL_FILE and config_path.is_file()
-    config = Config.from_dict(read_json(config_path)) if belongs else None
-    return model, config
+
+
+def load_model(path: str | os.PathLike) -> tuple[Any, Config | None]:
+    """`open_run(path)`'s model and configuration (None for a bare ``.keras`` file)."""
+    run = open_run(path)
+    return run.model, run.config

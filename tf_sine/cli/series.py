@@ -87,23 +87,24 @@ class _Scoring:
 
     def __init__(self, args: argparse.Namespace):
         from tf_sine.data import layout_of
-        from tf_sine.dataset import Transform, detect_period, load_dataset
-        from tf_sine.runs import RunDirectory, load_model
+        from tf_sine.dataset import detect_period, load_dataset
+        from tf_sine.runs import open_run
 
         if getattr(args, "horizon", None) is not None:
             check_positive_int("horizon", args.horizon)
         if args.period is not None:
             Config(period=args.period)  # the same check as training
-        self.model, saved = load_model(args.model)
-        self.run = RunDirectory(args.model) if saved is not None else None
+        run = open_run(args.model)
+        self.model, saved, self.transform = run.model, run.config, run.transform
+        self.run = run.directory
         timesteps, layout = layout_of(self.model.input_shape)
         changes: dict[str, Any] = {
             name: getattr(args, name) for name in ("data", "column", "split") if getattr(args, name)
         }
         if "data" in changes:
             changes["data"] = str(Path(changes["data"]).resolve())
-        self.own_series = not changes  # scores may be added to the run's metrics.json
-        self.transform = self.run.load_transform() if self.run is not None else Transform()
+        # Scores may be added to the run's metrics.json: its own model, on its own series.
+        self.own_series = not changes and self.run is not None and run.model_path == self.run.model_path
         # The windows follow the transform the model was trained with, whatever the new series.
         changes["difference"] = self.transform.difference
         self.config = (saved or Config(timesteps=timesteps, layout=layout)).replace(**changes)
@@ -229,13 +230,13 @@ def _time_text(time: Any) -> str:
 
 def _predict(args: argparse.Namespace) -> int:
     from tf_sine.data import layout_of
-    from tf_sine.dataset import Dataset, Transform
+    from tf_sine.dataset import Dataset
     from tf_sine.evaluation import predict_levels
-    from tf_sine.runs import RunDirectory, atomic_write, load_model
+    from tf_sine.runs import atomic_write, open_run
 
     series = read_series(args.input)
-    model, config = load_model(args.model)
-    transform = RunDirectory(args.model).load_transform() if config is not None else Transform()
+    run = open_run(args.model)
+    model, transform = run.model, run.transform
     timesteps, _ = layout_of(model.input_shape)
     first = timesteps + transform.difference
     if len(series) < first:
