@@ -21,7 +21,11 @@ __version__ = "0.1.0"
 # Public name -> the module that defines it.
 _EXPORTS = {
     "Config": "tf_sine.config",
-    "ConfigError": "tf_sine.config",
+    "TfSineError": "tf_sine.errors",
+    "ConfigError": "tf_sine.errors",
+    "DataError": "tf_sine.errors",
+    "RunError": "tf_sine.errors",
+    "ModelError": "tf_sine.errors",
     "PRESETS": "tf_sine.config",
     "get_preset": "tf_sine.config",
     "generate_data": "tf_sine.data",

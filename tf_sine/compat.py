@@ -29,6 +29,7 @@ import numpy as np
 
 from tf_sine.config import MODEL_FIELDS, Config, ConfigError, check_positive_int
 from tf_sine.data import layout_of
+from tf_sine.errors import RunError
 from tf_sine.evaluation import predict
 from tf_sine.models import build_model_from_config
 from tf_sine.runs import RunDirectory, load_model
@@ -102,7 +103,7 @@ class LegacyRegressor:
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Predictions for windows `x`, shape `(N,)`: squeezed, as the source's model_fn returned them."""
         if self.model is None:
-            raise ConfigError("model_dir", f"holds no trained model yet ({self.run.path}); call fit first")
+            raise RunError("model_dir", f"holds no trained model yet ({self.run.path}); call fit first")
         return predict(self.model, np.asarray(x, dtype=np.float32)).reshape(-1)
 
     def _checkpoint(self, model: keras.Model, step: int) -> None:
@@ -114,7 +115,7 @@ class LegacyRegressor:
         self.config = self.run.load_config()
         saved = {name: getattr(self.config, name) for name in self.options}
         if saved != self.options or self.config.seed != self.seed:
-            raise ConfigError(
+            raise RunError(
                 "model_dir",
                 f"holds a model built with {saved} and seed {self.config.seed}; "
                 f"got {self.options} and seed {self.seed}",

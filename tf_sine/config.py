@@ -19,6 +19,8 @@ import numbers
 from dataclasses import dataclass
 from typing import Any
 
+from tf_sine.errors import ConfigError, ConfigTypeError
+
 # Name accepted by the factory and the CLI -> class name in `keras.layers`.
 CELLS: dict[str, str] = {"lstm": "LSTM", "gru": "GRU", "simple_rnn": "SimpleRNN"}
 
@@ -60,23 +62,6 @@ SCALES: dict[str, str] = {
 }
 
 CLIP_OPTIONS = ("clipnorm", "clipvalue", "global_clipnorm")
-
-
-class ConfigError(ValueError):
-    """A bad configuration value; `argument` names the offending field.
-
-    Library callers see an ordinary `ValueError` (or `TypeError` via `ConfigTypeError`); the
-    CLI uses `argument` to name the matching flag.
-    """
-
-    def __init__(self, argument: str, message: str):
-        super().__init__(f"{argument}: {message}")
-        self.argument = argument
-        self.detail = message
-
-
-class ConfigTypeError(ConfigError, TypeError):
-    """A configuration value of the wrong type (e.g. a float where an integer belongs)."""
 
 
 def check_choice(argument: str, value: Any, allowed: dict[str, str] | tuple[str, ...]) -> str:
@@ -239,7 +224,8 @@ class Config:
         validate_model_options(**self.model_options())
         check_positive_int("steps", self.steps)
         check_positive_int("batch_size", self.batch_size)
-        check_int("seed", self.seed)
+        if not 0 <= check_int("seed", self.seed) < 2**32:
+            raise ConfigError("seed", f"expected an integer from 0 to 2**32 - 1, got {self.seed}")
         check_positive_int("checkpoint_every", self.checkpoint_every)
         check_choice("engine", self.engine, ENGINES)
         check_choice("distribute", self.distribute, DISTRIBUTIONS)

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from tf_sine.config import LAYOUTS, ConfigError, ConfigTypeError, check_choice, check_positive_int
+from tf_sine.errors import ModelError
 
 # The source script's constants.
 TIMESTEPS = 10
@@ -156,13 +157,13 @@ def layout_of(shape: tuple[Any, ...]) -> tuple[int, str]:
         ValueError: the shape is not `(batch, 1, T)` or `(batch, T, 1)`.
     """
     if len(shape) != 3 or None in shape[1:]:
-        raise ConfigError("model", f"expected an input shape (batch, 1, T) or (batch, T, 1), got {shape}")
+        raise ModelError("model", f"expected an input shape (batch, 1, T) or (batch, T, 1), got {shape}")
     _, first, second = shape
     if first == 1:
         return int(second), "legacy"
     if second == 1:
         return int(first), "sequence"
-    raise ConfigError("model", f"expected an input shape (batch, 1, T) or (batch, T, 1), got {shape}")
+    raise ModelError("model", f"expected an input shape (batch, 1, T) or (batch, T, 1), got {shape}")
 
 
 def sine_series(

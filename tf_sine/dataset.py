@@ -30,6 +30,7 @@ import numpy as np
 
 from tf_sine.config import SCALES, Config, ConfigError, check_choice
 from tf_sine.data import TESTING_EXAMPLES, sine_series, to_layout
+from tf_sine.errors import DataError
 
 # A season is reported only when the autocorrelation at its length reaches this: weaker
 # cycles do not make the seasonal-naive baseline worth showing.
@@ -121,9 +122,9 @@ def split_series(
     n = len(levels)
     first = timesteps + difference
     if not _long_enough(n, split, first):
-        needed = next(m for m in range(n + 1, 10 * n + 10 * first + 100) if _long_enough(m, split, first))
+        needed = _shortest_series(split, first, start=n + 1)
         shown = ",".join(f"{part:g}" for part in split)
-        raise ConfigError(
+        raise DataError(
             "data",
             f"expected at least {needed} values for one window of {timesteps} steps"
             f"{' (differenced)' if difference else ''} plus the split {shown}, got {n}",
@@ -144,6 +145,19 @@ def split_series(
 def _boundaries(n: int, split: tuple[float, float, float]) -> tuple[int, int]:
     train_end = round(split[0] * n)
     return train_end, train_end + round(split[1] * n)
+
+
+def _shortest_series(split: tuple[float, float, float], first: int, start: int) -> int:
+    """The fewest values, at least `start`, that `split` leaves long enough (see `_long_enough`).
+
+    Rounding gives a validation part its first value beyond half a value over its fraction, and
+    training needs more than `first` values: the search starts at those bounds, not below.
+    """
+    validation = math.floor(0.5 / split[1]) if split[1] > 0 else 0
+    m = max(start, validation, math.floor(first / split[0]))
+    while not _long_enough(m, split, first):
+        m += 1
+    return m
 
 
 def _long_enough(n: int, split: tuple[float, float, float], first: int) -> bool:

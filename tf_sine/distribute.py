@@ -27,12 +27,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from tf_sine.config import DISTRIBUTIONS, ConfigError, check_choice
+from tf_sine.errors import RunFailedError
 
 if TYPE_CHECKING:  # TensorFlow is imported when a strategy is made, not by local_tf_configs
     import tensorflow as tf
 
 
-class WorkerLostError(RuntimeError):
+class WorkerLostError(RunFailedError):
     """A collective operation failed: another worker stopped or became unreachable."""
 
     def __init__(self, detail: str):

@@ -27,6 +27,7 @@ import tensorflow as tf
 
 from tf_sine.config import Config, check_positive_int
 from tf_sine.data import adding_problem, sine_windows
+from tf_sine.errors import ConfigError
 from tf_sine.evaluation import evaluate
 from tf_sine.models import build_model_from_config
 from tf_sine.training import TrainingDivergedError, TrainingResult, batch_order, train
@@ -67,9 +68,9 @@ def compare(
     unknown = [name for name in names if name not in COMPARE_SET]
     if unknown:
         allowed = ", ".join(repr(name) for name in COMPARE_SET)
-        raise ValueError(f"names: expected entries of {allowed}, got {unknown[0]!r}")
+        raise ConfigError("names", f"expected entries of {allowed}, got {unknown[0]!r}")
     if not seeds:
-        raise ValueError("seeds: expected at least one seed, got none")
+        raise ConfigError("seeds", "expected at least one seed, got none")
     train_x, train_y, test_x, test_y = sine_windows(base.timesteps, base.layout)
     rows = []
     for name in names:

@@ -36,6 +36,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_sine import native
+from tf_sine.errors import ConfigError
 
 Forward = Callable[[tf.Tensor], tf.Tensor]
 CellRunner = Callable[[tf.Tensor, keras.layers.Layer], tf.Tensor]
@@ -137,7 +138,7 @@ def native_inference(model: keras.Model) -> Callable[[np.ndarray], tf.Tensor] | 
 def _runners(model: keras.Model, kernel: str | None) -> dict[str, CellRunner] | None:
     """The kernel family's cell runners, if they cover every layer of `model`; else None."""
     if kernel is not None and kernel not in KERNELS:
-        raise ValueError(f"kernel: expected one of {', '.join(KERNELS)}, got {kernel!r}")
+        raise ConfigError("kernel", f"expected one of {', '.join(KERNELS)}, got {kernel!r}")
     if not isinstance(model, keras.Sequential) or not _recurrent_layers(model):
         return None
     if not all(_fusable(layer) for layer in model.layers):

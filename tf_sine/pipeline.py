@@ -25,6 +25,7 @@ from tf_sine import plotting
 from tf_sine.config import Config, ConfigError
 from tf_sine.dataset import Dataset, Transform, detect_period, load_dataset, range_warnings
 from tf_sine.distribute import WorkerLostError, is_chief, make_strategy, weights_fingerprint, worker_name
+from tf_sine.errors import RunError
 from tf_sine.evaluation import score
 from tf_sine.models import build_model_from_config
 from tf_sine.runs import LOSS_PLOT, PREDICTION_PLOT, RunDirectory, atomic_write, load_model
@@ -89,7 +90,7 @@ def run_experiment(
     strategy = make_strategy(config.distribute)
     chief = is_chief(strategy)  # only the chief writes the run directory
     if config.distribute == "multi-worker" and run_dir is None:
-        raise ConfigError(
+        raise RunError(
             "run_dir", "expected a --run-dir that every worker sees with --distribute multi-worker"
         )
     run = RunDirectory.create(run_dir, prefix=run_prefix) if chief else RunDirectory(run_dir)
@@ -187,7 +188,7 @@ def _resume(
     """
     fresh = TrainingResult()
     if run.finished and not overwrite:
-        raise ConfigError(
+        raise RunError(
             "run_dir",
             f"{str(run.path)!r} holds a finished run; "
             "pass --overwrite to train it again, or choose another --run-dir",
@@ -206,7 +207,7 @@ def _resume(
         changed = ", ".join(
             f"{k}={v!r} (saved {stored[k]!r})" for k, v in requested.items() if v != stored[k]
         )
-        raise ConfigError(
+        raise RunError(
             "run_dir",
             f"{str(run.path)!r} holds an unfinished run of another configuration ({changed}); "
             "run the same command to resume it, pass --overwrite, or choose another --run-dir",

@@ -31,7 +31,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tf_sine.config import Config, ConfigError
+from tf_sine.config import Config
+from tf_sine.errors import ModelError, RunError
 
 MODEL_FILE = "model.keras"
 CONFIG_FILE = "config.json"
@@ -116,13 +117,13 @@ class RunDirectory:
             path = Path(DEFAULT_ROOT) / default_run_name(prefix)
         path = Path(path)
         if path.exists() and not path.is_dir():
-            raise ConfigError("run_dir", f"expected a directory, got the file {str(path)!r}")
+            raise RunError("run_dir", f"expected a directory, got the file {str(path)!r}")
         try:
             path.mkdir(parents=True, exist_ok=True)
         except OSError as error:
-            raise ConfigError("run_dir", f"cannot create {str(path)!r}: {error.strerror}") from None
+            raise RunError("run_dir", f"cannot create {str(path)!r}: {error.strerror}") from None
         if not os.access(path, os.W_OK | os.X_OK):
-            raise ConfigError("run_dir", f"expected a writable directory, got {str(path)!r}")
+            raise RunError("run_dir", f"expected a writable directory, got {str(path)!r}")
         return cls(path)
 
     @property
@@ -264,7 +265,7 @@ class RunDirectory:
         for _, path in reversed(self.checkpoints()):
             try:
                 state = read_json(_state_path(path))
-                model, _ = load_model(path)
+                model = _load_keras(path)  # the run's own files may not exist yet
                 _restore_seed_states(model, state["seed_generators"])
                 if state.get("best_step"):
                     state["best_weights"] = _load_weights(_best_path(path))
@@ -359,21 +360,28 @@ def open_run(path: str | os.PathLike) -> Run:
     model = _load_keras(model_path)
     if directory is None:
         return Run(model, model_path, None, Transform(), None)
-    return Run(model, model_path, directory.load_config(), directory.load_transform(), directory)
+    try:
+        config, transform = directory.load_config(), directory.load_transform()
+    except (OSError, ValueError, TypeError, KeyError) as error:  # damaged or edited by hand
+        raise RunError(
+            "model", f"the run {str(directory.path)!r} has an unreadable {CONFIG_FILE} or {SCALING_FILE}: "
+            f"{_first_line(error)}",
+        ) from None  # fmt: skip
+    return Run(model, model_path, config, transform, directory)
 
 
 def _locate(path: Path) -> tuple[Path, RunDirectory | None]:
     """The model file `path` names and the run directory it belongs to (None for a bare file)."""
     if path.is_dir():
         if not (path / MODEL_FILE).is_file():
-            raise ConfigError(
+            raise ModelError(
                 "model",
                 f"expected a .keras file or a run directory holding {MODEL_FILE}, "
                 f"got the directory {str(path)!r} without it",
             )
         return path / MODEL_FILE, _run_of(path)
     if not path.exists():
-        raise ConfigError("model", f"expected an existing .keras file or run directory, got {str(path)!r}")
+        raise ModelError("model", f"expected an existing .keras file or run directory, got {str(path)!r}")
     # A file of a run: in the run directory itself, or one of its checkpoints.
     in_checkpoints = path.parent.name == CHECKPOINT_DIR and _CHECKPOINT_NAME.match(path.name)
     directory = _run_of(path.parent.parent if in_checkpoints else path.parent)
@@ -383,7 +391,7 @@ def _locate(path: Path) -> tuple[Path, RunDirectory | None]:
         return path, None  # a stray .keras file: the run's config.json does not describe it
     if directory is not None:
         return directory.model_path, directory
-    raise ConfigError("model", f"expected a .keras file or a file of a run directory, got {str(path)!r}")
+    raise ModelError("model", f"expected a .keras file or a file of a run directory, got {str(path)!r}")
 
 
 def _run_of(folder: Path) -> RunDirectory | None:
@@ -398,7 +406,7 @@ def _load_keras(path: Path) -> Any:
     try:
         return keras.models.load_model(path)
     except Exception as error:  # Keras raises many kinds for a damaged archive
-        raise ConfigError(
+        raise ModelError(
             "model", f"cannot load {str(path)!r} as a Keras model: {_first_line(error)}"
         ) from None
 

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tf_sine.config import ConfigError
+from tf_sine.errors import DataError
 
 # Tried in order after `datetime.fromisoformat`; a column is a date column when ONE format
 # reads every one of its cells.
@@ -75,10 +75,10 @@ def read_series_file(path: str | os.PathLike, column: str | None = None) -> Seri
     """
     path = Path(path)
     if not path.is_file():
-        raise ConfigError("data", f"expected an existing .csv or .npy file, got {str(path)!r}")
+        raise DataError("data", f"expected an existing .csv or .npy file, got {str(path)!r}")
     if path.suffix == ".npy":
         if column is not None:
-            raise ConfigError("column", f"applies to CSV files only, got {column!r} for {str(path)!r}")
+            raise DataError("column", f"applies to CSV files only, got {column!r} for {str(path)!r}")
         return _read_npy(path)
     return _read_csv(path, column)
 
@@ -87,19 +87,23 @@ def _read_npy(path: Path) -> Series:
     try:
         array = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as error:
-        raise ConfigError("data", f"cannot read {str(path)!r} as a .npy array: {error}") from None
+        raise DataError("data", f"cannot read {str(path)!r} as a .npy array: {error}") from None
+    if not isinstance(array, np.ndarray):  # an .npz archive under a .npy name
+        raise DataError("data", f"expected one array in {str(path)!r}, got an archive of {len(array.files)}")
+    if array.size == 0:
+        raise DataError("data", f"expected values in {str(path)!r}, got an empty array")
     if array.ndim == 2 and array.shape[1] == 1:
         array = array[:, 0]
     if array.ndim != 1 or not (
         np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)
     ):
-        raise ConfigError(
+        raise DataError(
             "data", f"expected a 1-D numeric array in {str(path)!r}, got {array.dtype} {array.shape}"
         )
     values = array.astype(np.float64)
     bad = np.flatnonzero(~np.isfinite(values))
     if bad.size:
-        raise ConfigError(
+        raise DataError(
             "data", f"expected finite values in {str(path)!r}, got {values[bad[0]]} at index {bad[0]}"
         )
     return Series(values, None, "values", None, str(path))
@@ -109,7 +113,7 @@ def _read_csv(path: Path, column: str | None) -> Series:
     try:
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as error:
-        raise ConfigError("data", f"cannot read {str(path)!r} as UTF-8 text: {error}") from None
+        raise DataError("data", f"cannot read {str(path)!r} as UTF-8 text: {error}") from None
     try:
         dialect = csv.Sniffer().sniff(text[:4096], delimiters=",;\t")
     except csv.Error:
@@ -117,7 +121,7 @@ def _read_csv(path: Path, column: str | None) -> Series:
     rows = [(number, row) for number, row in enumerate(csv.reader(text.splitlines(), dialect), start=1)
             if any(cell.strip() for cell in row)]  # fmt: skip
     if len(rows) < 2:
-        raise ConfigError("data", f"expected a header row and at least one row of values in {str(path)!r}")
+        raise DataError("data", f"expected a header row and at least one row of values in {str(path)!r}")
     _, header = rows[0]
     header = [name.strip() for name in header]
     body = _drop_footer(rows[1:], len(header), path)
@@ -133,9 +137,7 @@ def _read_csv(path: Path, column: str | None) -> Series:
     if column is not None:
         if column not in columns:
             names = ", ".join(repr(name) for name in header)
-            raise ConfigError(
-                "column", f"expected one of {names} (the columns of {path.name}), got {column!r}"
-            )
+            raise DataError("column", f"expected one of {names} (the columns of {path.name}), got {column!r}")
         value_name = column
     else:
         # An unnamed column (a saved DataFrame's index) is not a value column.
@@ -143,13 +145,13 @@ def _read_csv(path: Path, column: str | None) -> Series:
                       if name != time_name and name and not name.startswith("Unnamed")]  # fmt: skip
         if len(candidates) != 1:
             found = ", ".join(repr(name) for name in candidates) or "none"
-            raise ConfigError(
+            raise DataError(
                 "column",
                 f"expected the name of the value column of {path.name} (numeric columns: {found})",
             )
         value_name = candidates[0]
     if value_name == time_name:
-        raise ConfigError("column", f"expected a value column, got the time column {value_name!r}")
+        raise DataError("column", f"expected a value column, got the time column {value_name!r}")
     values = np.array([_number(cell, number, value_name, path) for number, cell in columns[value_name]])
     if dates is not None:
         _check_increasing(dates, columns[time_name], time_name, path)
@@ -163,7 +165,7 @@ def _drop_footer(rows: list[tuple[int, list[str]]], width: int, path: Path) -> l
         rows = rows[:-1]
     for number, row in rows:
         if len(row) != width:
-            raise ConfigError(
+            raise DataError(
                 "data",
                 f"expected {width} fields like the header on line {number} of {path.name}, got {len(row)}",
             )
@@ -179,17 +181,17 @@ def _is_number(cell: str) -> bool:
 
 def _number(cell: str, line: int, name: str, path: Path) -> float:
     if not cell:
-        raise ConfigError(
+        raise DataError(
             "data", f"expected a number in column {name!r}, got an empty cell on line {line} of {path.name}"
         )
     try:
         value = float(cell)
     except ValueError:
-        raise ConfigError(
+        raise DataError(
             "data", f"expected numbers in column {name!r}, got {cell!r} on line {line} of {path.name}"
         ) from None
     if not math.isfinite(value):
-        raise ConfigError(
+        raise DataError(
             "data", f"expected finite numbers in column {name!r}, got {cell!r} on line {line} of {path.name}"
         )
     return value
@@ -233,7 +235,7 @@ def _check_increasing(dates: list, cells: list[tuple[int, str]], name: str, path
     for index in range(1, len(dates)):
         if not dates[index] > dates[index - 1]:
             (line_before, before), (line, cell) = cells[index - 1], cells[index]
-            raise ConfigError(
+            raise DataError(
                 "data",
                 f"expected increasing dates in column {name!r} of {path.name}, "
                 f"got {cell!r} on line {line} after {before!r} on line {line_before}",
@@ -247,7 +249,7 @@ def future_dates(dates: list, count: int) -> list:
     months; other dates by the median spacing; integer times (years) by their median step.
     """
     if len(dates) < 2:
-        raise ConfigError("dates", f"expected at least 2 dates to continue, got {len(dates)}")
+        raise DataError("dates", f"expected at least 2 dates to continue, got {len(dates)}")
     last = dates[-1]
     if isinstance(last, int):
         step = int(np.median(np.diff(dates)))

@@ -33,6 +33,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_sine.config import ENGINES, ConfigError, check_choice, check_int, check_positive_int
+from tf_sine.errors import RunFailedError
 from tf_sine.kernels import default_kernel, fused_forward, kernel_name, training_device
 
 # Steps in the first compiled call. Later calls are sized to take about CHUNK_SECONDS each:
@@ -46,7 +47,7 @@ MAX_CHUNK = 5000
 CheckpointCallback = Callable[[keras.Model, int], None]
 
 
-class TrainingDivergedError(RuntimeError):
+class TrainingDivergedError(RunFailedError):
     """The training loss became NaN or infinite."""
 
     def __init__(self, step: int, loss: float):

@@ -10,9 +10,11 @@
 The package: this module (the parser, `train`, errors), `series` (evaluate, forecast,
 predict), `studies` (compare, gradients, memory, clipping), `common` (names and output).
 
-The only module that knows about argv, exit codes and the terminal. Library errors
-(`ValueError`/`TypeError`) become one line on stderr and exit status 2; TensorFlow is imported
-only after the arguments have been checked.
+The only module that knows about argv, exit codes and the terminal. A `TfSineError` (the
+user's mistake or input) becomes one line naming the flag and exit status 2; an `OSError` (a
+full disk, say) one line and exit status 1; anything else is a bug of ours, said as such, exit
+status 1 (`TF_SINE_DEBUG=1` shows the traceback). TensorFlow is imported only after the
+arguments have been checked.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import logging
 import os
 import signal
 import sys
+import traceback
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -50,9 +53,9 @@ from tf_sine.config import (
     PRESETS,
     SCALES,
     Config,
-    ConfigError,
     get_preset,
 )
+from tf_sine.errors import RunFailedError, TfSineError
 from tf_sine.startup import start_tensorflow
 
 __all__ = ["build_parser", "config_from_args", "flag_for", "main"]
@@ -131,19 +134,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
     args = build_parser().parse_args(argv)
     warnings.showwarning = _show_warning
-    if _set_threads(args):
-        start_tensorflow()  # quietly (tf_sine.startup); a bad flag is reported without it
     received: list[int] = []
     _stop_on_sigterm(received)
     try:
+        if _set_threads(args):
+            start_tensorflow()  # quietly (tf_sine.startup); a bad flag is reported without it
         return _COMMANDS[args.command](args)
-    except (ValueError, TypeError) as error:
-        return _fail(error)
+    except TfSineError as error:  # the user's mistake or input
+        print(f"{PROGRAM}: error: argument {flag_for(error.argument)}: {error.detail}", file=sys.stderr)
+        return EXIT_USAGE
+    except RunFailedError as error:  # diverged, a worker lost: ran, and failed
+        print(f"{PROGRAM}: error: {error}", file=sys.stderr)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         how = "terminated" if received else "interrupted"
         hint = "; run the same command to resume" if args.command == "train" else ""
         print(f"{PROGRAM}: {how}{hint}", file=sys.stderr)
         return EXIT_TERMINATED if received else EXIT_INTERRUPTED
+    except OSError as error:  # the machine's: a full disk, a file removed meanwhile
+        where = f": {error.filename}" if error.filename else ""
+        print(f"{PROGRAM}: error: {error.strerror or error}{where}", file=sys.stderr)
+        return EXIT_FAILED
+    except Exception as error:  # anything else is a bug of ours, never a usage error
+        return _bug(error)
 
 
 def _set_threads(args: argparse.Namespace) -> bool:
@@ -159,7 +172,7 @@ def _set_threads(args: argparse.Namespace) -> bool:
     """
     try:
         config = config_from_args(args) if args.command == "train" else None
-    except (ValueError, TypeError):
+    except TfSineError:
         return False  # reported by the command itself
     halves = (
         config is not None and config.engine == "fast" and config.distribute == "none"
@@ -188,13 +201,15 @@ def _stop_on_sigterm(received: list[int]) -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
-def _fail(error: Exception) -> int:
-    if isinstance(error, ConfigError):
-        message = f"argument {flag_for(error.argument)}: {error.detail}"
-    else:
-        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    print(f"{PROGRAM}: error: {message}", file=sys.stderr)
-    return EXIT_USAGE
+def _bug(error: Exception) -> int:
+    """Reports an unexpected exception as what it is: a bug in tf_sine (exit status 1)."""
+    if os.environ.get("TF_SINE_DEBUG", "").strip() not in ("", "0"):
+        traceback.print_exception(error)
+    text = str(error).strip().splitlines()
+    detail = f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
+    print(f"{PROGRAM}: internal error, a bug in tf_sine and not a mistake in the command ({detail}); "
+          "TF_SINE_DEBUG=1 shows the traceback", file=sys.stderr)  # fmt: skip
+    return EXIT_FAILED
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
@@ -207,18 +222,12 @@ def config_from_args(args: argparse.Namespace) -> Config:
 
 def _train(args: argparse.Namespace) -> int:
     config = config_from_args(args)
-    from tf_sine.distribute import WorkerLostError
     from tf_sine.pipeline import run_experiment
-    from tf_sine.training import TrainingDivergedError
 
-    try:
-        result = run_experiment(
-            config, args.run_dir, tensorboard=args.tensorboard, progress=not args.quiet,
-            run_prefix=args.preset, overwrite=args.overwrite, notify=note,
-        )  # fmt: skip
-    except (TrainingDivergedError, WorkerLostError) as error:
-        print(f"{PROGRAM}: error: {error}", file=sys.stderr)
-        return EXIT_FAILED
+    result = run_experiment(
+        config, args.run_dir, tensorboard=args.tensorboard, progress=not args.quiet,
+        run_prefix=args.preset, overwrite=args.overwrite, notify=note,
+    )  # fmt: skip
     metrics = result.metrics
     if "worker" in metrics:
         print(f"{metrics['worker']}, {metrics['replicas']} replicas in all: trained {metrics['steps']} "

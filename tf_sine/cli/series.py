@@ -19,6 +19,7 @@ import numpy as np
 
 from tf_sine.cli.common import format_baselines, format_metrics
 from tf_sine.config import Config, ConfigError, check_positive_int
+from tf_sine.errors import DataError
 
 
 def split_fractions(text: str) -> tuple[float, ...]:
@@ -240,7 +241,7 @@ def _predict(args: argparse.Namespace) -> int:
     timesteps, _ = layout_of(model.input_shape)
     first = timesteps + transform.difference
     if len(series) < first:
-        raise ConfigError("input", f"expected at least {first} values for one window, got {len(series)}")
+        raise DataError("input", f"expected at least {first} values for one window, got {len(series)}")
     # Position t predicts the value after series[t - 1]: one prediction per full window.
     targets = np.arange(first, len(series) + 1)
     empty = np.arange(0)
@@ -265,19 +266,24 @@ def read_series(source: str) -> Any:
     from tf_sine.data import as_series
 
     if source != "-" and not Path(source).is_file():
-        raise ConfigError("input", f"expected an existing file or '-' for stdin, got {source!r}")
+        raise DataError("input", f"expected an existing file or '-' for stdin, got {source!r}")
     if source.endswith(".npy"):
         try:
             values = np.load(source, allow_pickle=False)
         except (OSError, ValueError) as error:
-            raise ConfigError("input", f"cannot read {source!r} as a .npy array: {error}") from None
+            raise DataError("input", f"cannot read {source!r} as a .npy array: {error}") from None
     else:
-        text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
+        try:
+            text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
+        except UnicodeDecodeError as error:
+            raise DataError(
+                "input", f"expected UTF-8 text or a .npy file, got {error.reason} in {source!r}"
+            ) from None
         tokens = text.replace(",", " ").split()
         try:
             values = np.array([float(token) for token in tokens])
         except ValueError as error:
-            raise ConfigError("input", f"expected numbers, got {str(error).split(': ', 1)[-1]}") from None
+            raise DataError("input", f"expected numbers, got {str(error).split(': ', 1)[-1]}") from None
     return as_series(values, "input")
 
 

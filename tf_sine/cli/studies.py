@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from tf_sine.config import LAYOUTS, Config, ConfigError
+from tf_sine.errors import RunError
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -47,7 +48,10 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 def _study_folder(out: str | None, prefix: str) -> Path:
     from tf_sine.runs import RunDirectory
 
-    return RunDirectory.create(out, prefix=prefix).path
+    try:
+        return RunDirectory.create(out, prefix=prefix).path
+    except RunError as error:
+        raise RunError("out", error.detail) from None
 
 
 def _compare(args: argparse.Namespace) -> int:

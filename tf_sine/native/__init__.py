@@ -172,8 +172,10 @@ def _status(record: BuildRecord | None) -> str:
     if not record.ok:
         return f"failed ({record.when}): {record.reason}"
     test = record.selftest or {}
+    largest = test.get("max_error")
+    shown = f"{largest:.2g}" if isinstance(largest, (int, float)) else "unknown"
     return (f"built and self-tested ({record.when}; {test.get('cases')} cases, largest difference from the "
-            f"reference {test.get('max_error')})")  # fmt: skip
+            f"reference {shown})")  # fmt: skip
 
 
 def check() -> str:
