@@ -24,8 +24,8 @@ def predict(model: Any, x: np.ndarray, batch_size: int = PREDICT_BATCH) -> np.nd
     """Runs `model` on windows `x` (inference mode, no dropout).
 
     Models the native kernels cover (`tf_sine.kernels.native_inference`) run on them: the same
-    predictions within float tolerance, without Keras's `predict` machinery (2-3x faster on
-    the source's model, and 0.2 s less tracing on the first call); others on `model.predict`.
+    predictions within float tolerance, without Keras's `predict` machinery and its tracing
+    (README, "Prediction", has the measurements); others on `model.predict`.
 
     Args:
         model: a Keras model taking `(batch, *x.shape[1:])`.

@@ -8,8 +8,8 @@ per layer over all time steps, and one op back-propagating through it. Two famil
 
 * ``"native"``: tf_sine's own compiled ops (`tf_sine.native`, C++ built on this machine) for
   LSTM, GRU and SimpleRNN layers: the input projection of all steps and the weight gradients
-  are one product each, and the elementwise math is one fused pass per step. On the source's
-  model 1.6-2x faster than BlockLSTM.
+  are one product each, and the elementwise math is one fused pass per step (README, "Training
+  engines and performance", compares them with BlockLSTM).
 * ``"tensorflow"``: TensorFlow's `BlockLSTMV2`, for LSTM layers only, when the native library
   is not available. TensorFlow registers the V1 gradient (`BlockLSTMGrad`, gate order i, c, f,
   o) for it (gate order i, f, c, o, as Keras), which gives wrong gradients; we attach

@@ -160,14 +160,12 @@ def _next_chunk_end(step: int, steps: int, chunk: int, *every: int | None) -> in
 class _FastEngine:
     """Runs many optimizer steps per call of one traced `tf.function`.
 
-    Choices measured on the source experiment (2-core CPU, 3000 steps; see README):
+    Choices measured on the source experiment (README, "Training engines and performance"):
     * the chunk is an explicit `tf.while_loop` traced without AutoGraph: converting the loop
-      and the Keras optimizer's code with AutoGraph cost 0.6 s of tracing, more than the
-      3000 steps of the legacy preset themselves;
-    * recurrent layers run on fused kernels (`tf_sine.kernels`): BlockLSTM was 2.5x faster
-      than Keras's LSTM layers on the sequence layout, tf_sine's native kernels 1.6x faster
-      again (and 4-5x faster than Keras's GRU and SimpleRNN layers);
-    * no XLA: it compiled for 1.5 s (legacy) to 6 s (sequence) and won back less than that.
+      and the Keras optimizer's code with AutoGraph cost more tracing than the legacy preset's
+      whole training;
+    * recurrent layers run on fused kernels (`tf_sine.kernels`), faster than Keras's layers;
+    * no XLA: its compile time was more than it won back.
     """
 
     def __init__(
@@ -257,9 +255,8 @@ def _shards(model: keras.Model, batch_size: int, strategy: tf.distribute.Strateg
     """2 when two single-threaded halves of each batch can run side by side, else 1.
 
     Each fused kernel op runs on one thread, so two halves on 2 inter-op threads of 1 intra-op
-    thread each keep both cores busy. Measured on the sequence layout (2 cores, native kernels):
-    1.4x faster on the preset, 1.6-2x at 128-512 units; the legacy layout's single step gains
-    nothing (0.117 against 0.122 ms a step, and longer tracing), nor do 4 halves on 2 cores.
+    thread each keep both cores busy. It pays on the sequence layout; the legacy layout's single
+    step gains nothing but longer tracing, nor do 4 halves on 2 cores (README has the numbers).
     """
     inter = _threads(tf.config.threading.get_inter_op_parallelism_threads(), "TF_NUM_INTEROP_THREADS")
     intra = _threads(tf.config.threading.get_intra_op_parallelism_threads(), "TF_NUM_INTRAOP_THREADS")

@@ -163,12 +163,11 @@ def _set_threads(args: argparse.Namespace) -> bool:
     """TensorFlow's thread pools for this command, chosen before TensorFlow starts; False when
     the training flags are invalid (the command then reports them, with no need of TensorFlow).
 
-    Training runs one chain of small ops: one inter-op thread (handing ops between threads cost
-    9% on the sequence preset here), matmuls on every core. A model the fused kernels cover
-    (no dropout) on the sequence layout instead runs each batch as two halves side by side
+    Training runs one chain of small ops: one inter-op thread (handing ops between threads
+    costs more than it gives), matmuls on every core. A model the fused kernels cover (no
+    dropout) on the sequence layout instead runs each batch as two halves side by side
     (`tf_sine.training._shards`): 2 inter-op threads of 1 intra-op thread each, since each
-    kernel op runs on one thread. Measured on the native kernels: 1.4-2x faster from 30 to 512
-    LSTM units (README). Variables already set are kept.
+    kernel op runs on one thread (README has the measurements). Variables already set are kept.
     """
     try:
         config = config_from_args(args) if args.command == "train" else None
