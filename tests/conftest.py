@@ -66,31 +66,47 @@ def run_cli(*args: str, stdin: str | None = None, cwd: Path | None = None) -> su
     )
 
 
-@pytest.fixture
-def cli(monkeypatch, capsys):
-    """Runs the command line in this process: `cli(*argv) -> (status, stdout, stderr)`.
+def call_main(*argv: str, stdin: str | None = None, cwd: Path | None = None) -> tuple[int, str, str]:
+    """Runs the command line in this process: `(status, stdout, stderr)`.
 
-    What `main` changes in the process (thread-pool variables in the environment, the SIGTERM
-    handler, the warnings' format) is put back after the test.
+    What `main` changes in the process (the SIGTERM handler, the warnings' format, the working
+    directory for `cwd`) is put back. An argparse error's `SystemExit` becomes its status.
     """
+    import contextlib
+    import io
     import signal
     import warnings
 
     from tf_sine.cli import main
 
-    monkeypatch.setattr(warnings, "showwarning", warnings.showwarning)
-    handler, environment = signal.getsignal(signal.SIGTERM), dict(os.environ)
+    out, err = io.StringIO(), io.StringIO()
+    handler, show, stdin_before, here = (
+        signal.getsignal(signal.SIGTERM),
+        warnings.showwarning,
+        sys.stdin,
+        Path.cwd(),
+    )
+    try:
+        if stdin is not None:
+            sys.stdin = io.StringIO(stdin)
+        if cwd is not None:
+            os.chdir(cwd)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                status = main(list(argv))
+            except SystemExit as exit:
+                status = exit.code
+    finally:
+        signal.signal(signal.SIGTERM, handler)
+        warnings.showwarning, sys.stdin = show, stdin_before
+        os.chdir(here)
+    return status, out.getvalue(), err.getvalue()
 
-    def run(*argv: str) -> tuple[int, str, str]:
-        capsys.readouterr()
-        status = main(list(argv))
-        out, err = capsys.readouterr()
-        return status, out, err
 
-    yield run
-    signal.signal(signal.SIGTERM, handler)
-    os.environ.clear()
-    os.environ.update(environment)
+@pytest.fixture
+def cli():
+    """`call_main` as a fixture: `cli(*argv, stdin=None, cwd=None) -> (status, stdout, stderr)`."""
+    return call_main
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,4 @@
-"""Every bad input, through the CLI (a real subprocess) and through the Python API.
+"""Every bad input, through the CLI (in this process, and a few in a real one) and the Python API.
 
 Each case gets one line naming the argument, what was expected and what was received: exit
 status 2 and no traceback from the CLI, `ValueError` or `TypeError` from the library.
@@ -15,7 +15,8 @@ from conftest import TINY, run_cli
 
 import tf_sine
 from tf_sine.config import Config
-from tf_sine.runs import RunDirectory, load_model
+from tf_sine.runs import RunDirectory
+from tf_sine.trained import load_model
 
 
 @dataclass
@@ -132,11 +133,19 @@ def test_api_raises_one_line(case, paths):
 @pytest.mark.parametrize(
     "case", [c for c in CASES if c.cli_message], ids=[c.name for c in CASES if c.cli_message]
 )
-def test_cli_exits_2_with_one_line(case, paths):
+def test_cli_exits_2_with_one_line(case, paths, cli):
     args = [arg.format(**paths) for arg in case.cli]
-    done = run_cli(*args, stdin=case.stdin)
-    assert done.returncode == 2, done.stderr[-500:]
-    assert "Traceback" not in done.stderr
+    status, stdout, stderr = cli(*args, stdin=case.stdin)
+    assert status == 2, stderr[-500:]
+    assert stderr.count("\n") == 1 and stdout == "", stderr  # one line, nothing else
+    assert stderr.startswith("tf-sine: error: ") and case.cli_message in stderr, stderr
+
+
+@pytest.mark.parametrize("name", ["steps", "series not numeric", "model corrupt"])
+def test_a_real_process_exits_2_without_a_traceback(name, paths):
+    """The same through a real process: the exit status and stderr a shell sees."""
+    (case,) = [case for case in CASES if case.name == name]
+    done = run_cli(*[arg.format(**paths) for arg in case.cli], stdin=case.stdin)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-500:]
     lines = [line for line in done.stderr.splitlines() if line.startswith("tf-sine")]
-    assert len(lines) == 1, done.stderr
-    assert lines[0].startswith("tf-sine: error: ") and case.cli_message in lines[0], lines[0]
+    assert len(lines) == 1 and case.cli_message in lines[0], done.stderr

@@ -94,6 +94,6 @@ def test_trend_detection_and_range_warnings():
     data = split_series(seasonal_series(500), (0.7, 0.15, 0.15), timesteps=12)
     warnings = range_warnings(data, Transform())
     assert len(warnings) == 2 and warnings[1].startswith("warning: the test part's values reach")
-    assert warnings[1].endswith("consider --difference")
+    assert warnings[1].endswith("consider `difference`")  # the CLI prints it as --difference
     differenced = split_series(seasonal_series(500), (0.7, 0.15, 0.15), timesteps=12, difference=True)
     assert range_warnings(differenced, Transform(difference=True)) == []

@@ -134,3 +134,17 @@ def test_unusable_npy_files_are_data_errors(tmp_path, write, message):
     write(path)
     with pytest.raises(DataError, match=message):
         tf_sine.read_series_file(path)
+
+
+def test_library_messages_name_arguments_and_the_cli_shows_flags(tiny_run, cli, tmp_path):
+    from tf_sine.cli.common import in_flags
+
+    assert in_flags("pass `overwrite`, or another `run_dir`; `num_layers`") == (
+        "pass --overwrite, or another --run-dir; --layers"
+    )
+    with pytest.raises(RunError) as caught:  # the library speaks its own terms
+        tf_sine.run_experiment(TINY, tiny_run.run.path, progress=False)
+    assert "pass `overwrite` to train it again, or choose another `run_dir`" in str(caught.value)
+    status, _, stderr = cli("train", "--preset", "tiny", "--run-dir", str(tiny_run.run.path))
+    assert status == 2 and "pass --overwrite to train it again, or choose another --run-dir" in stderr
+    assert "`" not in stderr

@@ -94,14 +94,6 @@ def test_bad_cell_lists_the_allowed_names():
         tf_sine.build_model(units="30")
 
 
-def test_keras_itself_refuses_two_clip_options():
-    # We check first, but Keras's own guard is there too, should a caller bypass ours.
-    with pytest.raises(
-        ValueError, match="Only one of `clipnorm`, `clipvalue` and `global_clipnorm` can be set"
-    ):
-        keras.optimizers.Adagrad(clipnorm=1.0, clipvalue=1.0)
-
-
 def test_seeded_builds_are_identical():
     keras.utils.set_random_seed(3)
     first = tf_sine.build_model(units=4).get_weights()

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from conftest import TINY, expected_kernel
 
+from tf_sine.files import read_json
 from tf_sine.pipeline import run_experiment
-from tf_sine.runs import read_json
 
 RUN_FILES = {
     "model.keras",

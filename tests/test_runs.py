@@ -5,7 +5,9 @@ import json
 import pytest
 
 import tf_sine
-from tf_sine.runs import RunDirectory, atomic_write, load_model, write_json
+from tf_sine.files import atomic_write, write_json
+from tf_sine.runs import RunDirectory
+from tf_sine.trained import load_model
 
 
 def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):

@@ -1,11 +1,14 @@
-"""A user's series through the real CLI: train, evaluate, forecast, predict, and bad files."""
+"""A user's series through the CLI (in this process) and `open_run`: train, evaluate, forecast,
+predict, export, and bad files."""
 
 import csv
 import json
 
 import numpy as np
 import pytest
-from conftest import run_cli, seasonal_series, write_seasonal_csv
+from conftest import call_main, seasonal_series, write_seasonal_csv
+
+from tf_sine.config import Config
 
 
 @pytest.fixture(scope="module")
@@ -14,46 +17,49 @@ def series_run(tmp_path_factory):
     folder = tmp_path_factory.mktemp("series")
     csv_path = write_seasonal_csv(folder / "sales.csv")
     run_dir = folder / "run"
-    done = run_cli("train", "--data", str(csv_path), "--run-dir", str(run_dir), "--quiet")
-    assert done.returncode == 0, done.stderr
-    return csv_path, run_dir, done
+    status, stdout, stderr = call_main("train", "--data", str(csv_path), "--run-dir", str(run_dir), "--quiet")
+    assert status == 0, stderr
+    return csv_path, run_dir, stdout
 
 
 def test_training_on_a_csv_beats_persistence_at_horizon_one(series_run):
-    _, run_dir, done = series_run
+    _, run_dir, stdout = series_run
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["period"] == 12
     assert set(metrics["baselines"]) == {"persistence", "seasonal_naive", "mean"}
     assert metrics["rmse"] < metrics["baselines"]["persistence"]
     assert metrics["rmse"] < 1.0  # the noise is 0.5: in the series' units, not the scaled ones
     assert (
-        f"baselines, same test targets: persistence RMSE {metrics['baselines']['persistence']:.6g}"
-        in done.stdout
+        f"baselines, same test targets: persistence RMSE {metrics['baselines']['persistence']:.6g}" in stdout
     )
     scaling = json.loads((run_dir / "scaling.json").read_text())
     assert scaling["difference"] is True and scaling["scale"] == "standard"  # the trend was found
     history = json.loads((run_dir / "history.json").read_text())
     assert history["val_step"][:2] == [100, 200] and len(history["val_loss"]) == len(history["val_step"])
-    assert metrics["best_step"] in history["val_step"] and "kept the model of step" in done.stdout
+    assert metrics["best_step"] in history["val_step"] and "kept the model of step" in stdout
 
 
-def test_evaluate_with_a_horizon_adds_it_to_metrics(series_run):
+def test_evaluate_with_a_horizon_scores_it_and_only_reads_the_run(series_run, cli):
     _, run_dir, _ = series_run
-    done = run_cli("evaluate", "--model", str(run_dir), "--horizon", "6", "--json")
-    assert done.returncode == 0, done.stderr
-    scores = json.loads(done.stdout)
+    before = {path.name: path.stat().st_mtime_ns for path in run_dir.iterdir()}
+    status, stdout, stderr = cli("evaluate", "--model", str(run_dir), "--horizon", "6", "--json")
+    assert status == 0, stderr
+    scores = json.loads(stdout)
     assert len(scores["rmse_by_horizon"]) == 6 == len(scores["baselines_by_horizon"]["persistence"])
     assert scores["rmse_by_horizon"][0] < scores["baselines_by_horizon"]["persistence"][0]
     saved = json.loads((run_dir / "metrics.json").read_text())
-    assert saved["rmse_by_horizon"] == scores["rmse_by_horizon"] and saved["rmse"] == scores["rmse"]
-    table = run_cli("evaluate", "--model", str(run_dir), "--horizon", "3")
-    assert "RMSE by horizon on the 75 test targets" in table.stdout and "seasonal_naive" in table.stdout
+    assert "rmse_by_horizon" not in saved and saved["rmse"] == scores["rmse"]  # training's record, kept
+    assert {path.name: path.stat().st_mtime_ns for path in run_dir.iterdir()} == before
+    _, table, _ = cli("evaluate", "--model", str(run_dir), "--horizon", "3")
+    assert "RMSE by horizon on the 75 test targets" in table and "seasonal_naive" in table
 
 
-def test_forecast_continues_the_dates_and_writes_csv_and_plot(series_run, tmp_path):
+def test_forecast_continues_the_dates_and_writes_csv_and_plot(series_run, tmp_path, cli):
     _, run_dir, _ = series_run
-    done = run_cli("forecast", "--model", str(run_dir), "--horizon", "12", "--out", str(tmp_path))
-    assert done.returncode == 0, done.stderr
+    status, stdout, stderr = cli(
+        "forecast", "--model", str(run_dir), "--horizon", "12", "--out", str(tmp_path)
+    )
+    assert status == 0, stderr
     rows = list(csv.DictReader((tmp_path / "forecast.csv").open()))
     # 500 months from 1980-01 end in 2021-08.
     assert [row["time"] for row in rows[:2]] == ["2021-09-01", "2021-10-01"] and len(rows) == 12
@@ -61,20 +67,20 @@ def test_forecast_continues_the_dates_and_writes_csv_and_plot(series_run, tmp_pa
     values = np.array([float(row["forecast"]) for row in rows])
     assert np.all(np.abs(values - seasonal_series(512)[500:]) < 3)  # it continues the cycle and trend
     assert (tmp_path / "forecast.png").read_bytes()[:4] == b"\x89PNG"
-    assert "RMSE by horizon on the 75 test targets" in done.stdout
+    assert "RMSE by horizon on the 75 test targets" in stdout
 
 
-def test_forecast_from_the_test_part_is_scored_against_the_truth(series_run, tmp_path):
+def test_forecast_from_the_test_part_is_scored_against_the_truth(series_run, tmp_path, cli):
     csv_path, run_dir, _ = series_run
-    done = run_cli(
+    status, stdout, stderr = cli(
         "forecast", "--model", str(run_dir), "--horizon", "5", "--origin", "test", "--out", str(tmp_path)
     )
-    assert done.returncode == 0, done.stderr
+    assert status == 0, stderr
     rows = list(csv.DictReader((tmp_path / "forecast.csv").open()))
     first_test = 425  # round(0.7 * 500) + round(0.15 * 500)
     sales = [line.split(",")[1] for line in csv_path.read_text().splitlines()[1:]]
     assert [float(row["truth"]) for row in rows] == [float(v) for v in sales[first_test : first_test + 5]]
-    assert "against the 5 known values: model RMSE" in done.stdout and "persistence RMSE" in done.stdout
+    assert "against the 5 known values: model RMSE" in stdout and "persistence RMSE" in stdout
 
 
 def _answers(cli, command: str, model, out, series_file) -> object:
@@ -114,7 +120,7 @@ def test_any_file_of_a_run_gives_the_runs_answers(series_run, tmp_path, cli, com
 
 
 def test_a_checkpoint_of_a_run_is_its_own_model_with_the_runs_scaling(series_run):
-    from tf_sine.runs import open_run
+    from tf_sine.trained import open_run
 
     _, run_dir, _ = series_run
     run = open_run(run_dir)
@@ -125,16 +131,17 @@ def test_a_checkpoint_of_a_run_is_its_own_model_with_the_runs_scaling(series_run
     stray = run_dir.parent / "copy.keras"
     stray.write_bytes((run_dir / "model.keras").read_bytes())
     bare = open_run(stray)
-    assert bare.config is None and bare.directory is None and not bare.transform.difference
+    assert bare.directory is None and not bare.transform.difference
+    assert bare.config == Config(timesteps=run.config.timesteps, layout=run.config.layout)  # the sine's
 
 
-def test_predict_with_a_run_directory_answers_in_the_series_units(series_run, tmp_path):
+def test_predict_with_a_run_directory_answers_in_the_series_units(series_run, tmp_path, cli):
     _, run_dir, _ = series_run
     levels = seasonal_series(60)
     (tmp_path / "in.txt").write_text("\n".join(f"{v:.6f}" for v in levels))
-    done = run_cli("predict", "--model", str(run_dir), "--input", str(tmp_path / "in.txt"))
-    assert done.returncode == 0, done.stderr
-    predictions = np.array(done.stdout.split(), dtype=float)
+    status, stdout, stderr = cli("predict", "--model", str(run_dir), "--input", str(tmp_path / "in.txt"))
+    assert status == 0, stderr
+    predictions = np.array(stdout.split(), dtype=float)
     assert len(predictions) == 60 - 11 + 1  # one per full differenced window of 10
     assert np.sqrt(np.mean((predictions[:-1] - levels[11:]) ** 2)) < 1.0
 
@@ -154,25 +161,23 @@ def test_predict_with_a_run_directory_answers_in_the_series_units(series_run, tm
         (None, ["--split", "0.8,0,0.2", "--patience", "3"], "argument --patience: needs a validation part"),
     ],
 )  # fmt: skip
-def test_bad_files_and_flags_exit_2_with_one_line(tmp_path, text, flags, message):
+def test_bad_files_and_flags_exit_2_with_one_line(tmp_path, cli, text, flags, message):
     path = tmp_path / "f.csv"
     if text is None:
         write_seasonal_csv(path, n=100)
     else:
         path.write_text(text)
     run_dir = tmp_path / "run"
-    done = run_cli("train", "--data", str(path), "--run-dir", str(run_dir), "--steps", "5", *flags)
-    assert done.returncode == 2, done.stderr
-    lines = [line for line in done.stderr.splitlines() if line.startswith("tf-sine")]
-    assert len(lines) == 1 and message in lines[0], done.stderr
-    assert "Traceback" not in done.stderr and not run_dir.exists()  # refused before anything was written
+    status, _, stderr = cli("train", "--data", str(path), "--run-dir", str(run_dir), "--steps", "5", *flags)
+    assert status == 2 and stderr.count("\n") == 1 and message in stderr, stderr
+    assert not run_dir.exists()  # refused before anything was written
 
 
-def test_missing_data_file_and_patience_without_data(tmp_path):
-    done = run_cli("train", "--data", str(tmp_path / "none.csv"), "--steps", "5")
-    assert done.returncode == 2 and "argument --data: expected an existing .csv or .npy file" in done.stderr
-    done = run_cli("train", "--patience", "2", "--steps", "5")
-    assert done.returncode == 2 and "argument --patience: needs a validation part" in done.stderr
+def test_missing_data_file_and_patience_without_data(tmp_path, cli):
+    status, _, stderr = cli("train", "--data", str(tmp_path / "none.csv"), "--steps", "5")
+    assert status == 2 and "argument --data: expected an existing .csv or .npy file" in stderr
+    status, _, stderr = cli("train", "--patience", "2", "--steps", "5")
+    assert status == 2 and "argument --patience: needs a validation part: a --data file" in stderr
 
 
 @pytest.mark.parametrize(
@@ -181,10 +186,59 @@ def test_missing_data_file_and_patience_without_data(tmp_path):
      (["--horizon", "3", "--origin", "soon"], "argument --origin: expected 'end', 'test' or a position, got 'soon'"),
      (["--horizon", "3", "--origin", "2"], "argument --origin: expected a position from 10 to 499, got 2")],
 )  # fmt: skip
-def test_bad_forecast_flags_exit_2_with_one_line(series_run, tmp_path, flags, message):
+def test_bad_forecast_flags_exit_2_with_one_line(series_run, tmp_path, cli, flags, message):
     _, run_dir, _ = series_run
-    done = run_cli("forecast", "--model", str(run_dir), "--out", str(tmp_path), *flags)
-    assert done.returncode == 2 and "Traceback" not in done.stderr
-    lines = [line for line in done.stderr.splitlines() if line.startswith("tf-sine")]
-    assert len(lines) == 1 and message in lines[0], done.stderr
+    status, _, stderr = cli("forecast", "--model", str(run_dir), "--out", str(tmp_path), *flags)
+    assert status == 2 and stderr.count("\n") == 1 and message in stderr, stderr
     assert not (tmp_path / "forecast.csv").exists()
+
+
+def test_python_reproduces_the_forecast_command(series_run, tmp_path, cli):
+    """`open_run(...).forecast(...)` is what `tf-sine forecast` writes, byte for byte."""
+    from tf_sine.trained import open_run
+
+    _, run_dir, _ = series_run
+    status, stdout, _ = cli("forecast", "--model", str(run_dir), "--horizon", "6", "--origin", "test",
+                            "--out", str(tmp_path / "cli"))  # fmt: skip
+    assert status == 0
+    forecast = open_run(run_dir).forecast(6, origin="test")
+    written = forecast.save(tmp_path / "python")
+    assert [path.name for path in written] == ["forecast.csv", "forecast.png"]
+    assert (tmp_path / "python/forecast.csv").read_bytes() == (tmp_path / "cli/forecast.csv").read_bytes()
+    errors = forecast.errors()
+    assert set(errors) == {"model", "persistence", "seasonal_naive", "mean"}
+    assert f"model RMSE {errors['model']:.6g}" in stdout
+    truth = forecast.truth
+    assert errors["persistence"] == pytest.approx(np.sqrt(np.mean((truth - forecast.history[-1]) ** 2)))
+    assert forecast.times[0] == forecast.history_times[-1] and len(forecast.times) == 7
+
+
+def test_python_reproduces_evaluate_and_predict(series_run, tmp_path, cli):
+    from tf_sine.trained import open_run
+
+    _, run_dir, _ = series_run
+    run = open_run(run_dir)
+    status, stdout, _ = cli("evaluate", "--model", str(run_dir), "--horizon", "2", "--json")
+    assert status == 0 and json.loads(stdout) == json.loads(json.dumps(run.evaluate(horizon=2)))
+    levels = seasonal_series(30)
+    (tmp_path / "in.txt").write_text(" ".join(f"{v:.6f}" for v in levels))
+    status, stdout, _ = cli("predict", "--model", str(run_dir), "--input", str(tmp_path / "in.txt"),
+                            "--output", str(tmp_path / "out.txt"))  # fmt: skip
+    assert status == 0 and stdout == ""
+    written = np.loadtxt(tmp_path / "out.txt")
+    expected = run.predict(np.round(levels, 6))
+    assert written.shape == (30 - 11 + 1,) and np.allclose(written, expected, rtol=1e-8)
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [(["--output", "{tmp}/missing/out.txt"], "argument --output: expected a file in an existing directory, got in a missing directory"),
+     (["--output", "{tmp}"], "argument --output: expected a file in an existing directory, got a directory"),
+     (["--input", "{tmp}/none.txt"], "argument --input: expected an existing file, got")],
+)  # fmt: skip
+def test_predict_refuses_a_missing_or_directory_path_in_one_line(series_run, tmp_path, cli, flags, message):
+    _, run_dir, _ = series_run
+    (tmp_path / "in.txt").write_text("1 2 3 4 5 6 7 8 9 10 11 12")
+    argv = ["predict", "--model", str(run_dir), "--input", str(tmp_path / "in.txt")]
+    status, _, stderr = cli(*argv, *[flag.format(tmp=tmp_path) for flag in flags])
+    assert status == 2 and stderr.count("\n") == 1 and message in stderr, stderr

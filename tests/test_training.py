@@ -91,3 +91,61 @@ def test_mismatched_windows_are_refused():
         train(model, x, y[:, 0], steps=1, progress=False)
     with pytest.raises(ValueError, match="steps: expected a positive integer, got 0"):
         train(model, x, y, steps=0)
+
+
+class _Calls(keras.callbacks.Callback):
+    """A user's own callback: records what it is told."""
+
+    def __init__(self):
+        super().__init__()
+        self.batches, self.epochs, self.began, self.ended = [], [], 0, 0
+
+    def on_train_begin(self, logs=None):
+        self.began += 1
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.batches.append((batch, logs["loss"]))
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epochs.append((epoch, dict(logs)))
+
+    def on_train_end(self, logs=None):
+        self.ended += 1
+
+
+@pytest.mark.parametrize("engine", ["fast", "fit"])
+def test_keras_early_stopping_csv_logger_and_a_users_callback(tmp_path, engine):
+    """Keras's own callbacks through `train(callbacks=...)`: an epoch is `validate_every` steps."""
+    model, x, y = _tiny()
+    # No loss ever improves by 10: EarlyStopping keeps the first epoch's and stops after the second.
+    stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=1, min_delta=10.0)
+    calls = _Calls()
+    log = tmp_path / "log.csv"
+    result = train(model, x[:300], y[:300], steps=100, batch_size=16, engine=engine, progress=False,
+                   validation=(x[300:], y[300:]), validate_every=10,
+                   callbacks=[stop, keras.callbacks.CSVLogger(str(log)), calls])  # fmt: skip
+    assert result.final_step == 20 == int(model.optimizer.iterations.numpy()) and result.stopped_early
+    assert stop.stopped_epoch == 1 and calls.began == calls.ended == 1
+    rows = log.read_text().splitlines()
+    assert rows[0] == "epoch,loss,val_loss" and len(rows) == 3
+    epoch, loss, val_loss = (float(value) for value in rows[2].split(","))
+    assert epoch == 1 and val_loss == pytest.approx(result.val_losses[1], rel=1e-6)
+    # Each epoch's loss is the mean over its steps (the fit engine's chunk mean stands for each step).
+    expected = np.mean(result.losses[len(result.losses) // 2 :])
+    assert loss == pytest.approx(expected, rel=1e-5)
+    assert [epoch for epoch, _ in calls.epochs] == [0, 1] and calls.batches[-1][0] == 19
+    # The callbacks watched; they did not change the updates: the same weights as 20 plain steps.
+    plain, _, _ = _tiny()
+    train(plain, x[:300], y[:300], steps=20, batch_size=16, engine=engine, progress=False)
+    for got, expected in zip(model.get_weights(), plain.get_weights(), strict=True):
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_terminate_on_nan_stops_instead_of_raising():
+    model, x, y = _tiny(learning_rate=1e30, optimizer="sgd")
+    result = train(model, x, y, steps=200, batch_size=16, progress=False, chunk=5,
+                   callbacks=[keras.callbacks.TerminateOnNaN()])  # fmt: skip
+    assert result.stopped_early and result.final_step < 200 and not np.isfinite(result.losses[-1])
+    with pytest.raises(TypeError,
+                       match=r"callbacks: expected keras\.callbacks\.Callback objects, got builtin"):  # fmt: skip
+        train(model, x, y, steps=1, progress=False, callbacks=[print])

@@ -51,9 +51,10 @@ _EXPORTS = {
     "horizon_scores": "tf_sine.evaluation",
     "baseline_forecasts": "tf_sine.evaluation",
     "RunDirectory": "tf_sine.runs",
-    "load_model": "tf_sine.runs",
-    "open_run": "tf_sine.runs",
-    "Run": "tf_sine.runs",
+    "load_model": "tf_sine.trained",
+    "open_run": "tf_sine.trained",
+    "Run": "tf_sine.trained",
+    "Forecast": "tf_sine.trained",
     "run_experiment": "tf_sine.pipeline",
     "LegacyRegressor": "tf_sine.compat",
 }

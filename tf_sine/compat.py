@@ -32,7 +32,7 @@ from tf_sine.data import layout_of
 from tf_sine.errors import RunError
 from tf_sine.evaluation import predict
 from tf_sine.models import build_model_from_config
-from tf_sine.runs import RunDirectory, load_model
+from tf_sine.runs import RunDirectory, load_keras
 from tf_sine.training import train
 
 
@@ -111,7 +111,7 @@ class LegacyRegressor:
 
     def _restore(self) -> None:
         _, path = self.run.checkpoints()[-1]
-        self.model, _ = load_model(path)
+        self.model = load_keras(path)
         self.config = self.run.load_config()
         saved = {name: getattr(self.config, name) for name in self.options}
         if saved != self.options or self.config.seed != self.seed:

@@ -55,7 +55,7 @@ DISTRIBUTIONS: dict[str, str] = {
 
 # How a series is scaled before it reaches the model (fitted on the training part only).
 SCALES: dict[str, str] = {
-    "auto": "standard with --data; none for the source's sine, which the source fed unscaled",
+    "auto": "standard for a series file (`data`); none for the source's sine, which the source fed unscaled",
     "none": "the values as they are",
     "standard": "subtract the training part's mean, divide by its standard deviation",
     "minmax": "map the training part's range to [0, 1]",
@@ -232,7 +232,7 @@ class Config:
         if self.distribute != "none" and self.engine != "fast":
             raise ConfigError(
                 "engine",
-                f"expected 'fast' with --distribute {self.distribute} (Keras 3.15's fit fails under "
+                f"expected 'fast' with `distribute` {self.distribute} (Keras 3.15's fit fails under "
                 "MultiWorkerMirroredStrategy; the fast engine runs the distributed loop), "
                 f"got {self.engine!r}",
             )
@@ -241,7 +241,7 @@ class Config:
             if value is not None and (not isinstance(value, str) or not value):
                 raise ConfigTypeError(name, f"expected a non-empty string or None, got {value!r}")
         if self.column is not None and self.data is None:
-            raise ConfigError("column", f"applies to a --data file only, got {self.column!r} without one")
+            raise ConfigError("column", f"applies to a `data` file only, got {self.column!r} without one")
         # JSON gives a list back; the frozen config keeps a tuple so that configs compare equal.
         object.__setattr__(self, "split", check_split("split", self.split))
         check_choice("scale", self.scale, SCALES)
@@ -256,7 +256,7 @@ class Config:
             check_positive_int("patience", self.patience)
             if self.data is None or self.split[1] == 0:
                 raise ConfigError(
-                    "patience", "needs a validation part: a --data file and a validation fraction in --split"
+                    "patience", "needs a validation part: a `data` file and a validation fraction in `split`"
                 )
 
     def model_options(self) -> dict[str, Any]:

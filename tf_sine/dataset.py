@@ -85,6 +85,12 @@ def _cut(encoded: np.ndarray, targets: np.ndarray, timesteps: int, layout: str) 
     return to_layout(x.astype(np.float32).reshape(len(targets), 1, timesteps), layout)
 
 
+def first_target(timesteps: int, difference: bool) -> int:
+    """The first position a full window can predict: `timesteps` values before it, one more
+    when the windows are differenced (a difference needs the value before it)."""
+    return timesteps + int(difference)
+
+
 def sine_dataset(timesteps: int, difference: bool = False) -> Dataset:
     """The source's training series (10000 points) and test series (1000) side by side.
 
@@ -98,7 +104,7 @@ def sine_dataset(timesteps: int, difference: bool = False) -> Dataset:
             f"{TESTING_EXAMPLES}-point test series, got {timesteps}",
         )
     train_seq, test_seq = sine_series()
-    first = timesteps + difference  # a differenced window needs one value more
+    first = first_target(timesteps, difference)
     # generate_data stops one window early: its last target is seq[-2].
     train = np.arange(first, len(train_seq) - 1)
     test = len(train_seq) + np.arange(first, len(test_seq) - 1)
@@ -120,7 +126,7 @@ def split_series(
         ValueError: the series is too short for one training window plus a value in each part.
     """
     n = len(levels)
-    first = timesteps + difference
+    first = first_target(timesteps, difference)
     if not _long_enough(n, split, first):
         needed = _shortest_series(split, first, start=n + 1)
         shown = ",".join(f"{part:g}" for part in split)
@@ -280,12 +286,17 @@ def range_warnings(data: Dataset, transform: Transform) -> list[str]:
         # A sliver beyond the range is noise; a tenth of the range is a trend.
         if part_high > high + 0.1 * span or part_low < low - 0.1 * span:
             reach = part_high if part_high > high + 0.1 * span else part_low
-            hint = "" if transform.difference else "; consider --difference"
+            hint = "" if transform.difference else "; consider `difference`"
             lines.append(
                 f"warning: the {part} part's {what} reach {reach:.4g}, outside the training part's "
                 f"range [{low:.4g}, {high:.4g}]{hint}"
             )
     return lines
+
+
+def season_of(data: Dataset, period: int | None = None) -> int | None:
+    """`period` if given, else the season `detect_period` finds in the training part."""
+    return period or detect_period(data.levels[: data.train_end])
 
 
 def detect_period(values: np.ndarray, max_period: int | None = None) -> int | None:

@@ -15,7 +15,7 @@ import numpy as np
 
 from tf_sine.config import ConfigError
 from tf_sine.data import layout_of, to_layout
-from tf_sine.dataset import Dataset, Transform
+from tf_sine.dataset import Dataset, Transform, first_target
 
 PREDICT_BATCH = 4096
 
@@ -107,7 +107,7 @@ def score(
     metrics: dict[str, Any] = regression_metrics(data.levels[targets].reshape(-1, 1), predictions)
     baselines = baseline_forecasts(data, targets - 1, 1, period)
     metrics["baselines"] = {
-        name: _rmse(values[:, 0], data.levels[targets]) for name, values in baselines.items()
+        name: rmse(values[:, 0], data.levels[targets]) for name, values in baselines.items()
     }
     metrics["period"] = period
     return metrics, predictions
@@ -187,7 +187,7 @@ def horizon_scores(
     for name, values in forecasts.items():
         # Row i is origin test[0] - horizon + i; target t at horizon h is row t - h - origins[0].
         scores[name] = [
-            _rmse(values[test - h - origins[0], h - 1], data.levels[test]) for h in range(1, horizon + 1)
+            rmse(values[test - h - origins[0], h - 1], data.levels[test]) for h in range(1, horizon + 1)
         ]
     return {
         "rmse_by_horizon": scores.pop("model"),
@@ -198,9 +198,12 @@ def horizon_scores(
 
 def max_horizon(model: Any, data: Dataset, transform: Transform) -> int:
     """The longest horizon `horizon_scores` can score: origins must end a full window."""
-    earliest = transform.difference + layout_of(model.input_shape)[0] - 1  # the first window's end
+    earliest = (
+        first_target(layout_of(model.input_shape)[0], transform.difference) - 1
+    )  # the first window's end
     return int(data.test_targets[0]) - earliest
 
 
-def _rmse(predicted: np.ndarray, truth: np.ndarray) -> float:
+def rmse(predicted: np.ndarray, truth: np.ndarray) -> float:
+    """The root mean squared error of `predicted` against `truth` (same shape), in float64."""
     return float(np.sqrt(np.mean((np.asarray(predicted, np.float64) - truth) ** 2)))

@@ -17,18 +17,22 @@
 
 from __future__ import annotations
 
+import os
 import statistics
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from tf_sine.config import Config, check_positive_int
+from tf_sine.config import Config, check_choice, check_positive_int
 from tf_sine.data import adding_problem, sine_windows
 from tf_sine.errors import ConfigError
 from tf_sine.evaluation import evaluate
+from tf_sine.files import atomic_write, write_json
 from tf_sine.models import build_model_from_config
 from tf_sine.training import TrainingDivergedError, TrainingResult, batch_order, train
 
@@ -267,3 +271,80 @@ def clipping_study(
             "test_rmse": None if diverged_at else evaluate(model, test_x, test_y)[0]["rmse"],
         }  # fmt: skip
     return results
+
+
+# Each study: its function, and its figures (file name -> `tf_sine.plotting` function).
+STUDIES: dict[str, tuple[Callable[..., Any], dict[str, str]]] = {
+    "compare": (compare, {"compare.png": "plot_compare"}),
+    "gradients": (gradient_study, {"gradients.png": "plot_input_gradients"}),
+    "memory": (memory_study, {}),
+    "clipping": (clipping_study, {"clipping_loss.png": "plot_clipping_losses",
+                                  "clipping_norms.png": "plot_clipping_norms"}),
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class StudyResult:
+    """A study's findings (`run_study`): `data` is what its function returned.
+
+    Attributes:
+        name: the study, a key of `STUDIES`.
+        data: the rows or dict the study function returned (JSON-ready).
+    """
+
+    name: str
+    data: Any
+
+    def save(self, folder: str | os.PathLike | None = None) -> list[Path]:
+        """Writes ``<name>.json`` and the study's figures into `folder` (default: a new folder
+        under ``runs/``); returns the files written.
+
+        Raises:
+            RunError: `folder` is a file or cannot be created.
+        """
+        from tf_sine import plotting
+        from tf_sine.runs import RunDirectory
+
+        folder = RunDirectory.create(folder, prefix=self.name, argument="out").path
+        written = [write_json(folder / f"{self.name}.json", self.data)]
+        for file_name, draw in STUDIES[self.name][1].items():
+            ax = getattr(plotting, draw)(self.data)
+            written.append(
+                atomic_write(folder / file_name, lambda path, ax=ax: plotting.save_figure(ax, path))
+            )
+        return written
+
+
+def run_study(
+    name: str, out: str | os.PathLike | None = None, **parameters: Any
+) -> tuple[StudyResult, list[Path]]:
+    """Checks `parameters`, makes the folder `out`, runs the study and saves it there.
+
+    The folder is made before the work, so a bad `out` is refused at once, not after minutes.
+
+    Args:
+        name: a key of `STUDIES`.
+        out: the folder to write (default: a new one under ``runs/``).
+        **parameters: the study function's arguments.
+
+    Returns:
+        `(result, files written)`.
+    """
+    from tf_sine.runs import RunDirectory
+
+    function, _ = STUDIES[check_choice("study", name, STUDIES)]
+    _check_study_parameters(parameters)
+    folder = RunDirectory.create(out, prefix=name, argument="out").path
+    result = StudyResult(name, function(**parameters))
+    return result, result.save(folder)
+
+
+def _check_study_parameters(parameters: dict[str, Any]) -> None:
+    for argument in ("steps", "timesteps", "units"):
+        if argument in parameters:
+            check_positive_int(argument, parameters[argument])
+    for length in parameters.get("lengths", ()):
+        if check_positive_int("lengths", length) < 2:
+            raise ConfigError("lengths", f"expected sequence lengths of at least 2, got {length}")
+    for seed in parameters.get("seeds", ()):
+        Config(seed=seed)  # the seed range training accepts

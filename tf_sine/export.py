@@ -31,8 +31,8 @@ import tensorflow as tf
 
 from tf_sine.config import ConfigError
 from tf_sine.data import layout_of
-from tf_sine.dataset import Transform
-from tf_sine.runs import write_json
+from tf_sine.dataset import Transform, first_target
+from tf_sine.files import write_json
 
 SAVED_MODEL_DIR = "saved_model"
 TFLITE_FILE = "model.tflite"
@@ -64,12 +64,12 @@ def export_model(
     out = Path(out)
     saved_model = out / SAVED_MODEL_DIR
     if saved_model.exists() and not overwrite:
-        raise ConfigError("out", f"{str(out)!r} already holds an export; pass --overwrite to replace it")
+        raise ConfigError("out", f"{str(out)!r} already holds an export; pass `overwrite` to replace it")
     out.mkdir(parents=True, exist_ok=True)
     transform = transform or Transform()
     timesteps, layout = layout_of(model.input_shape)
     window = tuple(model.input_shape[1:])
-    width = timesteps + transform.difference
+    width = first_target(timesteps, transform.difference)  # values the next_value signature takes
 
     archive = keras.export.ExportArchive()
     archive.track(model)

@@ -23,12 +23,13 @@ import tensorflow as tf
 
 from tf_sine import plotting
 from tf_sine.config import Config, ConfigError
-from tf_sine.dataset import Dataset, Transform, detect_period, load_dataset, range_warnings
+from tf_sine.dataset import Dataset, Transform, load_dataset, range_warnings, season_of
 from tf_sine.distribute import WorkerLostError, is_chief, make_strategy, weights_fingerprint, worker_name
 from tf_sine.errors import RunError
 from tf_sine.evaluation import score
+from tf_sine.files import atomic_write
 from tf_sine.models import build_model_from_config
-from tf_sine.runs import LOSS_PLOT, PREDICTION_PLOT, RunDirectory, atomic_write, load_model
+from tf_sine.runs import LOSS_PLOT, PREDICTION_PLOT, RunDirectory, load_keras
 from tf_sine.training import TrainingResult, train
 
 
@@ -91,7 +92,7 @@ def run_experiment(
     chief = is_chief(strategy)  # only the chief writes the run directory
     if config.distribute == "multi-worker" and run_dir is None:
         raise RunError(
-            "run_dir", "expected a --run-dir that every worker sees with --distribute multi-worker"
+            "run_dir", "expected a `run_dir` that every worker sees with `distribute` multi-worker"
         )
     run = RunDirectory.create(run_dir, prefix=run_prefix) if chief else RunDirectory(run_dir)
     transform = Transform.for_config(data, config)
@@ -148,9 +149,9 @@ def run_experiment(
     run.save_history(training)
     if strategy is not None:
         # A plain copy to evaluate: Keras's predict under the strategy would wait for every worker.
-        model, _ = load_model(run.model_path)
+        model = load_keras(run.model_path)
 
-    period = config.period or detect_period(data.levels[: data.train_end])
+    period = season_of(data, config.period)
     metrics, predictions = score(model, data, transform, period)
     metrics.update(
         checkpoint_seconds=round(training.checkpoint_seconds, 4),
@@ -191,7 +192,7 @@ def _resume(
         raise RunError(
             "run_dir",
             f"{str(run.path)!r} holds a finished run; "
-            "pass --overwrite to train it again, or choose another --run-dir",
+            "pass `overwrite` to train it again, or choose another `run_dir`",
         )
     if run.finished or overwrite:
         if chief:
@@ -210,7 +211,7 @@ def _resume(
         raise RunError(
             "run_dir",
             f"{str(run.path)!r} holds an unfinished run of another configuration ({changed}); "
-            "run the same command to resume it, pass --overwrite, or choose another --run-dir",
+            "run the same command to resume it, pass `overwrite`, or choose another `run_dir`",
         )
     restored = run.load_checkpoint(notify)
     if restored is None:

@@ -21,9 +21,7 @@ metrics.json is written last: its presence marks a finished run.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as _datetime
-import json
 import os
 import re
 import shutil
@@ -33,6 +31,7 @@ from typing import Any
 
 from tf_sine.config import Config
 from tf_sine.errors import ModelError, RunError
+from tf_sine.files import atomic_write, first_line, read_json, write_json
 
 MODEL_FILE = "model.keras"
 CONFIG_FILE = "config.json"
@@ -49,52 +48,6 @@ CHECKPOINTS_KEPT = 3
 _CHECKPOINT_NAME = re.compile(r"^step-(\d+)\.keras$")
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[Path], Any]) -> Path:
-    """Calls `write(temporary_path)`, flushes the file to disk, then renames it to `path`.
-
-    The temporary file sits in the same directory (so the rename is atomic) and keeps the
-    suffix of `path` (Keras and matplotlib pick the format from it). On failure the
-    temporary file is removed and `path` is left as it was.
-    """
-    path = Path(path)
-    temporary = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
-    try:
-        write(temporary)
-        with open(temporary, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-    _fsync_directory(path.parent)
-    return path
-
-
-def _fsync_directory(directory: Path) -> None:
-    # Makes the rename itself durable; not every platform can open a directory.
-    try:
-        descriptor = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(descriptor)
-    except OSError:
-        pass
-    finally:
-        os.close(descriptor)
-
-
-def write_json(path: str | os.PathLike, payload: Any) -> Path:
-    """Writes `payload` as indented JSON, atomically."""
-    text = json.dumps(payload, indent=2, sort_keys=True) + "\n"
-    return atomic_write(path, lambda temporary: temporary.write_text(text, encoding="utf-8"))
-
-
-def read_json(path: str | os.PathLike) -> Any:
-    """Reads a JSON file."""
-    return json.loads(Path(path).read_text(encoding="utf-8"))
-
-
 def default_run_name(prefix: str = "run") -> str:
     """A fresh, sortable run name such as ``legacy-20261127-060102-123456``."""
     return f"{prefix}-{_datetime.datetime.now():%Y%m%d-%H%M%S-%f}"
@@ -107,23 +60,26 @@ class RunDirectory:
         self.path = Path(path)
 
     @classmethod
-    def create(cls, path: str | os.PathLike | None = None, prefix: str = "run") -> RunDirectory:
-        """Creates (or reuses) the run directory `path`, default a new one under ``runs/``.
+    def create(
+        cls, path: str | os.PathLike | None = None, prefix: str = "run", argument: str = "run_dir"
+    ) -> RunDirectory:
+        """Creates (or reuses) the folder `path`, default a new one under ``runs/``.
 
         Raises:
-            ValueError: `path` exists but is not a directory, or cannot be created/written.
+            RunError: `path` (named `argument` in the message) is a file, or cannot be
+                created or written.
         """
         if path is None:
             path = Path(DEFAULT_ROOT) / default_run_name(prefix)
         path = Path(path)
         if path.exists() and not path.is_dir():
-            raise RunError("run_dir", f"expected a directory, got the file {str(path)!r}")
+            raise RunError(argument, f"expected a directory, got the file {str(path)!r}")
         try:
             path.mkdir(parents=True, exist_ok=True)
         except OSError as error:
-            raise RunError("run_dir", f"cannot create {str(path)!r}: {error.strerror}") from None
+            raise RunError(argument, f"cannot create {str(path)!r}: {error.strerror}") from None
         if not os.access(path, os.W_OK | os.X_OK):
-            raise RunError("run_dir", f"expected a writable directory, got {str(path)!r}")
+            raise RunError(argument, f"expected a writable directory, got {str(path)!r}")
         return cls(path)
 
     @property
@@ -244,12 +200,8 @@ class RunDirectory:
         """`(step, path)` of every checkpoint, oldest first."""
         if not self.checkpoint_dir.is_dir():
             return []
-        found = []
-        for entry in self.checkpoint_dir.iterdir():
-            match = _CHECKPOINT_NAME.match(entry.name)
-            if match:
-                found.append((int(match.group(1)), entry))
-        return sorted(found)
+        steps = ((checkpoint_step(entry), entry) for entry in self.checkpoint_dir.iterdir())
+        return sorted((step, entry) for step, entry in steps if step is not None)
 
     def load_checkpoint(
         self, notify: Callable[[str], None] | None = None
@@ -265,13 +217,13 @@ class RunDirectory:
         for _, path in reversed(self.checkpoints()):
             try:
                 state = read_json(_state_path(path))
-                model = _load_keras(path)  # the run's own files may not exist yet
+                model = load_keras(path)  # the run's own files may not exist yet
                 _restore_seed_states(model, state["seed_generators"])
                 if state.get("best_step"):
                     state["best_weights"] = _load_weights(_best_path(path))
             except (OSError, ValueError, KeyError) as error:
                 if notify is not None:
-                    notify(f"checkpoint {path} is unreadable ({_first_line(error)}); using the one before it")
+                    notify(f"checkpoint {path} is unreadable ({first_line(error)}); using the one before it")
                 continue
             return model, state
         return None
@@ -317,101 +269,19 @@ def _restore_seed_states(model: Any, states: list[list[int]]) -> None:
         variable.assign(values)
 
 
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
+def checkpoint_step(path: str | os.PathLike) -> int | None:
+    """The step of a checkpoint file name (``step-000500.keras`` -> 500), else None."""
+    match = _CHECKPOINT_NAME.match(Path(path).name)
+    return int(match.group(1)) if match else None
 
 
-@dataclasses.dataclass(frozen=True)
-class Run:
-    """A trained model with what it was trained with (`open_run`).
-
-    Attributes:
-        model: the Keras model.
-        model_path: the ``.keras`` file it was loaded from.
-        config: the run's `Config`, or None for a bare ``.keras`` file.
-        transform: the differencing and scaling the model sees its series through
-            (`tf_sine.dataset.Transform`); the identity for a bare file.
-        directory: the run directory, or None for a bare file.
-    """
-
-    model: Any
-    model_path: Path
-    config: Config | None
-    transform: Any
-    directory: RunDirectory | None
-
-
-def open_run(path: str | os.PathLike) -> Run:
-    """Opens a trained model with its configuration and transform.
-
-    Args:
-        path: a run directory, any file inside one (``model.keras``, ``metrics.json``, a
-            checkpoint: the checkpoint's model with the run's configuration), or a bare
-            ``.keras`` file.
-
-    Raises:
-        ValueError: the path is missing, is a directory without ``model.keras``, is not a
-            ``.keras`` file nor a file of a run, or the model cannot be loaded.
-    """
-    from tf_sine.dataset import Transform
-
-    model_path, directory = _locate(Path(path))
-    model = _load_keras(model_path)
-    if directory is None:
-        return Run(model, model_path, None, Transform(), None)
-    try:
-        config, transform = directory.load_config(), directory.load_transform()
-    except (OSError, ValueError, TypeError, KeyError) as error:  # damaged or edited by hand
-        raise RunError(
-            "model", f"the run {str(directory.path)!r} has an unreadable {CONFIG_FILE} or {SCALING_FILE}: "
-            f"{_first_line(error)}",
-        ) from None  # fmt: skip
-    return Run(model, model_path, config, transform, directory)
-
-
-def _locate(path: Path) -> tuple[Path, RunDirectory | None]:
-    """The model file `path` names and the run directory it belongs to (None for a bare file)."""
-    if path.is_dir():
-        if not (path / MODEL_FILE).is_file():
-            raise ModelError(
-                "model",
-                f"expected a .keras file or a run directory holding {MODEL_FILE}, "
-                f"got the directory {str(path)!r} without it",
-            )
-        return path / MODEL_FILE, _run_of(path)
-    if not path.exists():
-        raise ModelError("model", f"expected an existing .keras file or run directory, got {str(path)!r}")
-    # A file of a run: in the run directory itself, or one of its checkpoints.
-    in_checkpoints = path.parent.name == CHECKPOINT_DIR and _CHECKPOINT_NAME.match(path.name)
-    directory = _run_of(path.parent.parent if in_checkpoints else path.parent)
-    if path.suffix == ".keras" and (path.name == MODEL_FILE or in_checkpoints):
-        return path, directory
-    if path.suffix == ".keras":
-        return path, None  # a stray .keras file: the run's config.json does not describe it
-    if directory is not None:
-        return directory.model_path, directory
-    raise ModelError("model", f"expected a .keras file or a file of a run directory, got {str(path)!r}")
-
-
-def _run_of(folder: Path) -> RunDirectory | None:
-    """`folder` as a run directory if it holds a model and its configuration."""
-    found = (folder / MODEL_FILE).is_file() and (folder / CONFIG_FILE).is_file()
-    return RunDirectory(folder) if found else None
-
-
-def _load_keras(path: Path) -> Any:
+def load_keras(path: str | os.PathLike) -> Any:
+    """Loads a ``.keras`` file, any failure of a damaged archive as one `ModelError`."""
     import keras
 
     try:
         return keras.models.load_model(path)
     except Exception as error:  # Keras raises many kinds for a damaged archive
         raise ModelError(
-            "model", f"cannot load {str(path)!r} as a Keras model: {_first_line(error)}"
+            "model", f"cannot load {str(path)!r} as a Keras model: {first_line(error)}"
         ) from None
-
-
-def load_model(path: str | os.PathLike) -> tuple[Any, Config | None]:
-    """`open_run(path)`'s model and configuration (None for a bare ``.keras`` file)."""
-    run = open_run(path)
-    return run.model, run.config

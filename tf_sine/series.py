@@ -27,7 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
+from tf_sine.data import as_series
 from tf_sine.errors import DataError
+from tf_sine.files import atomic_write
 
 # Tried in order after `datetime.fromisoformat`; a column is a date column when ONE format
 # reads every one of its cells.
@@ -55,6 +57,53 @@ class Series:
     name: str
     time_name: str | None
     path: str
+
+
+def read_values(path: str | os.PathLike, argument: str = "input") -> np.ndarray:
+    """A 1-D series from a ``.npy`` file or a text file of numbers (see `parse_values`).
+
+    Raises:
+        DataError: the file is missing, unreadable, or holds something other than numbers.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(argument, f"expected an existing file, got {str(path)!r}")
+    if path.suffix == ".npy":
+        try:
+            values = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as error:
+            raise DataError(argument, f"cannot read {str(path)!r} as a .npy array: {error}") from None
+        return as_series(values, argument)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise DataError(
+            argument, f"expected UTF-8 text or a .npy file, got {error.reason} in {str(path)!r}"
+        ) from None
+    return parse_values(text, argument)
+
+
+def parse_values(text: str, argument: str = "input") -> np.ndarray:
+    """Numbers separated by newlines, commas or white space, as a 1-D float64 series."""
+    try:
+        values = np.array([float(token) for token in text.replace(",", " ").split()])
+    except ValueError as error:
+        raise DataError(argument, f"expected numbers, got {str(error).split(': ', 1)[-1]}") from None
+    return as_series(values, argument)
+
+
+def write_values(path: str | os.PathLike, values: np.ndarray, argument: str = "output") -> Path:
+    """Writes one number per line (9 significant digits), atomically.
+
+    Raises:
+        DataError: the folder of `path` is missing, or `path` is a directory.
+    """
+    path = Path(path)
+    if path.is_dir() or not path.parent.is_dir():
+        what = "a directory" if path.is_dir() else "in a missing directory"
+        raise DataError(argument, f"expected a file in an existing directory, got {what}: {str(path)!r}")
+    text = "".join(f"{value:.9g}\n" for value in values)
+    return atomic_write(path, lambda temporary: temporary.write_text(text, encoding="utf-8"))
 
 
 def read_series_file(path: str | os.PathLike, column: str | None = None) -> Series:

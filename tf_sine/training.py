@@ -21,10 +21,9 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,9 +31,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tf_sine.config import ENGINES, ConfigError, check_choice, check_int, check_positive_int
+from tf_sine.config import ENGINES, ConfigError, ConfigTypeError, check_choice, check_int, check_positive_int
 from tf_sine.errors import RunFailedError
 from tf_sine.kernels import default_kernel, fused_forward, kernel_name, training_device
+from tf_sine.threads import current_plan
 
 # Steps in the first compiled call. Later calls are sized to take about CHUNK_SECONDS each:
 # long enough that the call, the progress bar and the NaN check cost nothing (100-step chunks
@@ -53,7 +53,7 @@ class TrainingDivergedError(RunFailedError):
     def __init__(self, step: int, loss: float):
         super().__init__(
             f"training diverged: the loss is {loss} at step {step}; "
-            "try a lower --learning-rate or a gradient clip (--clipnorm, --clipvalue, --global-clipnorm)"
+            "try a lower `learning_rate` or a gradient clip (`clipnorm`, `clipvalue`, `global_clipnorm`)"
         )
         self.step = step
         self.loss = loss
@@ -258,19 +258,9 @@ def _shards(model: keras.Model, batch_size: int, strategy: tf.distribute.Strateg
     thread each keep both cores busy. It pays on the sequence layout; the legacy layout's single
     step gains nothing but longer tracing, nor do 4 halves on 2 cores (README has the numbers).
     """
-    inter = _threads(tf.config.threading.get_inter_op_parallelism_threads(), "TF_NUM_INTEROP_THREADS")
-    intra = _threads(tf.config.threading.get_intra_op_parallelism_threads(), "TF_NUM_INTRAOP_THREADS")
-    side_by_side = inter >= 2 and intra == 1
+    side_by_side = current_plan().halves
     recurrent = model.input_shape[1] > 1  # the sequence layout
     return 2 if side_by_side and recurrent and strategy is None and batch_size % 2 == 0 else 1
-
-
-def _threads(configured: int, variable: str) -> int:
-    """A thread-pool size: set through `tf.config.threading`, else the environment, else 0."""
-    try:
-        return configured or int(os.environ.get(variable, "0"))
-    except ValueError:
-        return 0
 
 
 class _FitEngine:
@@ -311,6 +301,7 @@ def train(
     validate_every: int = 100,
     patience: int | None = None,
     strategy: tf.distribute.Strategy | None = None,
+    callbacks: Sequence[keras.callbacks.Callback] | None = None,
 ) -> TrainingResult:
     """Trains a compiled model until its optimizer has made `steps` updates.
 
@@ -338,6 +329,14 @@ def train(
         patience: stop once this many validations in a row found no better loss.
         strategy: a `tf.distribute.Strategy` whose scope built `model` (fast engine only):
             each step splits the global `batch_size` evenly over the replicas.
+        callbacks: Keras callbacks (`EarlyStopping`, `CSVLogger`, `TerminateOnNaN`,
+            `TensorBoard`, a user's own), called through `keras.callbacks.CallbackList` on
+            both engines. Training counts steps, not epochs: an epoch ends every
+            `validate_every` steps and at the last step, with logs ``loss`` (the mean over its
+            steps) and, with `validation`, ``val_loss``; a batch is one compiled chunk of
+            steps, as in `fit` with `steps_per_execution`, numbered by its last step (0-based),
+            with the last step's ``loss``. Setting `model.stop_training` (what `EarlyStopping`
+            and `TerminateOnNaN` do) ends training after that batch or epoch.
 
     Returns:
         A `TrainingResult` with the loss history and timings.
@@ -365,6 +364,9 @@ def train(
     if validation is not None:
         _check_arrays(model, *validation)
     start = int(model.optimizer.iterations.numpy())
+    hooks = _callback_list(callbacks, model, steps, validate_every)
+    # Chunks end at epoch ends only where something happens there, so as not to cut them short.
+    epoch_ends = validate_every if validation is not None or callbacks else None
     result = result if result is not None else TrainingResult()
     result.final_step = start
     if start >= steps:
@@ -387,10 +389,16 @@ def train(
         saving = result.checkpoint_seconds - saved_before
         result.train_seconds = trained_before + time.perf_counter() - began - saving
 
+    model.stop_training = False
+    hooks.on_train_begin()
+    epoch_losses: list[float] = []
     try:
         calls = 0
         while step < steps and not result.stopped_early:
-            end = _next_chunk_end(step, steps, chunk, checkpoint_every, validate_every if validate else None)
+            end = _next_chunk_end(step, steps, chunk, checkpoint_every, epoch_ends)
+            if step % validate_every == 0:
+                hooks.on_epoch_begin(step // validate_every)
+            hooks.on_train_batch_begin(end - 1)
             called = time.perf_counter()
             losses = run_chunk(batch_order(len(x), batch_size, seed, step, end))
             calls += 1
@@ -400,14 +408,27 @@ def train(
                 per_step = (time.perf_counter() - called) / (end - step)
                 chunk = int(min(max(CHUNK_SECONDS / max(per_step, 1e-9), 1), MAX_CHUNK))
             loss_steps = list(range(step + 1, end + 1)) if len(losses) > 1 else [end]
-            _check_finite(loss_steps, losses)
+            # The fit engine reports one mean for the chunk: it stands for each of its steps.
+            epoch_losses += (
+                [float(v) for v in losses] if len(losses) > 1 else [float(losses[0])] * (end - step)
+            )
+            hooks.on_train_batch_end(end - 1, {"loss": float(losses[-1])})
+            if not model.stop_training:  # TerminateOnNaN ends training instead
+                _check_finite(loss_steps, losses)
             step = end
             _record(result, loss_steps, losses, summary_writer)
             if bar is not None:
                 bar.update(step, values=[("loss", float(losses[-1]))])
-            if validate is not None and (step % validate_every == 0 or step == steps):
-                validate(result, step, summary_writer)
-                result.stopped_early = patience is not None and result.validations_since_best() >= patience
+            if step % validate_every == 0 or step == steps:
+                logs = {"loss": float(np.mean(epoch_losses))}
+                if validate is not None:
+                    logs["val_loss"] = validate(result, step, summary_writer)
+                    result.stopped_early = (
+                        patience is not None and result.validations_since_best() >= patience
+                    )
+                hooks.on_epoch_end((step - 1) // validate_every, logs)
+                epoch_losses = []
+            result.stopped_early = result.stopped_early or bool(model.stop_training)
             if (
                 on_checkpoint is not None
                 and checkpoint_every
@@ -427,6 +448,7 @@ def train(
         raise
     account()
     result.final_step = step
+    hooks.on_train_end()
     if result.best_weights is not None:
         model.set_weights(result.best_weights)  # the best model is the one kept
     if summary_writer is not None:
@@ -445,7 +467,7 @@ class _Validator:
             autograph=False,
         )
 
-    def __call__(self, result: TrainingResult, step: int, writer: tf.summary.SummaryWriter | None) -> None:
+    def __call__(self, result: TrainingResult, step: int, writer: tf.summary.SummaryWriter | None) -> float:
         loss = float(self.loss())
         result.val_steps.append(step)
         result.val_losses.append(loss)
@@ -455,6 +477,21 @@ class _Validator:
         if writer is not None:
             with writer.as_default():
                 tf.summary.scalar("val_loss", loss, step=step)
+        return loss
+
+
+def _callback_list(
+    callbacks: Sequence[keras.callbacks.Callback] | None, model: keras.Model, steps: int, every: int
+) -> keras.callbacks.CallbackList:
+    """The user's Keras callbacks, told the run's shape in epochs of `every` steps."""
+    for callback in callbacks or ():
+        if not isinstance(callback, keras.callbacks.Callback):
+            raise ConfigTypeError(
+                "callbacks", f"expected keras.callbacks.Callback objects, got {type(callback).__name__}"
+            )
+    return keras.callbacks.CallbackList(
+        list(callbacks or ()), model=model, epochs=-(-steps // every), steps=every, verbose=0
+    )
 
 
 def _record(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from typing import Any, NoReturn
 
@@ -13,12 +14,23 @@ EXIT_INTERRUPTED = 130  # 128 + SIGINT
 EXIT_TERMINATED = 143  # 128 + SIGTERM
 
 # Config field -> CLI flag, where they differ by more than '_' vs '-'.
-_FLAGS = {"num_layers": "--layers", "seq": "--input", "x": "--input", "preset": "--preset"}
+_FLAGS = {
+    "num_layers": "--layers",
+    "seq": "--input",
+    "x": "--input",
+    "values": "--input",
+    "preset": "--preset",
+}
 
 
 def flag_for(argument: str) -> str:
     """The CLI flag that sets a configuration field or library argument."""
     return _FLAGS.get(argument, "--" + argument.replace("_", "-"))
+
+
+def in_flags(text: str) -> str:
+    """A library message with the arguments it names (`run_dir`) written as flags (--run-dir)."""
+    return re.sub(r"`([a-z_]+)`", lambda match: flag_for(match.group(1)), text)
 
 
 class Parser(argparse.ArgumentParser):
@@ -29,7 +41,8 @@ class Parser(argparse.ArgumentParser):
 
 
 def note(message: str) -> None:
-    print(f"{PROGRAM}: {message}", file=sys.stderr)
+    """Prints one of the library's notes (resuming, a range warning) on stderr."""
+    print(f"{PROGRAM}: {in_flags(message)}", file=sys.stderr)
 
 
 def format_metrics(metrics: dict[str, Any]) -> str:

@@ -21,12 +21,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from tf_sine.export import export_model
-    from tf_sine.runs import open_run
+    from tf_sine.trained import open_run
 
-    run = open_run(args.model)
-    transform = run.transform if run.directory is not None else None
-    manifest = export_model(run.model, args.out, transform, overwrite=args.overwrite)
+    manifest = open_run(args.model).export(args.out, overwrite=args.overwrite)
     out = Path(args.out)
     for name, signature in manifest["signatures"].items():
         inputs = ", ".join(f"{key} {shape}" for key, shape in signature["inputs"].items())

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+from typing import Any
 
-from tf_sine.config import LAYOUTS, Config, ConfigError
-from tf_sine.errors import RunError
+from tf_sine.config import LAYOUTS, Config
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -45,46 +44,27 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     )
 
 
-def _study_folder(out: str | None, prefix: str) -> Path:
-    from tf_sine.runs import RunDirectory
+def _run(name: str, out: str | None, **parameters: Any) -> tuple[Any, str]:
+    from tf_sine.experiments import run_study
 
-    try:
-        return RunDirectory.create(out, prefix=prefix).path
-    except RunError as error:
-        raise RunError("out", error.detail) from None
+    result, written = run_study(name, out, **parameters)
+    return result.data, "written: " + ", ".join(map(str, written))
 
 
 def _compare(args: argparse.Namespace) -> int:
-    config = Config(layout=args.layout, steps=args.steps)  # validates --steps before any work
-    folder = _study_folder(args.out, "compare")
-    from tf_sine import plotting
-    from tf_sine.experiments import compare
-    from tf_sine.runs import atomic_write, write_json
-
-    rows = compare(config, seeds=args.seeds)
-    write_json(folder / "compare.json", rows)
-    ax = plotting.plot_compare(rows)
-    atomic_write(folder / "compare.png", lambda path: plotting.save_figure(ax, path))
-    seeds = " ".join(map(str, args.seeds))
-    print(f"{args.layout} layout, {args.steps} steps, median over seeds {seeds}:")
+    rows, written = _run(
+        "compare", args.out, base=Config(layout=args.layout), seeds=args.seeds, steps=args.steps
+    )
+    print(f"{args.layout} layout, {args.steps} steps, median over seeds {' '.join(map(str, args.seeds))}:")
     print(f"{'configuration':<20} {'parameters':>10} {'train s':>8} {'test RMSE':>10}")
     for row in rows:
         print(f"{row['name']:<20} {row['parameters']:>10,} {row['train_seconds']:>8.2f} {row['rmse']:>10.6f}")
-    print(f"written: {folder / 'compare.json'}, {folder / 'compare.png'}")
+    print(written)
     return 0
 
 
 def _gradients(args: argparse.Namespace) -> int:
-    Config(layout="sequence", timesteps=args.timesteps, steps=args.steps)  # validates the flags
-    folder = _study_folder(args.out, "gradients")
-    from tf_sine import plotting
-    from tf_sine.experiments import gradient_study
-    from tf_sine.runs import atomic_write, write_json
-
-    study = gradient_study(timesteps=args.timesteps, steps=args.steps)
-    write_json(folder / "gradients.json", study)
-    ax = plotting.plot_input_gradients(study)
-    atomic_write(folder / "gradients.png", lambda path: plotting.save_figure(ax, path))
+    study, written = _run("gradients", args.out, timesteps=args.timesteps, steps=args.steps)
     print(f"|d loss / d input| at the first of {args.timesteps} steps, relative to the last step:")
     for cell, result in study.items():
         first = {stage: result[stage][0] / result[stage][-1] for stage in ("initial", "trained")}
@@ -92,55 +72,34 @@ def _gradients(args: argparse.Namespace) -> int:
             f"{cell:<12} initial {first['initial']:.3g}   after {args.steps} steps {first['trained']:.3g}"
             f"   (test RMSE {result['test_rmse']:.4f})"
         )
-    print(f"for comparison: 0.99^{args.timesteps} = {0.99**args.timesteps:.3g}, 1.1^{args.timesteps} = "
-          f"{1.1**args.timesteps:.4g}; written: {folder / 'gradients.png'}")  # fmt: skip
+    print(f"for comparison: 0.99^{args.timesteps} = {0.99**args.timesteps:.3g}, "
+          f"1.1^{args.timesteps} = {1.1**args.timesteps:.4g}")  # fmt: skip
+    print(written)
     return 0
 
 
 def _memory(args: argparse.Namespace) -> int:
-    Config(steps=args.steps)  # validates --steps before any work
-    for length in args.lengths:
-        if length < 2:
-            raise ConfigError("lengths", f"expected sequence lengths of at least 2, got {length}")
-    folder = _study_folder(args.out, "memory")
-    from tf_sine.experiments import ADDING_BASELINE_MSE, memory_study
-    from tf_sine.runs import write_json
-
-    rows = memory_study(lengths=args.lengths, steps=args.steps)
-    write_json(folder / "memory.json", rows)
+    rows, written = _run("memory", args.out, lengths=args.lengths, steps=args.steps)
     cells = list(dict.fromkeys(row["cell"] for row in rows))
-    baseline = f"{ADDING_BASELINE_MSE:.3f}"
-    print(
-        f"adding problem, {args.steps} steps: test MSE / baseline MSE {baseline} (near 1: nothing remembered)"
-    )
+    print(f"adding problem, {args.steps} steps: test MSE / baseline MSE {rows[0]['baseline_mse']:.3f} "
+          "(near 1: nothing remembered)")  # fmt: skip
     print(f"{'T':>5} " + " ".join(f"{cell:>11}" for cell in cells))
     for length in args.lengths:
         ratios = {row["cell"]: row["ratio"] for row in rows if row["timesteps"] == length}
         print(f"{length:>5} " + " ".join(f"{ratios[cell]:>11.3f}" for cell in cells))
-    print(f"written: {folder / 'memory.json'}")
+    print(written)
     return 0
 
 
 def _clipping(args: argparse.Namespace) -> int:
-    Config(steps=args.steps)  # validates --steps before any work
-    folder = _study_folder(args.out, "clipping")
-    from tf_sine import plotting
-    from tf_sine.experiments import clipping_study
-    from tf_sine.runs import atomic_write, write_json
-
-    study = clipping_study(steps=args.steps)
-    write_json(folder / "clipping.json", study)
-    for name, plot in (("clipping_loss.png", plotting.plot_clipping_losses),
-                       ("clipping_norms.png", plotting.plot_clipping_norms)):  # fmt: skip
-        ax = plot(study)
-        atomic_write(folder / name, lambda path, ax=ax: plotting.save_figure(ax, path))
+    study, written = _run("clipping", args.out, steps=args.steps)
     print(f"2 x LSTM(30), 50-step windows, SGD at learning rate 1.0, {args.steps} steps:")
     for name, result in study.items():
         outcome = (f"diverged at step {result['diverged_at']}" if result["diverged_at"]
                    else f"test RMSE {result['test_rmse']:.4f}")  # fmt: skip
         print(f"{name:<16} {outcome:<28} gradient norm: largest {max(result['norm_before']):.3g}, "
               f"after clipping {max(result['norm_after']):.3g}")  # fmt: skip
-    print(f"written: {folder / 'clipping.json'}, clipping_loss.png, clipping_norms.png")
+    print(written)
     return 0
 
 

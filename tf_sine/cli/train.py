@@ -1,0 +1,113 @@
+"""`train`: the experiment's flags (each overrides the preset) and the command itself."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from tf_sine.cli import series as series_commands
+from tf_sine.cli.common import format_metrics, note
+from tf_sine.config import (
+    CELLS,
+    DISTRIBUTIONS,
+    ENGINES,
+    LAYOUTS,
+    OPTIMIZERS,
+    PRESETS,
+    SCALES,
+    Config,
+    get_preset,
+)
+
+
+def add_commands(commands: argparse._SubParsersAction) -> None:
+    """Adds `train` to the CLI's parser."""
+    train = commands.add_parser("train", help="train a model and write a run directory (the default)")
+    _add_config_flags(train)
+    train.add_argument("--run-dir", help="run directory to write (default: a new one under runs/)")
+    train.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a finished run in --run-dir (an unfinished one is resumed)",
+    )
+    train.add_argument("--tensorboard", action="store_true", help="also write TensorBoard logs")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    # Defaults are suppressed so that only the flags a user gives override the preset.
+    group = parser.add_argument_group("experiment (override the preset)")
+    add = group.add_argument
+    add(
+        "--preset",
+        choices=tuple(PRESETS),
+        default="legacy",
+        help="named configuration to start from: "
+        + "; ".join(f"{name}: {preset.description}" for name, preset in PRESETS.items()),
+    )
+    add("--cell", choices=tuple(CELLS), help="recurrent cell (default lstm)")
+    add("--units", type=int, help="hidden units per layer (default 30)")
+    add("--layers", dest="num_layers", type=int, help="stacked recurrent layers (default 2)")
+    add("--bidirectional", action=argparse.BooleanOptionalAction, help="wrap each layer in Bidirectional")
+    add("--dropout", type=float, help="input dropout of each recurrent layer, in [0, 1)")
+    add("--recurrent-dropout", type=float, help="recurrent-state dropout, in [0, 1)")
+    add("--optimizer", choices=tuple(OPTIMIZERS), help="optimizer (default adagrad)")
+    add("--learning-rate", type=float, help="learning rate (default 0.1)")
+    add("--clipnorm", type=float, help="clip each gradient tensor to this L2 norm")
+    add("--clipvalue", type=float, help="clip each gradient element to [-v, v]")
+    add("--global-clipnorm", type=float, help="clip all gradients by their joint L2 norm")
+    add("--timesteps", type=int, help="values per window (default 10)")
+    add("--layout", choices=tuple(LAYOUTS), help="; ".join(f"{k}: {v}" for k, v in LAYOUTS.items()))
+    add("--steps", type=int, help="optimizer steps (default 3000)")
+    add("--batch-size", type=int, help="windows per step (default 32)")
+    add("--seed", type=int, help="seed for weights, dropout and data order (default 0)")
+    add("--checkpoint-every", type=int, help="steps between checkpoints (default 500)")
+    add("--engine", choices=tuple(ENGINES), help="; ".join(f"{k}: {v}" for k, v in ENGINES.items()))
+    add("--distribute", choices=tuple(DISTRIBUTIONS),
+        help="; ".join(f"{k}: {v}" for k, v in DISTRIBUTIONS.items()))  # fmt: skip
+    add("--scale", choices=tuple(SCALES), help="; ".join(f"{k}: {v}" for k, v in SCALES.items()))
+    add("--difference", action=argparse.BooleanOptionalAction,
+        help="model the change between values (undone on every output); helps with trends")  # fmt: skip
+    add("--validate-every", type=int, help="steps between validation losses (default 100)")
+    add("--patience", type=int, help="stop after this many validations without a better loss")
+    for action in group._group_actions:
+        if action.dest != "preset":
+            action.default = argparse.SUPPRESS
+    series_commands.add_data_flags(parser, suppress=True)
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    """The preset named by ``--preset`` with every given flag applied."""
+    overrides = {name: value for name, value in vars(args).items() if name in Config.__dataclass_fields__}
+    if overrides.get("data"):  # the run directory must find the file from anywhere
+        overrides["data"] = str(Path(overrides["data"]).resolve())
+    return get_preset(args.preset).replace(**overrides)
+
+
+def train(args: argparse.Namespace) -> int:
+    config = args.config  # `config_from_args`, built by `main` before TensorFlow started
+    from tf_sine.pipeline import run_experiment
+
+    result = run_experiment(
+        config, args.run_dir, tensorboard=args.tensorboard, progress=not args.quiet,
+        run_prefix=args.preset, overwrite=args.overwrite, notify=note,
+    )  # fmt: skip
+    metrics = result.metrics
+    if "worker" in metrics:
+        print(f"{metrics['worker']}, {metrics['replicas']} replicas in all: trained {metrics['steps']} "
+              f"steps; weights fingerprint {metrics['weights_fingerprint']}")  # fmt: skip
+    if "rmse" not in metrics:  # not the chief: the chief evaluates and writes the run directory
+        return 0
+    print(format_metrics(metrics))
+    if "best_step" in metrics:
+        stop = " (stopped early)" if metrics["stopped_early"] else ""
+        print(f"kept the model of step {metrics['best_step']}, the best validation loss "
+              f"{metrics['best_val_loss']:.4g}{stop}")  # fmt: skip
+    print(
+        f"trained {metrics['steps']} steps in {metrics['train_seconds']:.2f} s ({config.engine} engine); "
+        f"run directory: {result.run.path}"
+    )
+    return 0
+
+
+COMMANDS = {"train": train}

@@ -1,0 +1,66 @@
+"""Writing files so that a reader sees the old file or the new one, never half of either.
+
+`atomic_write` writes to a temporary name in the same directory, flushes it to disk, then
+renames it over the final name (and flushes the directory, so the rename itself survives a
+power cut).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], Any]) -> Path:
+    """Calls `write(temporary_path)`, flushes the file to disk, then renames it to `path`.
+
+    The temporary file sits in the same directory (so the rename is atomic) and keeps the
+    suffix of `path` (Keras and matplotlib pick the format from it). On failure the
+    temporary file is removed and `path` is left as it was.
+    """
+    path = Path(path)
+    temporary = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
+    try:
+        write(temporary)
+        with open(temporary, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    _fsync_directory(path.parent)
+    return path
+
+
+def _fsync_directory(directory: Path) -> None:
+    # Makes the rename itself durable; not every platform can open a directory.
+    try:
+        descriptor = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)
+
+
+def write_json(path: str | os.PathLike, payload: Any) -> Path:
+    """Writes `payload` as indented JSON, atomically."""
+    text = json.dumps(payload, indent=2, sort_keys=True) + "\n"
+    return atomic_write(path, lambda temporary: temporary.write_text(text, encoding="utf-8"))
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    """Reads a JSON file."""
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an exception's message (its type's name when it has none)."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

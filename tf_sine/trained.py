@@ -1,0 +1,361 @@
+"""A trained run as a library object: `open_run(path) -> Run`, and what a user does with one.
+
+Every command that uses a trained model (`evaluate`, `forecast`, `predict`, `export`) is one
+call on a `Run`, so a Python user does what the CLI does with the same objects:
+
+>>> run = open_run("runs/RUN")                        # doctest: +SKIP
+>>> run.evaluate(horizon=6)["rmse_by_horizon"]        # doctest: +SKIP
+>>> forecast = run.forecast(12)                       # doctest: +SKIP
+>>> forecast.save("out")                              # forecast.csv, forecast.png  # doctest: +SKIP
+
+Outputs are in the series' own units: the run's scaling and differencing (``scaling.json``)
+are undone, whichever file of the run was named.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import functools
+import io
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tf_sine.config import Config, check_positive_int
+from tf_sine.data import as_series, layout_of
+from tf_sine.dataset import Dataset, Transform, first_target, load_dataset, season_of
+from tf_sine.errors import ConfigError, DataError, ModelError, RunError
+from tf_sine.files import atomic_write, first_line
+from tf_sine.runs import (
+    CHECKPOINT_DIR,
+    CONFIG_FILE,
+    MODEL_FILE,
+    SCALING_FILE,
+    RunDirectory,
+    checkpoint_step,
+    load_keras,
+)
+
+FORECAST_CSV = "forecast.csv"
+FORECAST_PLOT = "forecast.png"
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """A trained model with what it was trained with (`open_run`).
+
+    Attributes:
+        model: the Keras model.
+        model_path: the ``.keras`` file it was loaded from.
+        config: the run's `Config`; for a bare ``.keras`` file, the defaults with the model's
+            window (`timesteps`, `layout`), so it is scored on the source's sine unless
+            `with_series` names another.
+        transform: the differencing and scaling the model sees its series through; the
+            identity for a bare file.
+        directory: the run directory, or None for a bare file.
+    """
+
+    model: Any
+    model_path: Path
+    config: Config
+    transform: Transform
+    directory: RunDirectory | None
+
+    @functools.cached_property
+    def dataset(self) -> Dataset:
+        """The series the run is scored and forecast on, split as `config` says."""
+        return load_dataset(self.config)
+
+    @functools.cached_property
+    def period(self) -> int | None:
+        """The season of the seasonal-naive baseline: the configured one, else detected."""
+        return season_of(self.dataset, self.config.period)
+
+    @property
+    def folder(self) -> Path:
+        """Where the run's own outputs go: its directory, or the current one for a bare file."""
+        return self.directory.path if self.directory is not None else Path(".")
+
+    def with_series(
+        self,
+        data: str | os.PathLike | None = None,
+        column: str | None = None,
+        split: tuple[float, float, float] | None = None,
+        period: int | None = None,
+    ) -> Run:
+        """The same model and transform on another series, split or season (None: unchanged).
+
+        Raises:
+            ConfigError: a bad `split` or `period` (the checks of `Config`).
+        """
+        changes: dict[str, Any] = {"column": column, "split": split, "period": period}
+        if data is not None:
+            changes["data"] = str(Path(data).resolve())
+        changes = {name: value for name, value in changes.items() if value is not None}
+        return dataclasses.replace(self, config=self.config.replace(**changes)) if changes else self
+
+    def evaluate(self, horizon: int | None = None) -> dict[str, Any]:
+        """One-step scores on the test part beside the baselines', and by horizon 1..`horizon`.
+
+        Reads only: the run's ``metrics.json`` is training's record and is left as it is.
+
+        Returns:
+            `tf_sine.evaluation.score`'s metrics, with `horizon_scores`' entries when `horizon`
+            is given.
+        """
+        from tf_sine.evaluation import horizon_scores, score
+
+        if horizon is not None:
+            check_positive_int("horizon", horizon)
+        metrics, _ = score(self.model, self.dataset, self.transform, self.period)
+        if horizon is not None:
+            metrics.update(horizon_scores(self.model, self.dataset, self.transform, horizon, self.period))
+        return metrics
+
+    def backtest(self, horizon: int) -> dict[str, Any]:
+        """`horizon_scores` up to `horizon`, or up to the longest horizon the test part allows."""
+        from tf_sine.evaluation import horizon_scores, max_horizon
+
+        longest = max_horizon(self.model, self.dataset, self.transform)
+        shortened = min(check_positive_int("horizon", horizon), longest)
+        return horizon_scores(self.model, self.dataset, self.transform, shortened, self.period)
+
+    def predict(self, values: Any) -> np.ndarray:
+        """The next value after each full window of `values`, in their units.
+
+        Args:
+            values: a 1-D series, at least one window long (`timesteps`, one more when the
+                run differences).
+
+        Returns:
+            float64 array `(len(values) - first + 1,)`: entry `i` follows `values[: first + i]`,
+            the last one the value after the end.
+        """
+        from tf_sine.evaluation import predict_levels
+
+        series = as_series(values, "values").astype(np.float64)
+        first = first_target(self.config.timesteps, self.transform.difference)
+        if len(series) < first:
+            raise DataError("values", f"expected at least {first} values for one window, got {len(series)}")
+        empty = np.arange(0)
+        data = Dataset(series, empty, empty, empty, len(series))
+        return predict_levels(self.model, data, self.transform, np.arange(first, len(series) + 1))
+
+    def forecast(self, horizon: int, origin: int | str = "end") -> Forecast:
+        """Continues the series `horizon` steps after `origin`, feeding predictions back.
+
+        Args:
+            horizon: steps to forecast.
+            origin: the last known value: ``"end"`` (the series' last), ``"test"`` (just before
+                the test part, so the truth is known), or a 0-based position.
+
+        Returns:
+            A `Forecast` with the baselines' forecasts and the truth where it is known.
+        """
+        from tf_sine.evaluation import baseline_forecasts, rollout
+
+        horizon = check_positive_int("horizon", horizon)
+        data = self.dataset
+        position = self._origin(origin)
+        at = np.array([position])
+        values = rollout(self.model, data, self.transform, at, horizon)[0]
+        baselines = {name: v[0] for name, v in baseline_forecasts(data, at, horizon, self.period).items()}
+        shown = max(4 * horizon, 3 * data.test_targets.size // 2, 50)  # history drawn before it
+        history = range(max(position + 1 - shown, 0), position + 1)
+        return Forecast(
+            name=data.name,
+            origin=position,
+            times=self._times(range(position, position + horizon + 1)),
+            values=values,
+            baselines=baselines,
+            truth=data.levels[position + 1 : position + 1 + horizon],
+            history_times=self._times(history),
+            history=data.levels[history.start : history.stop],
+            period=self.period,
+        )
+
+    def export(self, out: str | os.PathLike, overwrite: bool = False) -> dict[str, Any]:
+        """`tf_sine.export.export_model` with the run's transform (``next_value`` in its units)."""
+        from tf_sine.export import export_model
+
+        return export_model(self.model, out, self.transform, overwrite=overwrite)
+
+    def _origin(self, origin: int | str) -> int:
+        data = self.dataset
+        if origin == "end":
+            return len(data.levels) - 1
+        if origin == "test":
+            return int(data.test_targets[0]) - 1
+        try:
+            position = int(origin)
+        except (TypeError, ValueError):
+            raise ConfigError("origin", f"expected 'end', 'test' or a position, got {origin!r}") from None
+        first = first_target(self.config.timesteps, self.transform.difference) - 1  # the first window's end
+        if not first <= position < len(data.levels):
+            raise ConfigError(
+                "origin", f"expected a position from {first} to {len(data.levels) - 1}, got {position}"
+            )
+        return position
+
+    def _times(self, positions: range) -> list:
+        """The dates (or positions) of `positions`, continuing the dates past the end."""
+        dates = self.dataset.dates
+        if dates is None:
+            return list(positions)
+        if positions.stop > len(dates):
+            from tf_sine.series import future_dates
+
+            dates = [*dates, *future_dates(dates, positions.stop - len(dates))]
+        return [dates[p] for p in positions]
+
+
+@dataclasses.dataclass(frozen=True)
+class Forecast:
+    """A forecast of `horizon` steps after `origin` (`Run.forecast`), in the series' units.
+
+    Attributes:
+        name: what the values are.
+        origin: the position of the last known value.
+        times: the time of the origin, then of each forecast step: `horizon + 1` dates, or
+            positions for a series without dates.
+        values: the model's forecast, float64 `(horizon,)`.
+        baselines: name -> the baseline's forecast, `(horizon,)` each.
+        truth: the known values after the origin, `(k,)` with `k <= horizon`.
+        history_times, history: the stretch of the series drawn before the forecast.
+        period: the season of the seasonal-naive baseline, or None.
+    """
+
+    name: str
+    origin: int
+    times: list
+    values: np.ndarray
+    baselines: dict[str, np.ndarray]
+    truth: np.ndarray
+    history_times: list
+    history: np.ndarray
+    period: int | None
+
+    @property
+    def horizon(self) -> int:
+        return len(self.values)
+
+    def labels(self) -> list[str]:
+        """`times` as text: dates without a midnight time, positions as numbers."""
+        return [_time_text(time) for time in self.times]
+
+    def errors(self) -> dict[str, float]:
+        """RMSE against the known truth: ``model`` and each baseline (empty without truth)."""
+        from tf_sine.evaluation import rmse
+
+        known = len(self.truth)
+        if not known:
+            return {}
+        forecasts = {"model": self.values, **self.baselines}
+        return {name: rmse(values[:known], self.truth) for name, values in forecasts.items()}
+
+    def to_csv(self, path: str | os.PathLike) -> Path:
+        """Writes `time, forecast, <baselines>, truth` (truth empty where unknown), atomically."""
+        table = io.StringIO()
+        writer = csv.writer(table, lineterminator="\n")
+        writer.writerow(["time", "forecast", *self.baselines, "truth"])
+        for h, time in enumerate(self.labels()[1:]):
+            known = f"{self.truth[h]:.9g}" if h < len(self.truth) else ""
+            baselines = (f"{values[h]:.9g}" for values in self.baselines.values())
+            writer.writerow([time, f"{self.values[h]:.9g}", *baselines, known])
+        return atomic_write(path, lambda temporary: temporary.write_text(table.getvalue(), encoding="utf-8"))
+
+    def plot(self, ax: Any = None) -> Any:
+        """The end of the history, the forecast and the known truth (`tf_sine.plotting`)."""
+        from tf_sine import plotting
+
+        title = f"{self.name}: {self.horizon} steps after {self.labels()[0]}"
+        return plotting.plot_forecast(self.history_times, self.history, self.times[1:], self.values,
+                                      self.truth, ax=ax, title=title)  # fmt: skip
+
+    def save(self, folder: str | os.PathLike) -> list[Path]:
+        """Writes ``forecast.csv`` and ``forecast.png`` into `folder` (created if missing).
+
+        Raises:
+            RunError: `folder` is a file or cannot be created.
+        """
+        from tf_sine import plotting
+
+        folder = RunDirectory.create(folder, argument="out").path
+        ax = self.plot()
+        table = self.to_csv(folder / FORECAST_CSV)
+        return [table, atomic_write(folder / FORECAST_PLOT, lambda path: plotting.save_figure(ax, path))]
+
+
+def _time_text(time: Any) -> str:
+    if hasattr(time, "isoformat"):
+        text = time.isoformat(sep=" ")
+        return text[:10] if text.endswith("00:00:00") else text
+    return str(time)
+
+
+def open_run(path: str | os.PathLike) -> Run:
+    """Opens a trained model with its configuration and transform.
+
+    Args:
+        path: a run directory, any file inside one (``model.keras``, ``metrics.json``, a
+            checkpoint: the checkpoint's model with the run's configuration), or a bare
+            ``.keras`` file.
+
+    Raises:
+        ModelError: the path is missing, is a directory without ``model.keras``, is not a
+            ``.keras`` file nor a file of a run, or the model cannot be loaded.
+        RunError: the run's ``config.json`` or ``scaling.json`` cannot be read.
+    """
+    model_path, directory = _locate(Path(path))
+    model = load_keras(model_path)
+    if directory is None:
+        timesteps, layout = layout_of(model.input_shape)
+        return Run(model, model_path, Config(timesteps=timesteps, layout=layout), Transform(), None)
+    try:
+        config, transform = directory.load_config(), directory.load_transform()
+    except (OSError, ValueError, TypeError, KeyError) as error:  # damaged or edited by hand
+        raise RunError(
+            "model", f"the run {str(directory.path)!r} has an unreadable {CONFIG_FILE} or {SCALING_FILE}: "
+            f"{first_line(error)}",
+        ) from None  # fmt: skip
+    # The windows follow the transform the model was trained with, whatever series comes next.
+    return Run(model, model_path, config.replace(difference=transform.difference), transform, directory)
+
+
+def load_model(path: str | os.PathLike) -> tuple[Any, Config | None]:
+    """`open_run(path)`'s model and the run's configuration (None for a bare ``.keras`` file)."""
+    run = open_run(path)
+    return run.model, run.config if run.directory is not None else None
+
+
+def _locate(path: Path) -> tuple[Path, RunDirectory | None]:
+    """The model file `path` names and the run directory it belongs to (None for a bare file)."""
+    if path.is_dir():
+        if not (path / MODEL_FILE).is_file():
+            raise ModelError(
+                "model",
+                f"expected a .keras file or a run directory holding {MODEL_FILE}, "
+                f"got the directory {str(path)!r} without it",
+            )
+        return path / MODEL_FILE, _run_of(path)
+    if not path.exists():
+        raise ModelError("model", f"expected an existing .keras file or run directory, got {str(path)!r}")
+    # A file of a run: in the run directory itself, or one of its checkpoints.
+    in_checkpoints = path.parent.name == CHECKPOINT_DIR and checkpoint_step(path) is not None
+    directory = _run_of(path.parent.parent if in_checkpoints else path.parent)
+    if path.suffix == ".keras" and (path.name == MODEL_FILE or in_checkpoints):
+        return path, directory
+    if path.suffix == ".keras":
+        return path, None  # a stray .keras file: the run's config.json does not describe it
+    if directory is not None:
+        return directory.model_path, directory
+    raise ModelError("model", f"expected a .keras file or a file of a run directory, got {str(path)!r}")
+
+
+def _run_of(folder: Path) -> RunDirectory | None:
+    """`folder` as a run directory if it holds a model and its configuration."""
+    found = (folder / MODEL_FILE).is_file() and (folder / CONFIG_FILE).is_file()
+    return RunDirectory(folder) if found else None
