@@ -11,8 +11,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ["CUDA_VISIBLE_DEVICES"] = ""
 
 import pytest
+import tensorflow as tf
 
 from tf_sine.config import Config
+
+# TensorFlow fixes its thread pools when it runs its first op: here, once, so that a command run
+# in this process (`call_main`) cannot change them, whatever order the tests run in. Training's
+# choice of pools is tested in fresh processes (test_cli.py).
+tf.constant(0.0)
 
 ROOT = Path(__file__).resolve().parents[1]
 

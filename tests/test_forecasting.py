@@ -91,7 +91,7 @@ def test_validation_keeps_the_best_model_and_patience_stops_early():
                    patience=1)  # fmt: skip
     assert result.stopped_early and result.final_step < 2000
     assert result.val_steps == list(range(20, result.final_step + 1, 20))
-    assert result.validations_since_best() == 1 and result.val_losses[-1] >= result.best_loss
+    assert result.state.validations_since_best() == 1 and result.val_losses[-1] >= result.best_loss
     assert result.best_loss == min(result.val_losses)
     kept = float(np.mean((model.predict(val[0], verbose=0) - val[1]) ** 2))
     assert kept == pytest.approx(result.best_loss, rel=1e-5)  # the model holds the best weights

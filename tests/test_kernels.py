@@ -132,7 +132,7 @@ def test_a_gpu_trains_on_kerass_layers_and_a_cpu_on_the_fastest_kernels(devices,
 
 
 def test_fast_engine_uses_the_kernel_and_matches_fit():
-    from tf_sine.training import _FastEngine
+    from tf_sine.engines import FastEngine
 
     x, y = tf_sine.generate_data(np.sin(np.linspace(0, 20, 300)), 6, "sequence")
     predictions = {}
@@ -140,7 +140,7 @@ def test_fast_engine_uses_the_kernel_and_matches_fit():
         keras.utils.set_random_seed(0)
         model = tf_sine.build_model(units=5, timesteps=6, layout="sequence")
         if engine == "fast":
-            assert _FastEngine(model, x, y, 16).fused
+            assert FastEngine(model, x, y, 16).fused
         tf_sine.train(model, x, y, steps=40, batch_size=16, engine=engine, progress=False)
         predictions[engine] = tf_sine.predict(model, x)
     np.testing.assert_allclose(predictions["fast"], predictions["fit"], rtol=1e-4, atol=1e-5)
@@ -167,7 +167,7 @@ def test_a_batch_in_two_shards_computes_the_same_values_and_gradients(kernel):
 )  # fmt: skip
 def test_batches_are_split_only_where_two_single_threaded_halves_pay(monkeypatch, inter, intra, layout,
                                                                       batch, expected):  # fmt: skip
-    from tf_sine.training import _shards
+    from tf_sine.engines import _shards
 
     monkeypatch.setenv("TF_NUM_INTEROP_THREADS", inter)
     monkeypatch.setenv("TF_NUM_INTRAOP_THREADS", intra)

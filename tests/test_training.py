@@ -93,6 +93,15 @@ def test_mismatched_windows_are_refused():
         train(model, x, y, steps=0)
 
 
+def _scalar_steps(folder, tag: str) -> list[int]:
+    import tensorflow as tf
+
+    return sorted(
+        event.step for path in folder.glob("events.out.tfevents.*")
+        for event in tf.compat.v1.train.summary_iterator(str(path)) for value in event.summary.value if value.tag == tag
+    )  # fmt: skip
+
+
 class _Calls(keras.callbacks.Callback):
     """A user's own callback: records what it is told."""
 
@@ -123,7 +132,8 @@ def test_keras_early_stopping_csv_logger_and_a_users_callback(tmp_path, engine):
     log = tmp_path / "log.csv"
     result = train(model, x[:300], y[:300], steps=100, batch_size=16, engine=engine, progress=False,
                    validation=(x[300:], y[300:]), validate_every=10,
-                   callbacks=[stop, keras.callbacks.CSVLogger(str(log)), calls])  # fmt: skip
+                   callbacks=[stop, keras.callbacks.CSVLogger(str(log)), calls,
+                              keras.callbacks.TensorBoard(str(tmp_path / "tb"))])  # fmt: skip
     assert result.final_step == 20 == int(model.optimizer.iterations.numpy()) and result.stopped_early
     assert stop.stopped_epoch == 1 and calls.began == calls.ended == 1
     rows = log.read_text().splitlines()
@@ -134,6 +144,8 @@ def test_keras_early_stopping_csv_logger_and_a_users_callback(tmp_path, engine):
     expected = np.mean(result.losses[len(result.losses) // 2 :])
     assert loss == pytest.approx(expected, rel=1e-5)
     assert [epoch for epoch, _ in calls.epochs] == [0, 1] and calls.batches[-1][0] == 19
+    for part in ("train", "validation"):  # TensorBoard's epoch scalars, one per epoch
+        assert _scalar_steps(tmp_path / "tb" / part, "epoch_loss") == [0, 1]
     # The callbacks watched; they did not change the updates: the same weights as 20 plain steps.
     plain, _, _ = _tiny()
     train(plain, x[:300], y[:300], steps=20, batch_size=16, engine=engine, progress=False)

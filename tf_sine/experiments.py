@@ -34,7 +34,7 @@ from tf_sine.errors import ConfigError
 from tf_sine.evaluation import evaluate
 from tf_sine.files import atomic_write, write_json
 from tf_sine.models import build_model_from_config
-from tf_sine.training import TrainingDivergedError, TrainingResult, batch_order, train
+from tf_sine.training import TrainingDivergedError, TrainingState, batch_order, train
 
 # The configurations `compare` trains: name -> changes to the base configuration.
 COMPARE_SET: dict[str, dict[str, Any]] = {
@@ -247,7 +247,7 @@ def clipping_study(
         )  # fmt: skip
         keras.utils.set_random_seed(seed)
         model = build_model_from_config(config)
-        history = TrainingResult()
+        history = TrainingState()
         probes: dict[str, list[float]] = {"probe_steps": [], "norm_before": [], "norm_after": []}
         diverged_at = None
         for stop in range(probe_every, steps + probe_every, probe_every):
@@ -261,7 +261,7 @@ def clipping_study(
             probes["norm_after"].append(float(tf.linalg.global_norm(clip_gradients(raw, **clip))))
             try:
                 train(
-                    model, train_x, train_y, steps=min(stop, steps), seed=seed, progress=False, result=history
+                    model, train_x, train_y, steps=min(stop, steps), seed=seed, progress=False, resume=history
                 )
             except TrainingDivergedError as error:
                 diverged_at = error.step

@@ -30,7 +30,7 @@ from tf_sine.evaluation import score
 from tf_sine.files import atomic_write
 from tf_sine.models import build_model_from_config
 from tf_sine.runs import LOSS_PLOT, PREDICTION_PLOT, RunDirectory, load_keras
-from tf_sine.training import TrainingResult, train
+from tf_sine.training import TrainingResult, TrainingState, train
 
 
 @dataclass
@@ -105,7 +105,7 @@ def run_experiment(
         validation = data.windows(transform, data.val_targets, timesteps, layout)
     # Under a strategy, the model and its optimizer are created (or loaded) in its scope.
     with strategy.scope() if strategy is not None else contextlib.nullcontext():
-        model, training = _resume(run, config, overwrite, notify, chief)
+        model, state = _resume(run, config, overwrite, notify, chief)
         if model is None:
             if chief:
                 run.save_config(config)
@@ -119,15 +119,15 @@ def run_experiment(
     def checkpoint(trained: keras.Model, step: int) -> None:
         if not chief:
             return _save_and_discard(trained)
-        best = training.best_weights if validation is not None else None
-        run.save_checkpoint(trained, step, training.history(), best)
+        best = state.best_weights if validation is not None else None
+        run.save_checkpoint(trained, step, state.history(), best)
 
     try:
-        train(
+        training = train(
             model, train_x, train_y, steps=config.steps, batch_size=config.batch_size, seed=config.seed,
             engine=config.engine, checkpoint_every=config.checkpoint_every,
             on_checkpoint=checkpoint, progress=progress and chief, summary_writer=writer,
-            result=training, validation=validation, validate_every=config.validate_every,
+            resume=state, validation=validation, validate_every=config.validate_every,
             patience=config.patience, strategy=strategy,
         )  # fmt: skip
     except tf.errors.OpError as error:
@@ -182,12 +182,12 @@ def _save_and_discard(model: keras.Model) -> None:
 
 def _resume(
     run: RunDirectory, config: Config, overwrite: bool, notify: Callable[[str], None], chief: bool = True
-) -> tuple[keras.Model | None, TrainingResult]:
+) -> tuple[keras.Model | None, TrainingState]:
     """The model and history to continue from, or `(None, empty)` for a fresh start.
 
     Only the chief changes the run directory; other workers read the same checkpoint.
     """
-    fresh = TrainingResult()
+    fresh = TrainingState()
     if run.finished and not overwrite:
         raise RunError(
             "run_dir",
@@ -220,9 +220,7 @@ def _resume(
     model, state = restored
     step = state["step"]
     notify(f"resuming {run.path} from step {step} of {config.steps} (checkpoint {step:06d})")
-    history = TrainingResult.from_history(state, step)
-    history.best_weights = state.get("best_weights")
-    return model, history
+    return model, TrainingState.from_history(state, state.get("best_weights"))
 
 
 def write_plots(

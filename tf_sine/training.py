@@ -1,25 +1,24 @@
-"""Training engines that count optimizer steps, as the source's Estimator did.
+"""Step-counted training, as the source's Estimator did it: `train(model, x, y, steps=3000)`.
 
-`train(model, x, y, steps=3000, batch_size=32)` runs exactly `steps` optimizer updates of
-`batch_size` windows each. The data order is a fresh permutation of the windows for every pass
-over them, drawn from `seed` and the pass number alone, so a run is repeatable and any step's
-batch can be recomputed (what resuming needs).
+`train` runs exactly `steps` optimizer updates of `batch_size` windows each. The data order is a
+fresh permutation of the windows for every pass over them, drawn from `seed` and the pass
+number alone (`batch_order`), so a run is repeatable and any step's batch can be recomputed
+(what resuming needs).
 
-Two engines (`tf_sine.config.ENGINES`):
+The pieces:
 
-* ``"fast"`` (default): one `tf.function` runs a whole chunk of steps in a graph loop; the
-  training windows live in tensors and each step gathers its batch by index inside the graph,
-  so Python and `fit`'s per-step machinery are out of the hot loop.
-* ``"fit"``: the reference, plain `keras.Model.fit` on each chunk's batches.
-
-Both update the same compiled Keras model with its own optimizer and loss, so the model that is
-saved is the same plain Keras model either way. Progress, loss history, NaN checks and
-checkpoints happen between chunks.
+* a `Schedule` cuts the steps into chunks, each run by one call of an engine
+  (`tf_sine.engines`: ``"fast"``, a traced graph loop, or ``"fit"``, plain `keras.Model.fit`);
+* between chunks, duties run as Keras callbacks through one `keras.callbacks.CallbackList`: the
+  user's own (`EarlyStopping`, `CSVLogger`, `TerminateOnNaN`, ...) and ours, where Keras has
+  none that resumes bit for bit: the divergence check, validation with patience and the best
+  weights, TensorBoard scalars by step, the progress bar; checkpoints are written after them;
+* a `TrainingState` (histories, best weights) is what checkpoints store and resuming restores;
+  the `TrainingResult` returned adds what this call found (kernel, device, final step).
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
 import sys
 import time
@@ -32,14 +31,13 @@ import numpy as np
 import tensorflow as tf
 
 from tf_sine.config import ENGINES, ConfigError, ConfigTypeError, check_choice, check_int, check_positive_int
+from tf_sine.engines import ENGINES as ENGINE_CLASSES
 from tf_sine.errors import RunFailedError
-from tf_sine.kernels import default_kernel, fused_forward, kernel_name, training_device
-from tf_sine.threads import current_plan
+from tf_sine.kernels import default_kernel, training_device
 
-# Steps in the first compiled call. Later calls are sized to take about CHUNK_SECONDS each:
-# long enough that the call, the progress bar and the NaN check cost nothing (100-step chunks
-# cost 5% more than 500-step ones on the legacy preset), short enough for a lively progress
-# bar and a prompt Ctrl-C. Chunks also end at every checkpoint.
+# Steps in the first compiled call. Later calls are sized to take about CHUNK_SECONDS each: long
+# enough that the call and the duties between chunks cost little, short enough for a lively
+# progress bar and a prompt Ctrl-C (README, "Training engines and performance").
 DEFAULT_CHUNK = 100
 CHUNK_SECONDS = 0.25
 MAX_CHUNK = 5000
@@ -60,42 +58,28 @@ class TrainingDivergedError(RunFailedError):
 
 
 @dataclass
-class TrainingResult:
-    """What `train` returns.
+class TrainingState:
+    """What resuming needs: the histories so far and the best model (saved with checkpoints).
 
     Attributes:
         steps: the step number of each entry of `losses` (1-based, ascending).
         losses: training loss (MSE) of the batch at that step (``"fast"``) or the mean over
             the chunk ending at that step (``"fit"``).
-        train_seconds: wall time of the training loop, tracing/compilation included,
-            checkpoint writing excluded (see `checkpoint_seconds`).
-        checkpoint_seconds: wall time spent in the checkpoint callback.
-        final_step: the optimizer's step count at the end.
-        kernel: the fast engine's recurrent kernel, `tf_sine.kernels.kernel_name` (e.g.
-            ``"native_lstm"``, ``"native_gru"``, ``"fused_lstm"``), else ``"keras"`` (Keras's own
-            layers, or the ``"fit"`` engine).
-        shards: the independent slices each batch ran as (see `_shards`).
-        device: ``"CPU"`` or ``"GPU"``, where training ran (`tf_sine.kernels.training_device`).
         val_steps, val_losses: validation loss (MSE, in the model's units) by step.
         best_step, best_loss: the step with the lowest validation loss so far, and that loss.
-        best_weights: the model's weights at `best_step` (not saved in the history).
-        stopped_early: training stopped before `steps` for lack of progress (`patience`).
+        best_weights: the model's weights at `best_step` (saved beside a checkpoint, not in
+            the history).
+        train_seconds: wall time of training so far, tracing included, checkpoint writes excluded.
     """
 
     steps: list[int] = field(default_factory=list)
     losses: list[float] = field(default_factory=list)
-    train_seconds: float = 0.0
-    checkpoint_seconds: float = 0.0
-    final_step: int = 0
-    kernel: str = "keras"
-    shards: int = 1
-    device: str = "CPU"
     val_steps: list[int] = field(default_factory=list)
     val_losses: list[float] = field(default_factory=list)
     best_step: int = 0
     best_loss: float = math.inf
     best_weights: list[np.ndarray] | None = field(default=None, repr=False)
-    stopped_early: bool = False
+    train_seconds: float = 0.0
 
     def validations_since_best(self) -> int:
         """Validation losses computed after the best one (what `patience` counts)."""
@@ -114,19 +98,55 @@ class TrainingResult:
         }
 
     @classmethod
-    def from_history(cls, state: dict[str, Any], step: int) -> TrainingResult:
+    def from_history(
+        cls, saved: dict[str, Any], best_weights: list[np.ndarray] | None = None
+    ) -> TrainingState:
         """Inverts `history` (older checkpoints lack the validation entries)."""
-        best = state.get("best_loss")
+        best = saved.get("best_loss")
         return cls(
-            steps=state["loss_steps"],
-            losses=state["losses"],
-            train_seconds=state["train_seconds"],
-            final_step=step,
-            val_steps=state.get("val_steps", []),
-            val_losses=state.get("val_losses", []),
-            best_step=state.get("best_step", 0),
+            steps=saved["loss_steps"],
+            losses=saved["losses"],
+            val_steps=saved.get("val_steps", []),
+            val_losses=saved.get("val_losses", []),
+            best_step=saved.get("best_step", 0),
             best_loss=math.inf if best is None else best,
+            best_weights=best_weights,
+            train_seconds=saved["train_seconds"],
         )
+
+
+@dataclass
+class TrainingResult:
+    """What `train` returns: its `state` (the one passed as `resume`, extended) and what it found.
+
+    Attributes:
+        state: the histories and best weights (`TrainingState`).
+        final_step: the optimizer's step count at the end.
+        checkpoint_seconds: wall time spent writing checkpoints in this call.
+        kernel: the engine's recurrent kernel (`tf_sine.kernels.kernel_name`, e.g.
+            ``"native_lstm"``), else ``"keras"`` (Keras's own layers, or the ``"fit"`` engine).
+        shards: the independent slices each batch ran as (`tf_sine.engines`).
+        device: ``"CPU"`` or ``"GPU"``, where training ran (`tf_sine.kernels.training_device`).
+        stopped_early: training stopped before `steps` (patience, or a callback that set
+            `model.stop_training`).
+    """
+
+    state: TrainingState = field(default_factory=TrainingState)
+    final_step: int = 0
+    checkpoint_seconds: float = 0.0
+    kernel: str = "keras"
+    shards: int = 1
+    device: str = "CPU"
+    stopped_early: bool = False
+
+    # The state's histories, read through the result for convenience.
+    steps = property(lambda self: self.state.steps)
+    losses = property(lambda self: self.state.losses)
+    val_steps = property(lambda self: self.state.val_steps)
+    val_losses = property(lambda self: self.state.val_losses)
+    best_step = property(lambda self: self.state.best_step)
+    best_loss = property(lambda self: self.state.best_loss)
+    train_seconds = property(lambda self: self.state.train_seconds)
 
 
 def batch_order(n: int, batch_size: int, seed: int, start_step: int, stop_step: int) -> np.ndarray:
@@ -147,139 +167,35 @@ def batch_order(n: int, batch_size: int, seed: int, start_step: int, stop_step: 
     return stream[first - offset : last - offset].astype(np.int32).reshape(-1, batch_size)
 
 
-def _next_chunk_end(step: int, steps: int, chunk: int, *every: int | None) -> int:
-    """Where the chunk starting after `step` ends: `chunk` steps on, or at the next multiple of
-    any of `every` (checkpoints, validations), or at the end."""
-    end = min(step + chunk, steps)
-    for period in every:
-        if period:
-            end = min(end, (step // period + 1) * period)
-    return end
+@dataclass
+class Schedule:
+    """Which steps each engine call runs.
 
-
-class _FastEngine:
-    """Runs many optimizer steps per call of one traced `tf.function`.
-
-    Choices measured on the source experiment (README, "Training engines and performance"):
-    * the chunk is an explicit `tf.while_loop` traced without AutoGraph: converting the loop
-      and the Keras optimizer's code with AutoGraph cost more tracing than the legacy preset's
-      whole training;
-    * recurrent layers run on fused kernels (`tf_sine.kernels`), faster than Keras's layers;
-    * no XLA: its compile time was more than it won back.
+    A chunk ends `chunk` steps on, at the next multiple of any of `every` (checkpoints, epochs),
+    or at `steps`. The first chunk has `chunk` steps (its call includes tracing); later ones are
+    sized from the last call's speed to take about `CHUNK_SECONDS`, except under a strategy,
+    where every worker must run the same chunks or their collectives would not pair up.
     """
 
-    def __init__(
-        self,
-        model: keras.Model,
-        x: np.ndarray,
-        y: np.ndarray,
-        batch_size: int,
-        strategy: tf.distribute.Strategy | None = None,
-    ):
-        self.model = model
-        # The windows are copied to tensors once; each step gathers its batch from them.
-        self.x = tf.constant(x)
-        self.y = tf.constant(y)
-        optimizer = model.optimizer
-        variables = model.trainable_variables
-        with strategy.scope() if strategy is not None else contextlib.nullcontext():
-            optimizer.build(variables)  # its slots are created like the model's variables
-        loss_fn = model.loss
-        if type(loss_fn) is keras.losses.MeanSquaredError and loss_fn.reduction == "sum_over_batch_size":
-            # The same mean, in two ops instead of Keras's rank and dtype bookkeeping.
-            loss_fn = lambda labels, outputs: tf.reduce_mean(tf.math.squared_difference(outputs, labels))  # noqa: E731
-        self.shards = _shards(model, batch_size, strategy)
-        fused = fused_forward(model, shards=self.shards)
-        self.fused = fused is not None
-        self.kernel = kernel_name(model) if self.fused else "keras"  # reported in metrics.json
-        self.shards = self.shards if self.fused else 1  # reported as "batch_shards"
-        forward = fused or (lambda inputs: model(inputs, training=True))
-        replicas = strategy.num_replicas_in_sync if strategy is not None else 1
-        if batch_size % replicas:
-            raise ConfigError(
-                "batch_size", f"expected a multiple of the {replicas} replicas (each takes an equal share), "
-                f"got {batch_size}",
-            )  # fmt: skip
-        share = batch_size // replicas
+    steps: int
+    chunk: int = DEFAULT_CHUNK
+    every: tuple[int | None, ...] = ()
+    adaptive: bool = True
 
-        def update(indices: tf.Tensor) -> tf.Tensor:
-            """One replica's step on `indices`; returns its share of the global mean loss."""
-            xb, yb = tf.gather(self.x, indices), tf.gather(self.y, indices)
-            with tf.GradientTape() as tape:
-                # Each replica's mean weighs 1/replicas of the global mean: the optimizer sums
-                # the replicas' gradients, which then equal the gradient of the global mean.
-                loss = loss_fn(yb, forward(xb))
-                if replicas > 1:
-                    loss = loss / replicas
-            grads = tape.gradient(loss, variables)
-            # A variable the loss does not reach gets a zero gradient, as in Keras's own step.
-            grads = [tf.zeros_like(v) if g is None else g for g, v in zip(grads, variables, strict=True)]
-            optimizer.apply(grads, variables)
-            return loss
+    def end_after(self, step: int) -> int:
+        """Where the chunk starting after `step` ends."""
+        end = min(step + self.chunk, self.steps)
+        for period in self.every:
+            if period:
+                end = min(end, (step // period + 1) * period)
+        return end
 
-        def replica_update(batch: tf.Tensor) -> tf.Tensor:
-            replica = tf.distribute.get_replica_context().replica_id_in_sync_group
-            return update(batch[replica * share : (replica + 1) * share])
-
-        def distributed_update(batch: tf.Tensor) -> tf.Tensor:
-            # One collective per step, the optimizer's gradient all-reduce: the loss is not
-            # reduced across workers, it is the mean over this worker's replicas' shares.
-            local = strategy.experimental_local_results(strategy.run(replica_update, args=(batch,)))
-            return tf.add_n(list(local)) * (replicas / len(local))
-
-        step_update = update if strategy is None else distributed_update
-
-        def step(index: tf.Tensor, batches: tf.Tensor, losses: tf.TensorArray):
-            return index + 1, batches, losses.write(index, step_update(batches[index]))
-
-        def run_chunk(batches: tf.Tensor) -> tf.Tensor:
-            count = tf.shape(batches)[0]
-            _, _, losses = tf.while_loop(
-                lambda index, *_: index < count,
-                step,
-                (tf.constant(0), batches, tf.TensorArray(tf.float32, size=count)),
-            )
-            return losses.stack()
-
-        self.run_chunk = tf.function(
-            run_chunk,
-            input_signature=[tf.TensorSpec([None, batch_size], tf.int32)],
-            autograph=False,
-        )
-
-    def __call__(self, batches: np.ndarray) -> np.ndarray:
-        return self.run_chunk(batches).numpy()
-
-
-def _shards(model: keras.Model, batch_size: int, strategy: tf.distribute.Strategy | None) -> int:
-    """2 when two single-threaded halves of each batch can run side by side, else 1.
-
-    Each fused kernel op runs on one thread, so two halves on 2 inter-op threads of 1 intra-op
-    thread each keep both cores busy. It pays on the sequence layout; the legacy layout's single
-    step gains nothing but longer tracing, nor do 4 halves on 2 cores (README has the numbers).
-    """
-    side_by_side = current_plan().halves
-    recurrent = model.input_shape[1] > 1  # the sequence layout
-    return 2 if side_by_side and recurrent and strategy is None and batch_size % 2 == 0 else 1
-
-
-class _FitEngine:
-    """The reference: `keras.Model.fit` over each chunk's batches, in order."""
-
-    def __init__(
-        self, model: keras.Model, x: np.ndarray, y: np.ndarray, batch_size: int, strategy: None = None
-    ):
-        self.model, self.x, self.y, self.batch_size = model, x, y, batch_size
-
-    def __call__(self, batches: np.ndarray) -> np.ndarray:
-        flat = batches.reshape(-1)
-        history = self.model.fit(
-            self.x[flat], self.y[flat], batch_size=self.batch_size, epochs=1, shuffle=False, verbose=0
-        )
-        return np.asarray(history.history["loss"][-1:], dtype=np.float32)
-
-
-_ENGINES = {"fast": _FastEngine, "fit": _FitEngine}
+    def measured(self, seconds: float, steps: int) -> None:
+        """Sizes the next chunks from a call (not the first: it includes tracing) that ran
+        `steps` steps in `seconds`."""
+        if self.adaptive:
+            per_step = seconds / steps
+            self.chunk = int(min(max(CHUNK_SECONDS / max(per_step, 1e-9), 1), MAX_CHUNK))
 
 
 def train(
@@ -296,7 +212,7 @@ def train(
     progress: bool = True,
     summary_writer: tf.summary.SummaryWriter | None = None,
     chunk: int = DEFAULT_CHUNK,
-    result: TrainingResult | None = None,
+    resume: TrainingState | None = None,
     validation: tuple[np.ndarray, np.ndarray] | None = None,
     validate_every: int = 100,
     patience: int | None = None,
@@ -315,17 +231,19 @@ def train(
         steps: the optimizer step count to reach (the Estimator's `steps`).
         batch_size: windows per step.
         seed: seeds the data order (weights are seeded when the model is built).
-        engine: ``"fast"`` or ``"fit"`` (see the module docstring).
+        engine: ``"fast"`` or ``"fit"`` (`tf_sine.engines`).
         checkpoint_every: call `on_checkpoint(model, step)` every this many steps and at the end.
-        on_checkpoint: the checkpoint callback (e.g. `RunDirectory.save_checkpoint`).
+        on_checkpoint: the checkpoint callback (e.g. `RunDirectory.save_checkpoint`); it may
+            save `resume`, which is up to date when it is called.
         progress: show a progress bar on stdout.
         summary_writer: a `tf.summary` writer receiving the loss by step (TensorBoard).
         chunk: steps in the first compiled call; later ones take about `CHUNK_SECONDS` each.
-        result: a `TrainingResult` to extend (e.g. the history of a resumed run); it is
-            updated in place before each checkpoint, so the callback can save it.
+        resume: the `TrainingState` of a resumed run (from its checkpoint), extended in place;
+            default a fresh one.
         validation: `(x, y)` windows scored every `validate_every` steps and at the end; the
             model ends with the weights of its best validation loss.
-        validate_every: steps between validation losses.
+        validate_every: steps between validation losses, and the length of an epoch for
+            `callbacks`.
         patience: stop once this many validations in a row found no better loss.
         strategy: a `tf.distribute.Strategy` whose scope built `model` (fast engine only):
             each step splits the global `batch_size` evenly over the replicas.
@@ -339,7 +257,7 @@ def train(
             and `TerminateOnNaN` do) ends training after that batch or epoch.
 
     Returns:
-        A `TrainingResult` with the loss history and timings.
+        A `TrainingResult` with the state (loss histories) and what the run found.
 
     Raises:
         ValueError: bad arguments, or `x`/`y` not matching the model.
@@ -351,7 +269,6 @@ def train(
     steps = check_positive_int("steps", steps)
     batch_size = check_positive_int("batch_size", batch_size)
     seed = check_int("seed", seed)
-    chunk = check_positive_int("chunk", chunk)
     check_choice("engine", engine, ENGINES)
     if strategy is not None and engine != "fast":
         raise ConfigError("engine", f"expected 'fast' with a distribution strategy, got {engine!r}")
@@ -363,146 +280,211 @@ def train(
     _check_arrays(model, x, y)
     if validation is not None:
         _check_arrays(model, *validation)
-    start = int(model.optimizer.iterations.numpy())
-    hooks = _callback_list(callbacks, model, steps, validate_every)
-    # Chunks end at epoch ends only where something happens there, so as not to cut them short.
-    epoch_ends = validate_every if validation is not None or callbacks else None
-    result = result if result is not None else TrainingResult()
-    result.final_step = start
-    if start >= steps:
+    users = _users(callbacks)
+    state = resume if resume is not None else TrainingState()
+    result = TrainingResult(state, final_step=int(model.optimizer.iterations.numpy()))
+    if result.final_step >= steps:
         return result
-
+    # Chunks end at epoch ends only where something happens there, so as not to cut them short.
+    epochs = validate_every if validation is not None or callbacks else None
+    schedule = Schedule(
+        steps, check_positive_int("chunk", chunk), (checkpoint_every, epochs), strategy is None
+    )
+    # Validation first (its val_loss is in the logs the user's callbacks see), the divergence
+    # check after them (a user's TerminateOnNaN stops training instead), the progress bar last.
+    first = [_Validation(model, *validation, state, patience)] if validation is not None else []
+    first += [_Summaries(summary_writer, state)] if summary_writer is not None else []
+    last = [_DivergenceCheck(state), *([_Progress(steps)] if progress else [])]
+    hooks = keras.callbacks.CallbackList(
+        [*first, *users, *last],
+        model=model,
+        epochs=-(-steps // validate_every),
+        steps=validate_every,
+    )
     if engine == "fast":
         # Loads the native kernels, or builds them where no build is kept, before the clock and
         # the progress bar start.
         default_kernel()
-    bar = keras.utils.Progbar(steps, verbose=1 if sys.stdout.isatty() else 2) if progress else None
-    began = time.perf_counter()
-    run_chunk = _ENGINES[engine](model, x, y, batch_size, strategy)
-    result.kernel = getattr(run_chunk, "kernel", "keras")
-    result.shards = getattr(run_chunk, "shards", 1)
-    result.device = training_device()
-    step, trained_before, saved_before = start, result.train_seconds, result.checkpoint_seconds
-    validate = _Validator(model, *validation) if validation is not None else None
+    clock = _Clock(state, result)
+    run_chunk = ENGINE_CLASSES[engine](model, x, y, batch_size, strategy)
+    result.kernel, result.shards, result.device = run_chunk.kernel, run_chunk.shards, training_device()
 
-    def account() -> None:  # training time so far, checkpoint writes excluded
-        saving = result.checkpoint_seconds - saved_before
-        result.train_seconds = trained_before + time.perf_counter() - began - saving
+    def checkpoint(step: int) -> None:
+        if on_checkpoint is not None:
+            with clock.checkpointing():
+                on_checkpoint(model, step)
 
+    start = step = result.final_step
+    epoch_losses: list[float] = []
     model.stop_training = False
     hooks.on_train_begin()
-    epoch_losses: list[float] = []
     try:
-        calls = 0
-        while step < steps and not result.stopped_early:
-            end = _next_chunk_end(step, steps, chunk, checkpoint_every, epoch_ends)
+        while step < steps and not model.stop_training:
+            end = schedule.end_after(step)
             if step % validate_every == 0:
                 hooks.on_epoch_begin(step // validate_every)
             hooks.on_train_batch_begin(end - 1)
             called = time.perf_counter()
             losses = run_chunk(batch_order(len(x), batch_size, seed, step, end))
-            calls += 1
-            # Adapted to this process's speed, except under a strategy: every worker must run
-            # the same chunks, or their collectives would not pair up.
-            if calls > 1 and strategy is None:  # the first call includes tracing
-                per_step = (time.perf_counter() - called) / (end - step)
-                chunk = int(min(max(CHUNK_SECONDS / max(per_step, 1e-9), 1), MAX_CHUNK))
-            loss_steps = list(range(step + 1, end + 1)) if len(losses) > 1 else [end]
+            if step > start:  # the first call includes tracing
+                schedule.measured(time.perf_counter() - called, end - step)
             # The fit engine reports one mean for the chunk: it stands for each of its steps.
             epoch_losses += (
                 [float(v) for v in losses] if len(losses) > 1 else [float(losses[0])] * (end - step)
             )
-            hooks.on_train_batch_end(end - 1, {"loss": float(losses[-1])})
-            if not model.stop_training:  # TerminateOnNaN ends training instead
-                _check_finite(loss_steps, losses)
+            state.steps += list(range(step + 1, end + 1)) if len(losses) > 1 else [end]
+            state.losses += [float(value) for value in losses]
             step = end
-            _record(result, loss_steps, losses, summary_writer)
-            if bar is not None:
-                bar.update(step, values=[("loss", float(losses[-1]))])
+            hooks.on_train_batch_end(end - 1, {"loss": float(losses[-1])})
             if step % validate_every == 0 or step == steps:
-                logs = {"loss": float(np.mean(epoch_losses))}
-                if validate is not None:
-                    logs["val_loss"] = validate(result, step, summary_writer)
-                    result.stopped_early = (
-                        patience is not None and result.validations_since_best() >= patience
-                    )
-                hooks.on_epoch_end((step - 1) // validate_every, logs)
+                hooks.on_epoch_end((step - 1) // validate_every, {"loss": float(np.mean(epoch_losses))})
                 epoch_losses = []
-            result.stopped_early = result.stopped_early or bool(model.stop_training)
-            if (
-                on_checkpoint is not None
-                and checkpoint_every
-                and (step % checkpoint_every == 0 or step == steps or result.stopped_early)
-            ):
-                account()
-                saving = time.perf_counter()
-                on_checkpoint(model, step)
-                result.checkpoint_seconds += time.perf_counter() - saving
+            if checkpoint_every and (step % checkpoint_every == 0 or step == steps or model.stop_training):
+                clock.stop()
+                checkpoint(step)
     except KeyboardInterrupt:
         # Ctrl-C lands between chunks (Python handles signals once the graph call returns), so
         # the model is consistent: keep the work done so far.
         result.final_step = int(model.optimizer.iterations.numpy())
-        account()
-        if on_checkpoint is not None and result.final_step > start:
-            on_checkpoint(model, result.final_step)
+        clock.stop()
+        if result.final_step > start:
+            checkpoint(result.final_step)
         raise
-    account()
-    result.final_step = step
+    clock.stop()
+    result.final_step, result.stopped_early = step, step < steps
     hooks.on_train_end()
-    if result.best_weights is not None:
-        model.set_weights(result.best_weights)  # the best model is the one kept
-    if summary_writer is not None:
-        summary_writer.flush()
+    if state.best_weights is not None:
+        model.set_weights(state.best_weights)  # the best model is the one kept
     return result
 
 
-class _Validator:
-    """Scores the validation windows with one traced forward pass and keeps the best weights."""
+class _Clock:
+    """Training time in `state.train_seconds` (summed over resumed segments), checkpoint writes
+    excluded and counted in `result.checkpoint_seconds` instead."""
 
-    def __init__(self, model: keras.Model, x: np.ndarray, y: np.ndarray):
-        self.model = model
-        inputs, labels = tf.constant(x), tf.constant(y)
-        self.loss = tf.function(
-            lambda: tf.reduce_mean(tf.math.squared_difference(model(inputs, training=False), labels)),
-            autograph=False,
-        )
+    def __init__(self, state: TrainingState, result: TrainingResult):
+        self.state, self.result = state, result
+        self.trained_before, self.began = state.train_seconds, time.perf_counter()
 
-    def __call__(self, result: TrainingResult, step: int, writer: tf.summary.SummaryWriter | None) -> float:
-        loss = float(self.loss())
-        result.val_steps.append(step)
-        result.val_losses.append(loss)
-        if loss < result.best_loss:
-            result.best_step, result.best_loss = step, loss
-            result.best_weights = [np.array(w) for w in self.model.get_weights()]
-        if writer is not None:
-            with writer.as_default():
-                tf.summary.scalar("val_loss", loss, step=step)
-        return loss
+    def stop(self) -> None:
+        """Brings `state.train_seconds` up to now."""
+        elapsed = time.perf_counter() - self.began - self.result.checkpoint_seconds
+        self.state.train_seconds = self.trained_before + elapsed
+
+    def checkpointing(self) -> _Timer:
+        return _Timer(self.result)
 
 
-def _callback_list(
-    callbacks: Sequence[keras.callbacks.Callback] | None, model: keras.Model, steps: int, every: int
-) -> keras.callbacks.CallbackList:
-    """The user's Keras callbacks, told the run's shape in epochs of `every` steps."""
+class _Timer:
+    def __init__(self, result: TrainingResult):
+        self.result = result
+
+    def __enter__(self) -> None:
+        self.began = time.perf_counter()
+
+    def __exit__(self, *_: object) -> None:
+        self.result.checkpoint_seconds += time.perf_counter() - self.began
+
+
+def _users(callbacks: Sequence[keras.callbacks.Callback] | None) -> list[keras.callbacks.Callback]:
     for callback in callbacks or ():
         if not isinstance(callback, keras.callbacks.Callback):
             raise ConfigTypeError(
                 "callbacks", f"expected keras.callbacks.Callback objects, got {type(callback).__name__}"
             )
-    return keras.callbacks.CallbackList(
-        list(callbacks or ()), model=model, epochs=-(-steps // every), steps=every, verbose=0
-    )
+    return list(callbacks or ())
 
 
-def _record(
-    result: TrainingResult, steps: list[int], losses: np.ndarray, writer: tf.summary.SummaryWriter | None
-):
-    result.steps += steps
-    result.losses += [float(value) for value in losses]
-    if writer is not None:
-        with writer.as_default():
-            for at, value in zip(steps, losses, strict=True):
-                tf.summary.scalar("loss", float(value), step=at)
+class _DivergenceCheck(keras.callbacks.Callback):
+    """Raises `TrainingDivergedError` at the first non-finite loss of a chunk.
+
+    Ours rather than `TerminateOnNaN`, which only stops: a diverged run must not end as a
+    finished one, and every step of the chunk is checked, not only the last. A user's
+    `TerminateOnNaN` still wins: training then stops instead.
+    """
+
+    def __init__(self, state: TrainingState):
+        super().__init__()
+        self.state, self.checked = state, len(state.losses)
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        losses = np.asarray(self.state.losses[self.checked :])
+        self.checked = len(self.state.losses)
+        bad = np.flatnonzero(~np.isfinite(losses))
+        if bad.size and not self.model.stop_training:
+            index = self.checked - len(losses) + bad[0]
+            raise TrainingDivergedError(self.state.steps[index], float(losses[bad[0]]))
+
+
+class _Validation(keras.callbacks.Callback):
+    """Scores the validation windows at each epoch end (one traced forward pass), adds
+    ``val_loss`` to the logs, keeps the best weights, and stops after `patience` validations
+    without a better loss.
+
+    Ours rather than `EarlyStopping(restore_best_weights=True)`: the best weights and the
+    validations since the best are part of `TrainingState`, saved with every checkpoint, so a
+    resumed run stops at the same step and keeps the same model; Keras's callbacks keep theirs
+    in memory only.
+    """
+
+    def __init__(
+        self, model: keras.Model, x: np.ndarray, y: np.ndarray, state: TrainingState, patience: int | None
+    ):
+        super().__init__()
+        inputs, labels = tf.constant(x), tf.constant(y)
+        self.loss = tf.function(
+            lambda: tf.reduce_mean(tf.math.squared_difference(model(inputs, training=False), labels)),
+            autograph=False,
+        )
+        self.state, self.patience = state, patience
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        state, loss = self.state, float(self.loss())
+        state.val_steps.append(state.steps[-1])
+        state.val_losses.append(loss)
+        if loss < state.best_loss:
+            state.best_step, state.best_loss = state.steps[-1], loss
+            state.best_weights = [np.array(w) for w in self.model.get_weights()]
+        if logs is not None:
+            logs["val_loss"] = loss
+        if self.patience is not None and state.validations_since_best() >= self.patience:
+            self.model.stop_training = True
+
+
+class _Summaries(keras.callbacks.Callback):
+    """TensorBoard scalars by optimizer step (``loss`` every step, ``val_loss``); Keras's
+    `TensorBoard` callback counts batches and epochs instead."""
+
+    def __init__(self, writer: tf.summary.SummaryWriter, state: TrainingState):
+        super().__init__()
+        self.writer, self.state, self.written = writer, state, len(state.losses)
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        with self.writer.as_default():
+            for step, loss in zip(
+                self.state.steps[self.written :], self.state.losses[self.written :], strict=True
+            ):
+                tf.summary.scalar("loss", loss, step=step)
+        self.written = len(self.state.losses)
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if logs and "val_loss" in logs:
+            with self.writer.as_default():
+                tf.summary.scalar("val_loss", logs["val_loss"], step=self.state.steps[-1])
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        self.writer.flush()
+
+
+class _Progress(keras.callbacks.Callback):
+    """A progress bar over all the steps (Keras's `ProgbarLogger` counts epochs)."""
+
+    def __init__(self, steps: int):
+        super().__init__()
+        self.bar = keras.utils.Progbar(steps, verbose=1 if sys.stdout.isatty() else 2)
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        self.bar.update(batch + 1, values=[("loss", (logs or {}).get("loss", math.nan))])
 
 
 def _check_arrays(model: keras.Model, x: np.ndarray, y: np.ndarray) -> None:
@@ -513,9 +495,3 @@ def _check_arrays(model: keras.Model, x: np.ndarray, y: np.ndarray) -> None:
     if not isinstance(y, np.ndarray) or y.shape != (len(x), 1):
         got = getattr(y, "shape", type(y).__name__)
         raise ConfigError("y", f"expected labels of shape ({len(x)}, 1), got {got}")
-
-
-def _check_finite(steps: list[int], losses: np.ndarray) -> None:
-    bad = np.flatnonzero(~np.isfinite(losses))
-    if bad.size:
-        raise TrainingDivergedError(steps[bad[0]], float(losses[bad[0]]))

@@ -1,0 +1,173 @@
+"""The engines that run a chunk of optimizer steps: what `tf_sine.train` calls between its duties.
+
+Every engine implements `Engine`: built on a compiled model and its training windows, it is
+called with a chunk's batches (window indices, one row per step) and returns the loss of each
+step (or one mean for the chunk). Both update the same compiled Keras model with its own
+optimizer and loss, so the model saved is the same plain Keras model whichever ran.
+
+* `FastEngine` (``"fast"``, default): one traced `tf.function` runs the whole chunk in a graph
+  loop; the windows live in tensors and each step gathers its batch by index inside the graph.
+  Under a `tf.distribute.Strategy` each replica takes an equal share of every batch.
+* `FitEngine` (``"fit"``): the reference, plain `keras.Model.fit` over the chunk's batches.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Protocol
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tf_sine.errors import ConfigError
+from tf_sine.kernels import fused_forward, kernel_name
+from tf_sine.threads import current_plan
+
+
+class Engine(Protocol):
+    """Runs optimizer steps on a compiled model.
+
+    Attributes:
+        kernel: the recurrent kernel the steps run on (`tf_sine.kernels.kernel_name`, or
+            ``"keras"`` for Keras's own layers).
+        shards: the independent slices each batch runs as.
+    """
+
+    kernel: str
+    shards: int
+
+    def __call__(self, batches: np.ndarray) -> np.ndarray:
+        """Runs one step per row of `batches` (int32 `(steps, batch_size)` window indices).
+
+        Returns:
+            float32 losses: `(steps,)`, or `(1,)` for a mean over the chunk.
+        """
+        ...
+
+
+class FastEngine:
+    """Runs many optimizer steps per call of one traced `tf.function`.
+
+    Choices measured on the source experiment (README, "Training engines and performance"):
+    * the chunk is an explicit `tf.while_loop` traced without AutoGraph: converting the loop
+      and the Keras optimizer's code with AutoGraph cost more tracing than the legacy preset's
+      whole training;
+    * recurrent layers run on fused kernels (`tf_sine.kernels`), faster than Keras's layers;
+    * no XLA: its compile time was more than it won back.
+    """
+
+    def __init__(
+        self,
+        model: keras.Model,
+        x: np.ndarray,
+        y: np.ndarray,
+        batch_size: int,
+        strategy: tf.distribute.Strategy | None = None,
+    ):
+        self.model, self.strategy = model, strategy
+        self.replicas = strategy.num_replicas_in_sync if strategy is not None else 1
+        if batch_size % self.replicas:
+            raise ConfigError(
+                "batch_size", f"expected a multiple of the {self.replicas} replicas (each takes an equal "
+                f"share), got {batch_size}",
+            )  # fmt: skip
+        self.share = batch_size // self.replicas
+        # The windows are copied to tensors once; each step gathers its batch from them.
+        self.x, self.y = tf.constant(x), tf.constant(y)
+        self.variables = model.trainable_variables
+        with strategy.scope() if strategy is not None else contextlib.nullcontext():
+            model.optimizer.build(self.variables)  # its slots are created like the model's variables
+        self.loss = _lean_loss(model.loss)
+        shards = _shards(model, batch_size, strategy)
+        fused = fused_forward(model, shards=shards)
+        self.fused = fused is not None
+        self.kernel = kernel_name(model) if self.fused else "keras"
+        self.shards = shards if self.fused else 1
+        self.forward = fused or (lambda inputs: model(inputs, training=True))
+        self.step_update = self._update if strategy is None else self._distributed_update
+        self.run_chunk = tf.function(
+            self._run_chunk, input_signature=[tf.TensorSpec([None, batch_size], tf.int32)], autograph=False
+        )
+
+    def __call__(self, batches: np.ndarray) -> np.ndarray:
+        return self.run_chunk(batches).numpy()
+
+    def _update(self, indices: tf.Tensor) -> tf.Tensor:
+        """One replica's step on `indices`; returns its share of the global mean loss."""
+        xb, yb = tf.gather(self.x, indices), tf.gather(self.y, indices)
+        with tf.GradientTape() as tape:
+            # Each replica's mean weighs 1/replicas of the global mean: the optimizer sums the
+            # replicas' gradients, which then equal the gradient of the global mean.
+            loss = self.loss(yb, self.forward(xb))
+            if self.replicas > 1:
+                loss = loss / self.replicas
+        grads = tape.gradient(loss, self.variables)
+        # A variable the loss does not reach gets a zero gradient, as in Keras's own step.
+        grads = [tf.zeros_like(v) if g is None else g for g, v in zip(grads, self.variables, strict=True)]
+        self.model.optimizer.apply(grads, self.variables)
+        return loss
+
+    def _replica_update(self, batch: tf.Tensor) -> tf.Tensor:
+        replica = tf.distribute.get_replica_context().replica_id_in_sync_group
+        return self._update(batch[replica * self.share : (replica + 1) * self.share])
+
+    def _distributed_update(self, batch: tf.Tensor) -> tf.Tensor:
+        # One collective per step, the optimizer's gradient all-reduce: the loss is not reduced
+        # across workers, it is the mean over this worker's replicas' shares.
+        strategy = self.strategy
+        local = strategy.experimental_local_results(strategy.run(self._replica_update, args=(batch,)))
+        return tf.add_n(list(local)) * (self.replicas / len(local))
+
+    def _run_chunk(self, batches: tf.Tensor) -> tf.Tensor:
+        count = tf.shape(batches)[0]
+
+        def step(index: tf.Tensor, losses: tf.TensorArray) -> tuple[tf.Tensor, tf.TensorArray]:
+            return index + 1, losses.write(index, self.step_update(batches[index]))
+
+        _, losses = tf.while_loop(
+            lambda index, _: index < count, step, (tf.constant(0), tf.TensorArray(tf.float32, size=count))
+        )
+        return losses.stack()
+
+
+def _lean_loss(loss: object) -> object:
+    """Keras's mean squared error in two ops instead of its rank and dtype bookkeeping."""
+    if type(loss) is keras.losses.MeanSquaredError and loss.reduction == "sum_over_batch_size":
+        return lambda labels, outputs: tf.reduce_mean(tf.math.squared_difference(outputs, labels))
+    return loss
+
+
+def _shards(model: keras.Model, batch_size: int, strategy: tf.distribute.Strategy | None) -> int:
+    """2 when two single-threaded halves of each batch can run side by side, else 1.
+
+    Each fused kernel op runs on one thread, so two halves on 2 inter-op threads of 1 intra-op
+    thread each (`tf_sine.threads`) keep both cores busy. It pays on the sequence layout; the
+    legacy layout's single step gains nothing but longer tracing, nor do 4 halves on 2 cores
+    (README has the numbers).
+    """
+    recurrent = model.input_shape[1] > 1  # the sequence layout
+    halves = current_plan().halves and recurrent and strategy is None and batch_size % 2 == 0
+    return 2 if halves else 1
+
+
+class FitEngine:
+    """The reference: `keras.Model.fit` over each chunk's batches, in order."""
+
+    kernel = "keras"
+    shards = 1
+
+    def __init__(
+        self, model: keras.Model, x: np.ndarray, y: np.ndarray, batch_size: int, strategy: None = None
+    ):
+        self.model, self.x, self.y, self.batch_size = model, x, y, batch_size
+
+    def __call__(self, batches: np.ndarray) -> np.ndarray:
+        flat = batches.reshape(-1)
+        history = self.model.fit(
+            self.x[flat], self.y[flat], batch_size=self.batch_size, epochs=1, shuffle=False, verbose=0
+        )
+        return np.asarray(history.history["loss"][-1:], dtype=np.float32)
+
+
+ENGINES = {"fast": FastEngine, "fit": FitEngine}
