@@ -19,10 +19,11 @@ The pieces:
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -371,19 +372,14 @@ class _Clock:
         elapsed = time.perf_counter() - self.began - self.result.checkpoint_seconds
         self.state.train_seconds = self.trained_before + elapsed
 
-    def checkpointing(self) -> _Timer:
-        return _Timer(self.result)
-
-
-class _Timer:
-    def __init__(self, result: TrainingResult):
-        self.result = result
-
-    def __enter__(self) -> None:
-        self.began = time.perf_counter()
-
-    def __exit__(self, *_: object) -> None:
-        self.result.checkpoint_seconds += time.perf_counter() - self.began
+    @contextlib.contextmanager
+    def checkpointing(self) -> Iterator[None]:
+        """Times a checkpoint write into `result.checkpoint_seconds`."""
+        began = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.result.checkpoint_seconds += time.perf_counter() - began
 
 
 def _users(callbacks: Sequence[keras.callbacks.Callback] | None) -> list[keras.callbacks.Callback]:
