@@ -26,6 +26,18 @@ ROOT = Path(__file__).resolve().parents[1]
 TINY = Config(units=4, steps=40, checkpoint_every=20)
 
 
+# The modules whose tests each start processes of their own (TensorFlow start-up, a compiler,
+# a second worker), longest first. Under pytest-xdist's work stealing a worker that runs out
+# takes tests from the end of another's queue, so the suite ends soonest with these first.
+_LONG_FIRST = ("test_native.py", "test_reliability.py", "test_distribute.py", "test_notebooks.py",
+               "test_legacy.py", "test_export.py")  # fmt: skip
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: index for index, name in enumerate(_LONG_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: file order kept
+
+
 def native_expected() -> bool:
     """Whether the native kernels must work here: they are on, and a C++ compiler runs. Where
     they must, a build that fails is a test failure, never a skip."""

@@ -28,9 +28,9 @@ def test_checkpoints_keep_the_newest(tmp_path):
     run = RunDirectory.create(tmp_path / "run")
     model = tf_sine.build_model(units=2)
     for step in (10, 20, 30, 40):
-        run.save_checkpoint(model, step, keep=2)
-    assert [step for step, _ in run.checkpoints()] == [30, 40]
-    loaded, config = load_model(run.checkpoints()[-1][1])
+        run.checkpoints.save(model, step, keep=2)
+    assert [step for step, _ in run.checkpoints.saved()] == [30, 40]
+    loaded, config = load_model(run.checkpoints.saved()[-1][1])
     assert loaded.count_params() == model.count_params() and config is None
 
 

@@ -31,8 +31,9 @@ from tf_sine.config import MODEL_FIELDS, Config, ConfigError, check_positive_int
 from tf_sine.data import layout_of
 from tf_sine.errors import RunError
 from tf_sine.evaluation import predict
+from tf_sine.files import load_keras
 from tf_sine.models import build_model_from_config
-from tf_sine.runs import RunDirectory, load_keras
+from tf_sine.runs import RunDirectory
 from tf_sine.training import train
 
 
@@ -65,7 +66,7 @@ class LegacyRegressor:
         self.config: Config | None = None
         self.model: keras.Model | None = None
         Config(seed=seed, **self.options)  # refuse bad options now, not at the first fit
-        if self.run.checkpoints():
+        if self.run.checkpoints.saved():
             self._restore()
 
     @property
@@ -107,10 +108,10 @@ class LegacyRegressor:
         return predict(self.model, np.asarray(x, dtype=np.float32)).reshape(-1)
 
     def _checkpoint(self, model: keras.Model, step: int) -> None:
-        self.run.save_checkpoint(model, step)
+        self.run.checkpoints.save(model, step)
 
     def _restore(self) -> None:
-        _, path = self.run.checkpoints()[-1]
+        _, path = self.run.checkpoints.saved()[-1]
         self.model = load_keras(path)
         self.config = self.run.load_config()
         saved = {name: getattr(self.config, name) for name in self.options}

@@ -1,4 +1,4 @@
-"""Writing files so that a reader sees the old file or the new one, never half of either.
+"""Reading and writing files: a reader sees the old file or the new one, never half of either.
 
 `atomic_write` writes to a temporary name in the same directory, flushes it to disk, then
 renames it over the final name (and flushes the directory, so the rename itself survives a
@@ -12,6 +12,8 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from tf_sine.errors import ModelError
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], Any]) -> Path:
@@ -64,3 +66,15 @@ def first_line(error: BaseException) -> str:
     """The first line of an exception's message (its type's name when it has none)."""
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
+
+
+def load_keras(path: str | os.PathLike) -> Any:
+    """Loads a ``.keras`` file, any failure of a damaged archive as one `ModelError`."""
+    import keras
+
+    try:
+        return keras.models.load_model(path)
+    except Exception as error:  # Keras raises many kinds for a damaged archive
+        raise ModelError(
+            "model", f"cannot load {str(path)!r} as a Keras model: {first_line(error)}"
+        ) from None

@@ -27,9 +27,9 @@ from tf_sine.dataset import Dataset, Transform, load_dataset, range_warnings, se
 from tf_sine.distribute import WorkerLostError, is_chief, make_strategy, weights_fingerprint, worker_name
 from tf_sine.errors import RunError
 from tf_sine.evaluation import score
-from tf_sine.files import atomic_write
+from tf_sine.files import atomic_write, load_keras
 from tf_sine.models import build_model_from_config
-from tf_sine.runs import LOSS_PLOT, PREDICTION_PLOT, RunDirectory, load_keras
+from tf_sine.runs import LOSS_PLOT, PREDICTION_PLOT, RunDirectory
 from tf_sine.training import TrainingResult, TrainingState, train
 
 
@@ -120,7 +120,7 @@ def run_experiment(
         if not chief:
             return _save_and_discard(trained)
         best = state.best_weights if validation is not None else None
-        run.save_checkpoint(trained, step, state.history(), best)
+        run.checkpoints.save(trained, step, state.history(), best)
 
     try:
         training = train(
@@ -200,7 +200,7 @@ def _resume(
         return None, fresh
     for leftover in run.remove_temporaries() if chief else ():
         notify(f"removed {leftover}, a file half-written when the last run was stopped")
-    if not run.config_path.is_file() or not run.checkpoints():
+    if not run.config_path.is_file() or not run.checkpoints.saved():
         return None, fresh  # nothing worth keeping was written yet
     saved = run.load_config()
     if saved != config:
@@ -213,7 +213,7 @@ def _resume(
             f"{str(run.path)!r} holds an unfinished run of another configuration ({changed}); "
             "run the same command to resume it, pass `overwrite`, or choose another `run_dir`",
         )
-    restored = run.load_checkpoint(notify)
+    restored = run.checkpoints.load_newest(notify)
     if restored is None:
         notify(f"no readable checkpoint in {run.checkpoint_dir}; starting again")
         return None, fresh

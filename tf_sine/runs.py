@@ -9,29 +9,28 @@ Layout of a run directory::
     prediction.png       predicted vs real sine on the test range
     loss.png             training loss by step
     scaling.json         the differencing and scaling the model sees the series through
-    checkpoints/         step-000500.keras, ... (model + optimizer state), the last few kept,
-                         each with step-000500.state.json (random-generator states, history)
-                         and, with a validation part, step-000500.best.npz (best weights so far)
+    checkpoints/         step-000500.keras, ... with their training state, the last few kept
     tensorboard/         event files, with --tensorboard
+
+(`tf_sine.checkpoints` describes the checkpoint files.)
 
 Every file is written atomically: to a temporary name in the same directory, flushed to disk,
 then renamed over the final name, so a reader sees the old file or the new one, never half.
-metrics.json is written last: its presence marks a finished run.
+metrics.json marks a finished run; the plots are drawn after it.
 """
 
 from __future__ import annotations
 
 import datetime as _datetime
 import os
-import re
 import shutil
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tf_sine.checkpoints import Checkpoints
 from tf_sine.config import Config
-from tf_sine.errors import ModelError, RunError
-from tf_sine.files import atomic_write, first_line, read_json, write_json
+from tf_sine.errors import RunError
+from tf_sine.files import atomic_write, read_json, write_json
 
 MODEL_FILE = "model.keras"
 CONFIG_FILE = "config.json"
@@ -43,9 +42,6 @@ LOSS_PLOT = "loss.png"
 CHECKPOINT_DIR = "checkpoints"
 TENSORBOARD_DIR = "tensorboard"
 DEFAULT_ROOT = "runs"
-CHECKPOINTS_KEPT = 3
-
-_CHECKPOINT_NAME = re.compile(r"^step-(\d+)\.keras$")
 
 
 def default_run_name(prefix: str = "run") -> str:
@@ -101,6 +97,11 @@ class RunDirectory:
     @property
     def checkpoint_dir(self) -> Path:
         return self.path / CHECKPOINT_DIR
+
+    @property
+    def checkpoints(self) -> Checkpoints:
+        """The run's checkpoints (`tf_sine.checkpoints.Checkpoints`)."""
+        return Checkpoints(self.checkpoint_dir)
 
     @property
     def tensorboard_dir(self) -> Path:
@@ -165,123 +166,3 @@ class RunDirectory:
         for leftover in leftovers:
             leftover.unlink(missing_ok=True)
         return leftovers
-
-    def save_checkpoint(
-        self,
-        model: Any,
-        step: int,
-        state: dict[str, Any] | None = None,
-        best_weights: list[Any] | None = None,
-        keep: int = CHECKPOINTS_KEPT,
-    ) -> Path:
-        """Saves ``checkpoints/step-NNNNNN.keras`` (model + optimizer) and its ``.state.json``.
-
-        The state file (random-generator states, which `model.save` leaves out, and `state`)
-        and, with validation, the best weights so far (``.best.npz``) are written first, so a
-        checkpoint's ``.keras`` file never exists without them. Only the newest `keep`
-        checkpoints are kept.
-        """
-        self.checkpoint_dir.mkdir(exist_ok=True)
-        path = self.checkpoint_dir / f"step-{step:06d}.keras"
-        write_json(_state_path(path), {**(state or {}), "step": step, "seed_generators": _seed_states(model)})
-        if best_weights is not None:
-            import numpy as np
-
-            arrays = {f"w{index:04d}": weight for index, weight in enumerate(best_weights)}
-            atomic_write(_best_path(path), lambda temporary: np.savez(temporary, **arrays))
-        self.save_model(model, path)
-        for _, old in self.checkpoints()[:-keep]:
-            old.unlink(missing_ok=True)
-            _state_path(old).unlink(missing_ok=True)
-            _best_path(old).unlink(missing_ok=True)
-        return path
-
-    def checkpoints(self) -> list[tuple[int, Path]]:
-        """`(step, path)` of every checkpoint, oldest first."""
-        if not self.checkpoint_dir.is_dir():
-            return []
-        steps = ((checkpoint_step(entry), entry) for entry in self.checkpoint_dir.iterdir())
-        return sorted((step, entry) for step, entry in steps if step is not None)
-
-    def load_checkpoint(
-        self, notify: Callable[[str], None] | None = None
-    ) -> tuple[Any, dict[str, Any]] | None:
-        """Loads the newest readable checkpoint, with its random-generator states restored.
-
-        A checkpoint that cannot be read (truncated, corrupt, its state file missing) is
-        reported through `notify` and the one before it is tried.
-
-        Returns:
-            `(model, state)`, or None when there is no readable checkpoint.
-        """
-        for _, path in reversed(self.checkpoints()):
-            try:
-                state = read_json(_state_path(path))
-                model = load_keras(path)  # the run's own files may not exist yet
-                _restore_seed_states(model, state["seed_generators"])
-                if state.get("best_step"):
-                    state["best_weights"] = _load_weights(_best_path(path))
-            except (OSError, ValueError, KeyError) as error:
-                if notify is not None:
-                    notify(f"checkpoint {path} is unreadable ({first_line(error)}); using the one before it")
-                continue
-            return model, state
-        return None
-
-
-def _state_path(checkpoint: Path) -> Path:
-    return checkpoint.with_name(checkpoint.name.replace(".keras", ".state.json"))
-
-
-def _best_path(checkpoint: Path) -> Path:
-    return checkpoint.with_name(checkpoint.name.replace(".keras", ".best.npz"))
-
-
-def _load_weights(path: Path) -> list[Any]:
-    import numpy as np
-
-    try:
-        with np.load(path, allow_pickle=False) as arrays:
-            return [arrays[name] for name in sorted(arrays.files)]
-    except OSError:
-        raise
-    except Exception as error:  # a truncated archive raises zipfile.BadZipFile
-        raise ValueError(f"cannot read {path.name}: {error}") from None
-
-
-def _seed_generator_variables(model: Any) -> list[Any]:
-    # Dropout draws from keras.random.SeedGenerator states: model variables that model.save
-    # does not store. Without them a resumed run would draw other dropout masks.
-    return [v for v in model.non_trainable_variables if v.path.endswith("seed_generator_state")]
-
-
-def _seed_states(model: Any) -> list[list[int]]:
-    return [[int(n) for n in v.numpy()] for v in _seed_generator_variables(model)]
-
-
-def _restore_seed_states(model: Any, states: list[list[int]]) -> None:
-    variables = _seed_generator_variables(model)
-    if len(variables) != len(states):
-        raise ValueError(
-            f"the state file has {len(states)} random-generator states, the model {len(variables)}"
-        )
-    for variable, values in zip(variables, states, strict=True):
-        variable.assign(values)
-
-
-def checkpoint_step(path: str | os.PathLike) -> int | None:
-    """The step of a checkpoint file name (``step-000500.keras`` -> 500), else None."""
-    match = _CHECKPOINT_NAME.match(Path(path).name)
-    return int(match.group(1)) if match else None
-
-
-def load_keras(path: str | os.PathLike) -> Any:
-    """Loads a ``.keras`` file, any failure of a damaged archive as one `ModelError`."""
-    import keras
-
-    try:
-        return keras.models.load_model(path)
-    except Exception as error:  # Keras raises many kinds for a damaged archive
-        raise ModelError(
-            "model", f"cannot load {str(path)!r} as a Keras model: {first_line(error)}"
-        ) from None

@@ -24,19 +24,18 @@ from typing import Any
 
 import numpy as np
 
+from tf_sine.checkpoints import checkpoint_step
 from tf_sine.config import Config, check_positive_int
 from tf_sine.data import as_series, layout_of
 from tf_sine.dataset import Dataset, Transform, first_target, load_dataset, season_of
 from tf_sine.errors import ConfigError, DataError, ModelError, RunError
-from tf_sine.files import atomic_write, first_line
+from tf_sine.files import atomic_write, first_line, load_keras
 from tf_sine.runs import (
     CHECKPOINT_DIR,
     CONFIG_FILE,
     MODEL_FILE,
     SCALING_FILE,
     RunDirectory,
-    checkpoint_step,
-    load_keras,
 )
 
 FORECAST_CSV = "forecast.csv"

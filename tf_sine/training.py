@@ -234,7 +234,7 @@ def train(
         seed: seeds the data order (weights are seeded when the model is built).
         engine: ``"fast"`` or ``"fit"`` (`tf_sine.engines`).
         checkpoint_every: call `on_checkpoint(model, step)` every this many steps and at the end.
-        on_checkpoint: the checkpoint callback (e.g. `RunDirectory.save_checkpoint`); it may
+        on_checkpoint: the checkpoint callback (e.g. `Checkpoints.save`); it may
             save `resume`, which is up to date when it is called.
         progress: show a progress bar on stdout.
         summary_writer: a `tf.summary` writer receiving the loss by step (TensorBoard).

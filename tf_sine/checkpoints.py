@@ -1,0 +1,143 @@
+"""A run's ``checkpoints/`` folder: what training saves to resume bit for bit, and reads back.
+
+Each checkpoint is three files sharing one step number::
+
+    step-000500.keras        the model with its optimizer state (plain Keras)
+    step-000500.state.json   the random-generator states `model.save` leaves out, the
+                             training history, the step
+    step-000500.best.npz     the best weights so far (only with a validation part)
+
+The ``.keras`` file is written last, so it never exists without the others: a checkpoint is
+its ``.keras`` file. Only the newest few are kept.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tf_sine.files import atomic_write, first_line, load_keras, read_json, write_json
+
+CHECKPOINTS_KEPT = 3
+
+_CHECKPOINT_NAME = re.compile(r"^step-(\d+)\.keras$")
+
+
+class Checkpoints:
+    """The checkpoints of one run, in `folder` (created on the first save)."""
+
+    def __init__(self, folder: str | os.PathLike):
+        self.folder = Path(folder)
+
+    def save(
+        self,
+        model: Any,
+        step: int,
+        state: dict[str, Any] | None = None,
+        best_weights: list[np.ndarray] | None = None,
+        keep: int = CHECKPOINTS_KEPT,
+    ) -> Path:
+        """Saves the checkpoint of `step`, then removes all but the newest `keep`.
+
+        Args:
+            model: a compiled Keras model; its optimizer state is saved with it.
+            step: the optimizer steps taken so far.
+            state: more JSON-able training state (`TrainingState.history()`).
+            best_weights: the best weights so far, as `model.get_weights()` gives them.
+            keep: how many checkpoints to keep.
+
+        Returns:
+            The checkpoint's ``.keras`` path.
+        """
+        self.folder.mkdir(exist_ok=True)
+        path = self.folder / f"step-{step:06d}.keras"
+        write_json(_state_path(path), {**(state or {}), "step": step, "seed_generators": _seed_states(model)})
+        if best_weights is not None:
+            arrays = {f"w{index:04d}": weight for index, weight in enumerate(best_weights)}
+            atomic_write(_best_path(path), lambda temporary: np.savez(temporary, **arrays))
+        atomic_write(path, model.save)
+        for _, old in self.saved()[:-keep]:
+            old.unlink(missing_ok=True)
+            _state_path(old).unlink(missing_ok=True)
+            _best_path(old).unlink(missing_ok=True)
+        return path
+
+    def saved(self) -> list[tuple[int, Path]]:
+        """`(step, path)` of every checkpoint, oldest first."""
+        if not self.folder.is_dir():
+            return []
+        steps = ((checkpoint_step(entry), entry) for entry in self.folder.iterdir())
+        return sorted((step, entry) for step, entry in steps if step is not None)
+
+    def load_newest(self, notify: Callable[[str], None] | None = None) -> tuple[Any, dict[str, Any]] | None:
+        """Loads the newest readable checkpoint, with its random-generator states restored.
+
+        A checkpoint that cannot be read (truncated, corrupt, its state file missing) is
+        reported through `notify` and the one before it is tried.
+
+        Returns:
+            `(model, state)`, the state with ``best_weights`` when it was saved; None when
+            there is no readable checkpoint.
+        """
+        for _, path in reversed(self.saved()):
+            try:
+                state = read_json(_state_path(path))
+                model = load_keras(path)
+                _restore_seed_states(model, state["seed_generators"])
+                if state.get("best_step"):
+                    state["best_weights"] = _load_weights(_best_path(path))
+            except (OSError, ValueError, KeyError) as error:  # ModelError is a ValueError
+                if notify is not None:
+                    notify(f"checkpoint {path} is unreadable ({first_line(error)}); using the one before it")
+                continue
+            return model, state
+        return None
+
+
+def checkpoint_step(path: str | os.PathLike) -> int | None:
+    """The step of a checkpoint file name (``step-000500.keras`` -> 500), else None."""
+    match = _CHECKPOINT_NAME.match(Path(path).name)
+    return int(match.group(1)) if match else None
+
+
+def _state_path(checkpoint: Path) -> Path:
+    return checkpoint.with_name(checkpoint.name.replace(".keras", ".state.json"))
+
+
+def _best_path(checkpoint: Path) -> Path:
+    return checkpoint.with_name(checkpoint.name.replace(".keras", ".best.npz"))
+
+
+def _load_weights(path: Path) -> list[np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as arrays:
+            return [arrays[name] for name in sorted(arrays.files)]
+    except OSError:
+        raise
+    except Exception as error:  # a truncated archive raises zipfile.BadZipFile
+        raise ValueError(f"cannot read {path.name}: {error}") from None
+
+
+def _seed_generator_variables(model: Any) -> list[Any]:
+    # Dropout draws from keras.random.SeedGenerator states: model variables that model.save
+    # does not store. Without them a resumed run would draw other dropout masks.
+    return [v for v in model.non_trainable_variables if v.path.endswith("seed_generator_state")]
+
+
+def _seed_states(model: Any) -> list[list[int]]:
+    return [[int(n) for n in v.numpy()] for v in _seed_generator_variables(model)]
+
+
+def _restore_seed_states(model: Any, states: list[list[int]]) -> None:
+    variables = _seed_generator_variables(model)
+    if len(variables) != len(states):
+        raise ValueError(
+            f"the state file has {len(states)} random-generator states, the model {len(variables)}"
+        )
+    for variable, values in zip(variables, states, strict=True):
+        variable.assign(values)
