@@ -4,6 +4,9 @@ Each case gets one line naming the argument, what was expected and what was rece
 status 2 and no traceback from the CLI, `ValueError` or `TypeError` from the library.
 """
 
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,7 +14,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import TINY, run_cli
+from conftest import ROOT, TINY, run_cli
 
 import tf_sine
 from tf_sine.config import Config
@@ -96,6 +99,24 @@ CASES = [
          lambda p: RunDirectory.create(p["file"]), ValueError, "run_dir: expected a directory, got the file"),
     Case("run directory not writable", ["--preset", "tiny", "--run-dir", "{file}/below"], "argument --run-dir: cannot create",
          lambda p: tf_sine.run_experiment(TINY, p["file"] / "below"), ValueError, "run_dir: cannot create"),
+    Case("run directory empty", ["--preset", "tiny", "--run-dir", ""], "argument --run-dir: expected a directory path, got an empty string",
+         lambda p: tf_sine.run_experiment(TINY, ""), ValueError, "run_dir: expected a directory path, got an empty string"),
+    Case("run directory of other files", ["--preset", "tiny", "--run-dir", "{dir}"], "argument --run-dir: expected an empty folder or one tf_sine wrote",
+         lambda p: RunDirectory.create(p["dir"]), ValueError, "run_dir: expected an empty folder or one tf_sine wrote"),
+    Case("seed negative", ["--seed", "-1"], "argument --seed: expected an integer from 0 to 2**32 - 1, got -1",
+         lambda p: Config(seed=-1), ValueError, "seed: expected an integer from 0 to 2**32 - 1, got -1"),
+    Case("seed too large", ["--seed", str(2**64)], f"argument --seed: expected an integer from 0 to 2**32 - 1, got {2**64}",
+         lambda p: Config(seed=2**64), ValueError, f"seed: expected an integer from 0 to 2**32 - 1, got {2**64}"),
+    Case("units beyond memory", ["--units", "1000000"], "argument --units: expected a model that fits in this machine's memory",
+         lambda p: tf_sine.build_model(units=10**6), ValueError, "units: expected a model that fits in this machine's memory"),
+    Case("split without data", ["--split", "0.5,0.3,0.2"], "argument --split: applies to a --data file only",
+         lambda p: Config(split=(0.5, 0.3, 0.2)), ValueError, "split: applies to a `data` file only"),
+    Case("series of one row", ["--preset", "tiny", "--data", "{one}"], "argument --data: expected at least 16 values for one window",
+         lambda p: tf_sine.run_experiment(TINY.replace(data=str(p["one"])), p["dir"] / "one"), ValueError, "data: expected at least 16 values"),
+    Case("values beyond float64", ["--preset", "tiny", "--data", "{huge}"], "argument --data: expected values whose differences and spread a float64 can hold, got values up to 1e+308",
+         lambda p: tf_sine.run_experiment(TINY.replace(data=str(p["huge"])), p["dir"] / "huge"), ValueError, "data: expected values whose differences and spread"),
+    Case("forecast beyond the series", ["forecast", "--model", "{model}", "--horizon", "100000"], "argument --horizon: expected at most",
+         lambda p: tf_sine.open_run(p["model"]).forecast(100000), ValueError, "horizon: expected at most"),
     Case("window longer than the test series", ["--timesteps", "999", "--run-dir", "{dir}/long"], "argument --timesteps: expected at most 998",
          lambda p: tf_sine.sine_windows(timesteps=999), ValueError, "timesteps: expected at most 998"),
 ]  # fmt: skip
@@ -110,6 +131,8 @@ def paths(tiny_run, tmp_path_factory) -> dict[str, Path]:
         "matrix.npy": None, "npy.npy": None, "empty.txt": b"", "nan.txt": b"0\n1\n2\nnan\n" + b"0\n" * 20,
         "weights.h5": b"\x89HDF", "truncated.keras": model_bytes[: len(model_bytes) // 3],
         "corrupt.keras": b"this is not a zip archive", "file.txt": b"a file, not a directory",
+        "one.csv": b"date,value\n2020-01-01,1.5\n",
+        "huge.csv": ("date,value\n" + "".join(f"2020-01-{d + 1:02d},{(-1) ** d * 1e308}\n" for d in range(28))).encode(),
     }.items():  # fmt: skip
         path = folder / name
         if name == "matrix.npy":
@@ -139,6 +162,24 @@ def test_cli_exits_2_with_one_line(case, paths, cli):
     assert status == 2, stderr[-500:]
     assert stderr.count("\n") == 1 and stdout == "", stderr  # one line, nothing else
     assert stderr.startswith("tf-sine: error: ") and case.cli_message in stderr, stderr
+
+
+BEFORE_TENSORFLOW = ["run directory empty", "run directory of other files", "run directory is a file",
+                     "seed negative", "units beyond memory", "split without data"]  # fmt: skip
+
+
+def test_what_needs_no_tensorflow_is_refused_before_it_starts(paths, tmp_path):
+    """A real process in which importing TensorFlow or Keras fails: these are refused first."""
+    for package in ("tensorflow", "keras"):
+        (tmp_path / package).mkdir()
+        (tmp_path / package / "__init__.py").write_text("raise ImportError('imported before the checks')")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path), str(ROOT)]))
+    for name in BEFORE_TENSORFLOW:
+        (case,) = [case for case in CASES if case.name == name]
+        command = [sys.executable, "-m", "tf_sine", *[arg.format(**paths) for arg in case.cli]]
+        done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 2 and done.stderr.count("\n") == 1, (name, done.stderr)
+        assert case.cli_message in done.stderr, (name, done.stderr)
 
 
 @pytest.mark.parametrize("name", ["steps", "series not numeric", "model corrupt"])

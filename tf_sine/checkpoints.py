@@ -21,7 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from tf_sine.files import atomic_write, first_line, load_keras, read_json, write_json
+from tf_sine.files import first_line, json_text, load_keras, read_json
+from tf_sine.owned import OwnedFolder
 
 CHECKPOINTS_KEPT = 3
 
@@ -29,10 +30,15 @@ _CHECKPOINT_NAME = re.compile(r"^step-(\d+)\.keras$")
 
 
 class Checkpoints:
-    """The checkpoints of one run, in `folder` (created on the first save)."""
+    """The checkpoints of one run, in the folder `name` of the run's `owner` (made on the first save).
 
-    def __init__(self, folder: str | os.PathLike):
-        self.folder = Path(folder)
+    Every file is written and removed through `owner`, so the run's manifest lists it.
+    """
+
+    def __init__(self, owner: OwnedFolder, name: str = "checkpoints"):
+        self.owner = owner
+        self.name = name
+        self.folder = owner.path / name
 
     def save(
         self,
@@ -54,18 +60,22 @@ class Checkpoints:
         Returns:
             The checkpoint's ``.keras`` path.
         """
-        self.folder.mkdir(exist_ok=True)
         path = self.folder / f"step-{step:06d}.keras"
-        write_json(_state_path(path), {**(state or {}), "step": step, "seed_generators": _seed_states(model)})
+        text = json_text({**(state or {}), "step": step, "seed_generators": _seed_states(model)})
+        self.owner.write(self._relative(_state_path(path)), lambda temporary: temporary.write_text(text))
         if best_weights is not None:
             arrays = {f"w{index:04d}": weight for index, weight in enumerate(best_weights)}
-            atomic_write(_best_path(path), lambda temporary: np.savez(temporary, **arrays))
-        atomic_write(path, model.save)
+            self.owner.write(
+                self._relative(_best_path(path)), lambda temporary: np.savez(temporary, **arrays)
+            )
+        self.owner.write(self._relative(path), model.save)
         for _, old in self.saved()[:-keep]:
-            old.unlink(missing_ok=True)
-            _state_path(old).unlink(missing_ok=True)
-            _best_path(old).unlink(missing_ok=True)
+            for file in (old, _state_path(old), _best_path(old)):
+                self.owner.remove(self._relative(file))
         return path
+
+    def _relative(self, path: Path) -> str:
+        return f"{self.name}/{path.name}"
 
     def saved(self) -> list[tuple[int, Path]]:
         """`(step, path)` of every checkpoint, oldest first."""

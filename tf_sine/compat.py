@@ -61,6 +61,7 @@ class LegacyRegressor:
                 unknown[0], f"not a factory option of LegacyRegressor; expected one of {allowed}"
             )
         self.run = RunDirectory.create(model_dir)
+        self.run.release()  # taken again by each fit, as the Estimator's each train call
         self.options = dict(factory_options)
         self.seed = seed
         self.config: Config | None = None
@@ -89,16 +90,20 @@ class LegacyRegressor:
         if x.ndim != 3:
             raise ConfigError("x", f"expected windows of shape (N, 1, T) or (N, T, 1), got {x.shape}")
         timesteps, layout = layout_of((None, *x.shape[1:]))
-        if self.model is None:
-            self.config = Config(seed=self.seed, timesteps=timesteps, layout=layout, batch_size=batch_size,
-                                 **self.options)  # fmt: skip
-            keras.utils.set_random_seed(self.seed)
-            self.model = build_model_from_config(self.config)
-            self.run.save_config(self.config)
-        train(
-            self.model, x, y, steps=self.global_step + steps, batch_size=batch_size, seed=self.seed,
-            checkpoint_every=self.config.checkpoint_every, on_checkpoint=self._checkpoint, progress=False,
-        )  # fmt: skip
+        self.run.files.claim()
+        try:
+            if self.model is None:
+                self.config = Config(seed=self.seed, timesteps=timesteps, layout=layout,
+                                     batch_size=batch_size, **self.options)  # fmt: skip
+                keras.utils.set_random_seed(self.seed)
+                self.model = build_model_from_config(self.config)
+                self.run.save_config(self.config)
+            train(
+                self.model, x, y, steps=self.global_step + steps, batch_size=batch_size, seed=self.seed,
+                checkpoint_every=self.config.checkpoint_every, on_checkpoint=self._checkpoint, progress=False,
+            )  # fmt: skip
+        finally:
+            self.run.release()
         return self
 
     def predict(self, x: np.ndarray) -> np.ndarray:

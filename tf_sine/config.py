@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -179,6 +180,49 @@ def validate_model_options(
         raise ConfigError(
             "features", f"expected 1 with the legacy layout (one step of the window), got {features}"
         )
+    count = weight_count(
+        cell, units, num_layers, bidirectional, timesteps if layout == "legacy" else features
+    )
+    available = _physical_memory()
+    if available and count * _BYTES_PER_WEIGHT > available:
+        raise ConfigError(
+            "units",
+            f"expected a model that fits in this machine's memory ({available / 2**30:.3g} GiB), got "
+            f"{count:,} weights that need about {count * _BYTES_PER_WEIGHT / 2**30:.3g} GiB with their "
+            f"gradients and optimizer state ({units} units, {num_layers} layers)",
+        )
+
+
+# Each weight is float32 and comes with its gradient and up to two optimizer slots (Adam's).
+_BYTES_PER_WEIGHT = 4 * 4
+_GATES = {"lstm": 4, "gru": 3, "simple_rnn": 1}
+
+
+def weight_count(cell: str, units: int, num_layers: int, bidirectional: bool, inputs: int) -> int:
+    """The trainable weights of `tf_sine.build_model`'s stack and its Dense head.
+
+    Args:
+        inputs: values per time step of the first layer (the window length in the legacy
+            layout, `features` in the sequence layout).
+    """
+    directions = 2 if bidirectional else 1
+    # Keras's GRU keeps two biases per gate (reset_after=True); LSTM and SimpleRNN one.
+    biases = 2 if cell == "gru" else 1
+    count = 0
+    for layer in range(num_layers):
+        width = inputs if layer == 0 else units * directions
+        count += directions * _GATES[cell] * (width * units + units * units + biases * units)
+    return count + units * directions + 1
+
+
+def _physical_memory() -> int:
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # not every platform says
+        return 0
+
+
+DEFAULT_SPLIT = (0.7, 0.15, 0.15)
 
 
 @dataclass(frozen=True)
@@ -213,7 +257,7 @@ class Config:
     # --- data (default: the source's sine; see tf_sine.dataset) ---
     data: str | None = None  # a CSV or .npy series file instead of the sine
     column: str | None = None  # the CSV value column; default the only numeric one
-    split: tuple[float, float, float] = (0.7, 0.15, 0.15)  # chronological train/validation/test
+    split: tuple[float, float, float] = DEFAULT_SPLIT  # chronological train/validation/test
     scale: str = "auto"  # one of SCALES, fitted on the training part
     difference: bool | None = None  # model the change between values; None: when trending (a file)
     period: int | None = None  # season length of the seasonal-naive baseline; None: detected
@@ -242,6 +286,12 @@ class Config:
                 raise ConfigTypeError(name, f"expected a non-empty string or None, got {value!r}")
         if self.column is not None and self.data is None:
             raise ConfigError("column", f"applies to a `data` file only, got {self.column!r} without one")
+        if self.data is None and tuple(self.split) != DEFAULT_SPLIT:
+            raise ConfigError(
+                "split",
+                "applies to a `data` file only (the sine keeps the source's ranges), got "
+                + ",".join(f"{part:g}" for part in self.split),
+            )
         # JSON gives a list back; the frozen config keeps a tuple so that configs compare equal.
         object.__setattr__(self, "split", check_split("split", self.split))
         check_choice("scale", self.scale, SCALES)

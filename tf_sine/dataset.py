@@ -23,8 +23,11 @@ side, with exactly the windows of the source's `generate_data` (the last one dro
 
 from __future__ import annotations
 
+import hashlib
 import math
+import os
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 
@@ -188,12 +191,20 @@ class Transform:
         """Fits the scaling on the training part of `data` (``"auto"`` means ``"standard"``)."""
         check_choice("scale", scale, SCALES)
         scale = "standard" if scale == "auto" else scale
-        values = _differenced(data.levels[: data.train_end], difference)[int(difference) :]
-        offset, factor = 0.0, 1.0
-        if scale == "standard":
-            offset, factor = float(values.mean()), float(values.std())
-        elif scale == "minmax":
-            offset, factor = float(values.min()), float(values.max() - values.min())
+        with np.errstate(over="ignore", invalid="ignore"):  # overflow is refused below
+            values = _differenced(data.levels[: data.train_end], difference)[int(difference) :]
+            offset, factor = 0.0, 1.0
+            if scale == "standard":
+                offset, factor = float(values.mean()), float(values.std())
+            elif scale == "minmax":
+                offset, factor = float(values.min()), float(values.max() - values.min())
+        if not (np.isfinite(values).all() and math.isfinite(offset) and math.isfinite(factor)):
+            largest = float(np.max(np.abs(data.levels)))
+            raise DataError(
+                "data",
+                f"expected values whose differences and spread a float64 can hold, got values up to "
+                f"{largest:.3g} in size; divide the series by a power of ten first",
+            )
         if not factor > 0:  # a constant training part: shift only
             factor = 1.0
         return cls(difference, scale, offset, factor)
@@ -257,14 +268,29 @@ def load_dataset(config: Config) -> Dataset:
     return split_series(series.values, config.split, config.timesteps, difference, series.dates, series.name)
 
 
+def data_fingerprint(config: Config, data: Dataset) -> dict[str, Any]:
+    """What identifies the data a run trains on: the file, its size, a hash of the values used.
+
+    A resume compares it with the run's, so a changed file is caught even at the same size.
+    """
+    values = np.ascontiguousarray(data.levels, dtype=np.float64)
+    fingerprint: dict[str, Any] = {"values_sha256": hashlib.sha256(values.tobytes()).hexdigest()}
+    if config.data is not None:
+        fingerprint.update(path=str(config.data), size=os.path.getsize(config.data))
+    return fingerprint
+
+
 def has_trend(values: np.ndarray) -> bool:
     """True when a straight line through `values` rises or falls by more than the spread
     around it: a level the model would have to extrapolate, which differencing removes."""
     values = np.asarray(values, dtype=np.float64)
+    if len(values) < 3 or not np.isfinite(values).all():
+        return False  # too few values to tell (the split's check then names the length)
     time = np.arange(len(values))
-    slope, intercept = np.polyfit(time, values, 1)
-    spread = float(np.std(values - (slope * time + intercept)))
-    return bool(abs(slope) * (len(values) - 1) > spread)
+    with np.errstate(over="ignore", invalid="ignore"):  # values near float64's limit: no trend told
+        slope, intercept = np.polyfit(time, values, 1)
+        spread = float(np.std(values - (slope * time + intercept)))
+        return bool(abs(slope) * (len(values) - 1) > spread)
 
 
 def range_warnings(data: Dataset, transform: Transform) -> list[str]:

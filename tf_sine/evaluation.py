@@ -9,6 +9,7 @@ a root mean squared error, and we call it `rmse`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -136,11 +137,18 @@ def baseline_forecasts(
     return forecasts
 
 
-def rollout(model: Any, data: Dataset, transform: Transform, origins: np.ndarray, horizon: int) -> np.ndarray:
+def rollout(
+    model: Any,
+    data: Dataset,
+    transform: Transform,
+    origins: np.ndarray,
+    horizon: int,
+    on_step: Callable[[int, int], None] | None = None,
+) -> np.ndarray:
     """Forecasts `horizon` steps after each origin by feeding predictions back (autoregressive).
 
     The first window ends at `origins` (the last value known); each prediction joins the
-    window for the next step.
+    window for the next step. `on_step(done, horizon)` is called after each step (progress).
 
     Returns:
         float64 array `(len(origins), horizon)` in the series' units.
@@ -154,13 +162,22 @@ def rollout(model: Any, data: Dataset, transform: Transform, origins: np.ndarray
         outputs = predict(model, to_layout(window[:, None, :], layout)).reshape(-1)
         forecast[:, h] = previous = transform.decode(outputs, previous)
         window = np.concatenate([window[:, 1:], outputs[:, None]], axis=1)
+        if on_step is not None:
+            on_step(h + 1, horizon)
     return forecast
 
 
 def horizon_scores(
-    model: Any, data: Dataset, transform: Transform, horizon: int, period: int | None = None
+    model: Any,
+    data: Dataset,
+    transform: Transform,
+    horizon: int,
+    period: int | None = None,
+    on_step: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """RMSE by horizon 1..`horizon` over the test targets, for the model and each baseline.
+
+    `on_step` sees the rollout's progress (`rollout`).
 
     Horizon `h` forecasts every test target from the origin `h` steps before it (rolled out
     from the values known there; an origin may lie before the test part), so every horizon is
@@ -181,7 +198,7 @@ def horizon_scores(
             f"got {horizon}",
         )
     origins = np.arange(test[0] - horizon, test[-1])  # every origin some horizon needs
-    forecasts = {"model": rollout(model, data, transform, origins, horizon)}
+    forecasts = {"model": rollout(model, data, transform, origins, horizon, on_step)}
     forecasts.update(baseline_forecasts(data, origins, horizon, period))
     scores = {}
     for name, values in forecasts.items():

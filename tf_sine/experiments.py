@@ -32,7 +32,6 @@ from tf_sine.config import Config, check_choice, check_positive_int
 from tf_sine.data import adding_problem, sine_windows
 from tf_sine.errors import ConfigError
 from tf_sine.evaluation import evaluate
-from tf_sine.files import atomic_write, write_json
 from tf_sine.models import build_model_from_config
 from tf_sine.training import TrainingDivergedError, TrainingState, batch_order, train
 
@@ -303,16 +302,21 @@ class StudyResult:
             RunError: `folder` is a file or cannot be created.
         """
         from tf_sine import plotting
-        from tf_sine.runs import RunDirectory
+        from tf_sine.owned import OwnedFolder, write_together
+        from tf_sine.runs import DEFAULT_ROOT, default_run_name
 
-        folder = RunDirectory.create(folder, prefix=self.name, argument="out").path
-        written = [write_json(folder / f"{self.name}.json", self.data)]
-        for file_name, draw in STUDIES[self.name][1].items():
-            ax = getattr(plotting, draw)(self.data)
-            written.append(
-                atomic_write(folder / file_name, lambda path, ax=ax: plotting.save_figure(ax, path))
-            )
-        return written
+        figures = {name: getattr(plotting, draw)(self.data) for name, draw in STUDIES[self.name][1].items()}
+        names = [f"{self.name}.json", *figures]
+
+        def build(staging: OwnedFolder) -> None:
+            staging.write_json(names[0], self.data)
+            for file_name, ax in figures.items():
+                staging.write(file_name, lambda path, ax=ax: plotting.save_figure(ax, path))
+
+        if folder is None:
+            folder = Path(DEFAULT_ROOT) / default_run_name(self.name)
+        written = write_together(folder, names, build)
+        return [written.path / name for name in names]
 
 
 def run_study(
@@ -330,13 +334,17 @@ def run_study(
     Returns:
         `(result, files written)`.
     """
-    from tf_sine.runs import RunDirectory
+    from tf_sine.owned import OwnedFolder
+    from tf_sine.runs import DEFAULT_ROOT, default_run_name
 
     function, _ = STUDIES[check_choice("study", name, STUDIES)]
     _check_study_parameters(parameters)
-    folder = RunDirectory.create(out, prefix=name, argument="out").path
+    folder = OwnedFolder(
+        Path(DEFAULT_ROOT) / default_run_name(name) if out is None else out, "out", shared=True
+    )
+    folder.claim().release()  # a folder that cannot be written is refused now, not after the work
     result = StudyResult(name, function(**parameters))
-    return result, result.save(folder)
+    return result, result.save(folder.path)
 
 
 def _check_study_parameters(parameters: dict[str, Any]) -> None:

@@ -21,18 +21,15 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import shutil
-from pathlib import Path
 from typing import Any
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from tf_sine.config import ConfigError
 from tf_sine.data import layout_of
 from tf_sine.dataset import Transform, first_target
-from tf_sine.files import write_json
+from tf_sine.owned import OwnedFolder, write_together
 
 SAVED_MODEL_DIR = "saved_model"
 TFLITE_FILE = "model.tflite"
@@ -58,14 +55,14 @@ def export_model(
         The manifest written to ``export.json``: signatures with their input and output
         names and shapes, and the TFLite file (or why there is none).
 
+    The three are written beside `out` and moved in together once all are complete (see
+    `tf_sine.owned.write_together`): an export that fails or is interrupted leaves `out` as
+    it was.
+
     Raises:
-        ValueError: `out` holds an export and `overwrite` is not set.
+        RunError: `out` holds an export and `overwrite` is not set, holds such files that
+            tf_sine did not write, or cannot be written.
     """
-    out = Path(out)
-    saved_model = out / SAVED_MODEL_DIR
-    if saved_model.exists() and not overwrite:
-        raise ConfigError("out", f"{str(out)!r} already holds an export; pass `overwrite` to replace it")
-    out.mkdir(parents=True, exist_ok=True)
     transform = transform or Transform()
     timesteps, layout = layout_of(model.input_shape)
     window = tuple(model.input_shape[1:])
@@ -83,16 +80,6 @@ def export_model(
         fn=lambda values: {"next_value": _next_value(model, transform, values, timesteps, layout)},
         input_signature=[tf.TensorSpec((None, width), tf.float32, name="values")],
     )
-    # Written beside the old export, then swapped in: a failed export leaves the old one whole.
-    temporary = out / f".{SAVED_MODEL_DIR}.tmp-{os.getpid()}"
-    shutil.rmtree(temporary, ignore_errors=True)
-    try:
-        archive.write_out(str(temporary), verbose=False)
-        shutil.rmtree(saved_model, ignore_errors=True)
-        os.replace(temporary, saved_model)
-    finally:
-        shutil.rmtree(temporary, ignore_errors=True)
-
     manifest: dict[str, Any] = {
         "saved_model": SAVED_MODEL_DIR,
         "signatures": {
@@ -101,8 +88,15 @@ def export_model(
         },
         "transform": transform.to_dict(),
     }
-    manifest["tflite"] = _write_tflite(model, out / TFLITE_FILE)
-    write_json(out / MANIFEST_FILE, manifest)
+
+    def build(staging: OwnedFolder) -> None:
+        archive.write_out(str(staging.path / SAVED_MODEL_DIR), verbose=False)
+        staging.adopt(SAVED_MODEL_DIR)
+        manifest["tflite"] = _write_tflite(model, staging)
+        staging.write_json(MANIFEST_FILE, manifest)
+
+    names = [SAVED_MODEL_DIR, TFLITE_FILE, MANIFEST_FILE]
+    write_together(out, names, build, overwrite=overwrite)
     return manifest
 
 
@@ -121,7 +115,7 @@ def _next_value(model: keras.Model, transform: Transform, values: tf.Tensor, tim
     return tf.cast(output, tf.float32)
 
 
-def _write_tflite(model: keras.Model, path: Path) -> dict[str, Any]:
+def _write_tflite(model: keras.Model, folder: OwnedFolder) -> dict[str, Any]:
     try:
         # The converter saves the model to a temporary SavedModel and lists it on stdout.
         with contextlib.redirect_stdout(io.StringIO()):
@@ -129,7 +123,7 @@ def _write_tflite(model: keras.Model, path: Path) -> dict[str, Any]:
     except Exception as error:  # the converter raises many kinds; the SavedModel stands alone
         text = str(error).strip().splitlines()
         return {"file": None, "reason": text[-1] if text else type(error).__name__}
-    path.write_bytes(flatbuffer)
+    folder.write(TFLITE_FILE, lambda path: path.write_bytes(flatbuffer))
     return {"file": TFLITE_FILE, "ops": "TFLite builtins", "recurrence": "unrolled", "bytes": len(flatbuffer)}
 
 

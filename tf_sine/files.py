@@ -15,20 +15,30 @@ from typing import Any
 
 from tf_sine.errors import ModelError
 
+TEMPORARY_MARK = ".tf_sine-tmp-"
 
-def atomic_write(path: str | os.PathLike, write: Callable[[Path], Any]) -> Path:
+
+def atomic_write(
+    path: str | os.PathLike,
+    write: Callable[[Path], Any],
+    before_rename: Callable[[Path], Any] | None = None,
+) -> Path:
     """Calls `write(temporary_path)`, flushes the file to disk, then renames it to `path`.
 
-    The temporary file sits in the same directory (so the rename is atomic) and keeps the
-    suffix of `path` (Keras and matplotlib pick the format from it). On failure the
-    temporary file is removed and `path` is left as it was.
+    The temporary file sits in the same directory (so the rename is atomic), is named
+    ``.<stem>.tf_sine-tmp-<pid><suffix>`` (so a leftover is known as tf_sine's) and keeps the
+    suffix of `path` (Keras and matplotlib pick the format from it). `before_rename` sees the
+    complete temporary file. On failure the temporary file is removed and `path` is left as
+    it was.
     """
     path = Path(path)
-    temporary = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
+    temporary = path.with_name(f".{path.stem}{TEMPORARY_MARK}{os.getpid()}{path.suffix}")
     try:
         write(temporary)
         with open(temporary, "rb+") as handle:
             os.fsync(handle.fileno())
+        if before_rename is not None:
+            before_rename(temporary)
         os.replace(temporary, path)
     except BaseException:
         temporary.unlink(missing_ok=True)
@@ -51,9 +61,14 @@ def _fsync_directory(directory: Path) -> None:
         os.close(descriptor)
 
 
+def json_text(payload: Any) -> str:
+    """`payload` as indented, sorted, strict JSON (a NaN or infinity is an error, not `NaN`)."""
+    return json.dumps(payload, indent=2, sort_keys=True, allow_nan=False) + "\n"
+
+
 def write_json(path: str | os.PathLike, payload: Any) -> Path:
     """Writes `payload` as indented JSON, atomically."""
-    text = json.dumps(payload, indent=2, sort_keys=True) + "\n"
+    text = json_text(payload)
     return atomic_write(path, lambda temporary: temporary.write_text(text, encoding="utf-8"))
 
 

@@ -23,11 +23,11 @@ import tensorflow as tf
 
 from tf_sine import plotting
 from tf_sine.config import Config, ConfigError
-from tf_sine.dataset import Dataset, Transform, load_dataset, range_warnings, season_of
+from tf_sine.dataset import Dataset, Transform, data_fingerprint, load_dataset, range_warnings, season_of
 from tf_sine.distribute import WorkerLostError, is_chief, make_strategy, weights_fingerprint, worker_name
 from tf_sine.errors import RunError
 from tf_sine.evaluation import score
-from tf_sine.files import atomic_write, load_keras
+from tf_sine.files import load_keras
 from tf_sine.models import build_model_from_config
 from tf_sine.runs import LOSS_PLOT, PREDICTION_PLOT, RunDirectory
 from tf_sine.training import TrainingResult, TrainingState, train
@@ -88,6 +88,7 @@ def run_experiment(
     if tensorboard:
         _require_tensorboard()  # before any work is done
     data = load_dataset(config)  # a bad data file is refused before the run directory exists
+    transform = Transform.for_config(data, config)
     strategy = make_strategy(config.distribute)
     chief = is_chief(strategy)  # only the chief writes the run directory
     if config.distribute == "multi-worker" and run_dir is None:
@@ -95,7 +96,49 @@ def run_experiment(
             "run_dir", "expected a `run_dir` that every worker sees with `distribute` multi-worker"
         )
     run = RunDirectory.create(run_dir, prefix=run_prefix) if chief else RunDirectory(run_dir)
-    transform = Transform.for_config(data, config)
+    try:
+        target = _target(run, overwrite, chief)
+        result = _train_into(target, data, transform, config, strategy, chief, tensorboard, progress, notify)
+        if target is not run and chief:
+            run.commit_replacement()  # the old run stays as it was until the new one is complete
+        result.run = run
+        return result
+    finally:
+        run.release()
+
+
+def _target(run: RunDirectory, overwrite: bool, chief: bool) -> RunDirectory:
+    """Where training writes: `run` itself, or its replacement when `overwrite` meets tf_sine's files."""
+    if run.finished and not overwrite:
+        raise RunError(
+            "run_dir",
+            f"{str(run.path)!r} holds a finished run; "
+            "pass `overwrite` to train it again, or choose another `run_dir`",
+        )
+    if not overwrite or not run.holds_files:
+        return run
+    if not chief:
+        return RunDirectory(run.files.staging_path)
+    replacement = run.replacement()
+    if replacement.finished:  # finished but not moved in when its process stopped: trained again
+        run.files.discard_staging()
+        replacement = run.replacement()
+    return replacement
+
+
+def _train_into(
+    run: RunDirectory,
+    data: Dataset,
+    transform: Transform,
+    config: Config,
+    strategy: Any,
+    chief: bool,
+    tensorboard: bool,
+    progress: bool,
+    notify: Callable[[str], None],
+) -> ExperimentResult:
+    """Trains (or resumes) `config` into `run`, scores it, and writes the plots, then the metrics."""
+    fingerprint = data_fingerprint(config, data)
     for line in range_warnings(data, transform) if chief else ():
         notify(line)
     timesteps, layout = config.timesteps, config.layout
@@ -105,13 +148,14 @@ def run_experiment(
         validation = data.windows(transform, data.val_targets, timesteps, layout)
     # Under a strategy, the model and its optimizer are created (or loaded) in its scope.
     with strategy.scope() if strategy is not None else contextlib.nullcontext():
-        model, state = _resume(run, config, overwrite, notify, chief)
+        model, state = _resume(run, config, fingerprint, notify, chief)
         if model is None:
+            keras.utils.set_random_seed(config.seed)
+            model = build_model_from_config(config)  # before anything is written: it may not fit
             if chief:
                 run.save_config(config)
                 run.save_transform(transform)
-            keras.utils.set_random_seed(config.seed)
-            model = build_model_from_config(config)
+                run.files.set_fact("data", fingerprint)
     writer = tf.summary.create_file_writer(str(run.tensorboard_dir)) if tensorboard and chief else None
     if writer is not None:
         _write_graph(writer, model, train_x[:1])
@@ -147,6 +191,10 @@ def run_experiment(
         return ExperimentResult(run, model, summary, np.empty((0, 1), np.float32), training)
     run.save_model(model)
     run.save_history(training)
+    if writer is not None:
+        writer.close()
+        for events in sorted(run.tensorboard_dir.rglob("events.out.tfevents.*")):
+            run.files.adopt(events.relative_to(run.path).as_posix())
     if strategy is not None:
         # A plain copy to evaluate: Keras's predict under the strategy would wait for every worker.
         model = load_keras(run.model_path)
@@ -181,24 +229,18 @@ def _save_and_discard(model: keras.Model) -> None:
 
 
 def _resume(
-    run: RunDirectory, config: Config, overwrite: bool, notify: Callable[[str], None], chief: bool = True
+    run: RunDirectory,
+    config: Config,
+    fingerprint: dict[str, Any],
+    notify: Callable[[str], None],
+    chief: bool = True,
 ) -> tuple[keras.Model | None, TrainingState]:
     """The model and history to continue from, or `(None, empty)` for a fresh start.
 
     Only the chief changes the run directory; other workers read the same checkpoint.
     """
     fresh = TrainingState()
-    if run.finished and not overwrite:
-        raise RunError(
-            "run_dir",
-            f"{str(run.path)!r} holds a finished run; "
-            "pass `overwrite` to train it again, or choose another `run_dir`",
-        )
-    if run.finished or overwrite:
-        if chief:
-            run.clear()
-        return None, fresh
-    for leftover in run.remove_temporaries() if chief else ():
+    for leftover in run.files.remove_temporaries() if chief else ():
         notify(f"removed {leftover}, a file half-written when the last run was stopped")
     if not run.config_path.is_file() or not run.checkpoints.saved():
         return None, fresh  # nothing worth keeping was written yet
@@ -213,6 +255,7 @@ def _resume(
             f"{str(run.path)!r} holds an unfinished run of another configuration ({changed}); "
             "run the same command to resume it, pass `overwrite`, or choose another `run_dir`",
         )
+    _check_same_data(run, fingerprint)
     restored = run.checkpoints.load_newest(notify)
     if restored is None:
         notify(f"no readable checkpoint in {run.checkpoint_dir}; starting again")
@@ -221,6 +264,22 @@ def _resume(
     step = state["step"]
     notify(f"resuming {run.path} from step {step} of {config.steps} (checkpoint {step:06d})")
     return model, TrainingState.from_history(state, state.get("best_weights"))
+
+
+def _check_same_data(run: RunDirectory, fingerprint: dict[str, Any]) -> None:
+    """Refuses to resume on data other than the run started with."""
+    started = run.files.fact("data")
+    if started is None or started == fingerprint:
+        return  # (a run written before fingerprints existed is trusted)
+    what = [f"{name} {started.get(name)!r} -> {fingerprint.get(name)!r}"
+            for name in ("path", "size") if started.get(name) != fingerprint.get(name)]  # fmt: skip
+    if started.get("values_sha256") != fingerprint.get("values_sha256"):
+        what.append("other values")
+    raise RunError(
+        "data",
+        f"the data changed since the unfinished run in {str(run.path)!r} started ({', '.join(what)}); "
+        "pass `overwrite` to start over on the new data, or restore the old data to resume",
+    )
 
 
 def write_plots(
@@ -232,10 +291,10 @@ def write_plots(
     prediction_ax = plotting.plot_prediction(
         predictions, data.levels[targets], title=f"test RMSE {rmse:.6g}", times=times, name=data.name
     )
-    atomic_write(run.path / PREDICTION_PLOT, lambda path: plotting.save_figure(prediction_ax, path))
+    run.save_plot(PREDICTION_PLOT, prediction_ax)
     loss_ax = plotting.plot_loss(training.steps, training.losses, val_steps=training.val_steps,
                                  val_losses=training.val_losses, best_step=training.best_step)  # fmt: skip
-    atomic_write(run.path / LOSS_PLOT, lambda path: plotting.save_figure(loss_ax, path))
+    run.save_plot(LOSS_PLOT, loss_ax)
 
 
 def _require_tensorboard() -> None:

@@ -14,23 +14,25 @@ Layout of a run directory::
 
 (`tf_sine.checkpoints` describes the checkpoint files.)
 
+    .tf_sine/            the manifest of the files above, the lock, a replacement being built
+                         (`tf_sine.owned`)
+
 Every file is written atomically: to a temporary name in the same directory, flushed to disk,
 then renamed over the final name, so a reader sees the old file or the new one, never half.
-metrics.json marks a finished run; the plots are drawn after it.
+metrics.json marks a finished run; it is written after the plots.
 """
 
 from __future__ import annotations
 
 import datetime as _datetime
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
 from tf_sine.checkpoints import Checkpoints
 from tf_sine.config import Config
-from tf_sine.errors import RunError
-from tf_sine.files import atomic_write, read_json, write_json
+from tf_sine.files import read_json
+from tf_sine.owned import OwnedFolder
 
 MODEL_FILE = "model.keras"
 CONFIG_FILE = "config.json"
@@ -50,33 +52,46 @@ def default_run_name(prefix: str = "run") -> str:
 
 
 class RunDirectory:
-    """Paths and atomic writers for one run directory (see the module docstring)."""
+    """Paths and atomic writers for one run directory (see the module docstring).
 
-    def __init__(self, path: str | os.PathLike):
-        self.path = Path(path)
+    Every file is written through `files` (`tf_sine.owned.OwnedFolder`), which lists it in the
+    run's manifest: only those files are ever replaced or removed.
+    """
+
+    def __init__(self, path: str | os.PathLike, argument: str = "run_dir"):
+        self.files = OwnedFolder(path, argument)  # (refuses "", which Path would read as ".")
+        self.path = self.files.path
 
     @classmethod
     def create(
         cls, path: str | os.PathLike | None = None, prefix: str = "run", argument: str = "run_dir"
     ) -> RunDirectory:
-        """Creates (or reuses) the folder `path`, default a new one under ``runs/``.
+        """Creates (or reopens) the folder `path`, default a new one under ``runs/``, and locks it.
+
+        The lock is held until `release` (or the end of the process).
 
         Raises:
-            RunError: `path` (named `argument` in the message) is a file, or cannot be
-                created or written.
+            RunError: `path` (named `argument` in the message) is empty, a file, a folder
+                holding files tf_sine did not write, cannot be created or written, or is being
+                written by another process.
         """
         if path is None:
             path = Path(DEFAULT_ROOT) / default_run_name(prefix)
-        path = Path(path)
-        if path.exists() and not path.is_dir():
-            raise RunError(argument, f"expected a directory, got the file {str(path)!r}")
-        try:
-            path.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            raise RunError(argument, f"cannot create {str(path)!r}: {error.strerror}") from None
-        if not os.access(path, os.W_OK | os.X_OK):
-            raise RunError(argument, f"expected a writable directory, got {str(path)!r}")
-        return cls(path)
+        run = cls(path, argument)
+        run.files.claim()
+        return run
+
+    def release(self) -> None:
+        """Releases the writer's lock."""
+        self.files.release()
+
+    def replacement(self) -> RunDirectory:
+        """The run that `overwrite` builds beside this one (`commit_replacement` moves it in)."""
+        return RunDirectory(self.files.staging().path, self.files.argument)
+
+    def commit_replacement(self) -> None:
+        """Replaces this run's files by the finished replacement's, as one transaction."""
+        self.files.commit()
 
     @property
     def model_path(self) -> Path:
@@ -101,21 +116,21 @@ class RunDirectory:
     @property
     def checkpoints(self) -> Checkpoints:
         """The run's checkpoints (`tf_sine.checkpoints.Checkpoints`)."""
-        return Checkpoints(self.checkpoint_dir)
+        return Checkpoints(self.files, CHECKPOINT_DIR)
 
     @property
     def tensorboard_dir(self) -> Path:
         return self.path / TENSORBOARD_DIR
 
     def save_config(self, config: Config) -> Path:
-        return write_json(self.config_path, config.to_dict())
+        return self.files.write_json(CONFIG_FILE, config.to_dict())
 
     def load_config(self) -> Config:
         return Config.from_dict(read_json(self.config_path))
 
     def save_transform(self, transform: Any) -> Path:
         """Writes ``scaling.json`` (a `tf_sine.dataset.Transform`)."""
-        return write_json(self.path / SCALING_FILE, transform.to_dict())
+        return self.files.write_json(SCALING_FILE, transform.to_dict())
 
     def load_transform(self) -> Any:
         """The run's `Transform`; the identity for runs written before scaling existed."""
@@ -125,44 +140,31 @@ class RunDirectory:
         return Transform.from_dict(read_json(path)) if path.is_file() else Transform()
 
     def save_metrics(self, metrics: dict[str, Any]) -> Path:
-        return write_json(self.metrics_path, metrics)
+        return self.files.write_json(METRICS_FILE, metrics)
 
     def save_history(self, training: Any) -> Path:
         """Writes ``history.json``: training loss by step and validation loss by step."""
         history = {"step": training.steps, "loss": training.losses}
         if training.val_steps:
             history.update(val_step=training.val_steps, val_loss=training.val_losses)
-        return write_json(self.history_path, history)
+        return self.files.write_json(HISTORY_FILE, history)
 
-    def save_model(self, model: Any, path: str | os.PathLike | None = None) -> Path:
-        """Saves a Keras model (with its optimizer state) atomically, by default as model.keras."""
-        return atomic_write(path or self.model_path, model.save)
+    def save_model(self, model: Any) -> Path:
+        """Saves a Keras model (with its optimizer state) atomically as model.keras."""
+        return self.files.write(MODEL_FILE, model.save)
+
+    def save_plot(self, name: str, ax: Any) -> Path:
+        """Saves a matplotlib figure (`tf_sine.plotting.save_figure`) as `name`."""
+        from tf_sine import plotting
+
+        return self.files.write(name, lambda path: plotting.save_figure(ax, path))
 
     @property
     def finished(self) -> bool:
-        """True once a run has written its metrics: the mark of a completed run."""
+        """True once a run has written its metrics (after its plots): the mark of a completed run."""
         return self.metrics_path.is_file()
 
-    def clear(self) -> None:
-        """Removes everything a run writes here (for ``--overwrite``); other files are left alone."""
-        for name in (
-            MODEL_FILE,
-            CONFIG_FILE,
-            METRICS_FILE,
-            HISTORY_FILE,
-            SCALING_FILE,
-            PREDICTION_PLOT,
-            LOSS_PLOT,
-        ):
-            (self.path / name).unlink(missing_ok=True)
-        for folder in (self.checkpoint_dir, self.tensorboard_dir):
-            if folder.is_dir():
-                shutil.rmtree(folder)
-
-    def remove_temporaries(self) -> list[Path]:
-        """Deletes half-written temporary files that a killed process left behind."""
-        leftovers = [p for folder in (self.path, self.checkpoint_dir) if folder.is_dir()
-                     for p in folder.glob(".*.tmp-*")]  # fmt: skip
-        for leftover in leftovers:
-            leftover.unlink(missing_ok=True)
-        return leftovers
+    @property
+    def holds_files(self) -> bool:
+        """True when tf_sine has written anything here."""
+        return bool(self.files.owned_files())

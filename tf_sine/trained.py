@@ -19,6 +19,7 @@ import dataclasses
 import functools
 import io
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ from tf_sine.data import as_series, layout_of
 from tf_sine.dataset import Dataset, Transform, first_target, load_dataset, season_of
 from tf_sine.errors import ConfigError, DataError, ModelError, RunError
 from tf_sine.files import atomic_write, first_line, load_keras
+from tf_sine.owned import OwnedFolder, write_together
 from tf_sine.runs import (
     CHECKPOINT_DIR,
     CONFIG_FILE,
@@ -73,11 +75,6 @@ class Run:
         """The season of the seasonal-naive baseline: the configured one, else detected."""
         return season_of(self.dataset, self.config.period)
 
-    @property
-    def folder(self) -> Path:
-        """Where the run's own outputs go: its directory, or the current one for a bare file."""
-        return self.directory.path if self.directory is not None else Path(".")
-
     def with_series(
         self,
         data: str | os.PathLike | None = None,
@@ -114,13 +111,16 @@ class Run:
             metrics.update(horizon_scores(self.model, self.dataset, self.transform, horizon, self.period))
         return metrics
 
-    def backtest(self, horizon: int) -> dict[str, Any]:
-        """`horizon_scores` up to `horizon`, or up to the longest horizon the test part allows."""
+    def backtest(self, horizon: int, on_step: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+        """`horizon_scores` up to `horizon`, or up to the longest horizon the test part allows.
+
+        `on_step(done, total)` sees the rollout's progress.
+        """
         from tf_sine.evaluation import horizon_scores, max_horizon
 
         longest = max_horizon(self.model, self.dataset, self.transform)
         shortened = min(check_positive_int("horizon", horizon), longest)
-        return horizon_scores(self.model, self.dataset, self.transform, shortened, self.period)
+        return horizon_scores(self.model, self.dataset, self.transform, shortened, self.period, on_step)
 
     def predict(self, values: Any) -> np.ndarray:
         """The next value after each full window of `values`, in their units.
@@ -143,13 +143,17 @@ class Run:
         data = Dataset(series, empty, empty, empty, len(series))
         return predict_levels(self.model, data, self.transform, np.arange(first, len(series) + 1))
 
-    def forecast(self, horizon: int, origin: int | str = "end") -> Forecast:
+    def forecast(
+        self, horizon: int, origin: int | str = "end", on_step: Callable[[int, int], None] | None = None
+    ) -> Forecast:
         """Continues the series `horizon` steps after `origin`, feeding predictions back.
 
         Args:
-            horizon: steps to forecast.
+            horizon: steps to forecast, at most the series' length (a rollout feeds on its own
+                predictions; further than the history it learned from, it is extrapolation).
             origin: the last known value: ``"end"`` (the series' last), ``"test"`` (just before
                 the test part, so the truth is known), or a 0-based position.
+            on_step: called as `on_step(done, horizon)` after each step (progress).
 
         Returns:
             A `Forecast` with the baselines' forecasts and the truth where it is known.
@@ -158,9 +162,13 @@ class Run:
 
         horizon = check_positive_int("horizon", horizon)
         data = self.dataset
+        if horizon > len(data.levels):
+            raise ConfigError(
+                "horizon", f"expected at most {len(data.levels)} steps (the series' length), got {horizon}"
+            )
         position = self._origin(origin)
         at = np.array([position])
-        values = rollout(self.model, data, self.transform, at, horizon)[0]
+        values = rollout(self.model, data, self.transform, at, horizon, on_step)[0]
         baselines = {name: v[0] for name, v in baseline_forecasts(data, at, horizon, self.period).items()}
         shown = max(4 * horizon, 3 * data.test_targets.size // 2, 50)  # history drawn before it
         history = range(max(position + 1 - shown, 0), position + 1)
@@ -257,6 +265,11 @@ class Forecast:
 
     def to_csv(self, path: str | os.PathLike) -> Path:
         """Writes `time, forecast, <baselines>, truth` (truth empty where unknown), atomically."""
+        text = self.csv_text()
+        return atomic_write(path, lambda temporary: temporary.write_text(text, encoding="utf-8"))
+
+    def csv_text(self) -> str:
+        """The forecast as CSV: `time, forecast, <baselines>, truth` (truth empty where unknown)."""
         table = io.StringIO()
         writer = csv.writer(table, lineterminator="\n")
         writer.writerow(["time", "forecast", *self.baselines, "truth"])
@@ -264,7 +277,7 @@ class Forecast:
             known = f"{self.truth[h]:.9g}" if h < len(self.truth) else ""
             baselines = (f"{values[h]:.9g}" for values in self.baselines.values())
             writer.writerow([time, f"{self.values[h]:.9g}", *baselines, known])
-        return atomic_write(path, lambda temporary: temporary.write_text(table.getvalue(), encoding="utf-8"))
+        return table.getvalue()
 
     def plot(self, ax: Any = None) -> Any:
         """The end of the history, the forecast and the known truth (`tf_sine.plotting`)."""
@@ -275,17 +288,25 @@ class Forecast:
                                       self.truth, ax=ax, title=title)  # fmt: skip
 
     def save(self, folder: str | os.PathLike) -> list[Path]:
-        """Writes ``forecast.csv`` and ``forecast.png`` into `folder` (created if missing).
+        """Writes ``forecast.csv`` and ``forecast.png`` into `folder` (created if missing), both or neither.
+
+        Other files in `folder` stay; an earlier forecast of tf_sine's is replaced.
 
         Raises:
-            RunError: `folder` is a file or cannot be created.
+            RunError: `folder` is a file, cannot be written, is being written by another
+                process, or holds a ``forecast.csv``/``forecast.png`` tf_sine did not write.
         """
         from tf_sine import plotting
 
-        folder = RunDirectory.create(folder, argument="out").path
         ax = self.plot()
-        table = self.to_csv(folder / FORECAST_CSV)
-        return [table, atomic_write(folder / FORECAST_PLOT, lambda path: plotting.save_figure(ax, path))]
+        text = self.csv_text()
+
+        def build(staging: OwnedFolder) -> None:
+            staging.write(FORECAST_CSV, lambda path: path.write_text(text, encoding="utf-8"))
+            staging.write(FORECAST_PLOT, lambda path: plotting.save_figure(ax, path))
+
+        written = write_together(folder, [FORECAST_CSV, FORECAST_PLOT], build)
+        return [written.path / FORECAST_CSV, written.path / FORECAST_PLOT]
 
 
 def _time_text(time: Any) -> str:
@@ -309,17 +330,19 @@ def open_run(path: str | os.PathLike) -> Run:
         RunError: the run's ``config.json`` or ``scaling.json`` cannot be read.
     """
     model_path, directory = _locate(Path(path))
-    model = load_keras(model_path)
     if directory is None:
+        model = load_keras(model_path)
         timesteps, layout = layout_of(model.input_shape)
         return Run(model, model_path, Config(timesteps=timesteps, layout=layout), Transform(), None)
-    try:
-        config, transform = directory.load_config(), directory.load_transform()
-    except (OSError, ValueError, TypeError, KeyError) as error:  # damaged or edited by hand
-        raise RunError(
-            "model", f"the run {str(directory.path)!r} has an unreadable {CONFIG_FILE} or {SCALING_FILE}: "
-            f"{first_line(error)}",
-        ) from None  # fmt: skip
+    with directory.files.reading():  # a run being written is refused, never read half-made
+        model = load_keras(model_path)
+        try:
+            config, transform = directory.load_config(), directory.load_transform()
+        except (OSError, ValueError, TypeError, KeyError) as error:  # damaged or edited by hand
+            raise RunError(
+                "model", f"the run {str(directory.path)!r} has an unreadable {CONFIG_FILE} or "
+                f"{SCALING_FILE}: {first_line(error)}",
+            ) from None  # fmt: skip
     # The windows follow the transform the model was trained with, whatever series comes next.
     return Run(model, model_path, config.replace(difference=transform.difference), transform, directory)
 
@@ -334,6 +357,8 @@ def _locate(path: Path) -> tuple[Path, RunDirectory | None]:
     """The model file `path` names and the run directory it belongs to (None for a bare file)."""
     if path.is_dir():
         if not (path / MODEL_FILE).is_file():
+            with OwnedFolder(path, "model").reading():
+                pass  # a run still being trained is named as such
             raise ModelError(
                 "model",
                 f"expected a .keras file or a run directory holding {MODEL_FILE}, "

@@ -45,6 +45,7 @@ from tf_sine.cli.common import (
     in_flags,
 )
 from tf_sine.errors import RunFailedError, TfSineError
+from tf_sine.files import first_line
 from tf_sine.startup import start_tensorflow
 from tf_sine.threads import apply_plan, plan_for
 
@@ -73,7 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _stop_on_sigterm(received)
     try:
         # Built once, and checked before TensorFlow starts: a bad flag is reported at once.
-        args.config = train_commands.config_from_args(args) if args.command == "train" else None
+        args.config = train_commands.checked_config(args) if args.command == "train" else None
         start_tensorflow()  # quietly (tf_sine.startup)
         apply_plan(plan_for(args.config))  # before TensorFlow runs an op
         return _COMMANDS[args.command](args)
@@ -96,6 +97,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{PROGRAM}: error: {error.strerror or error}{where}", file=sys.stderr)
         return EXIT_FAILED
     except Exception as error:  # anything else is a bug of ours, never a usage error
+        if isinstance(error, MemoryError) or type(error).__name__ == "ResourceExhaustedError":
+            return _out_of_memory(error)
         return _bug(error)
 
 
@@ -114,6 +117,14 @@ def _stop_on_sigterm(received: list[int]) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, handler)
+
+
+def _out_of_memory(error: Exception) -> int:
+    # Python's MemoryError, or TensorFlow's ResourceExhaustedError (which names the tensor's shape).
+    what = first_line(error)[:200] if str(error).strip() else "no size given"
+    print(f"{PROGRAM}: error: out of memory ({what}); try fewer --units or --layers, or a smaller "
+          "--batch-size", file=sys.stderr)  # fmt: skip
+    return EXIT_FAILED
 
 
 def _bug(error: Exception) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+from collections.abc import Callable
 from typing import Any, NoReturn
 
 PROGRAM = "tf-sine"
@@ -43,6 +44,19 @@ class Parser(argparse.ArgumentParser):
 def note(message: str) -> None:
     """Prints one of the library's notes (resuming, a range warning) on stderr."""
     print(f"{PROGRAM}: {in_flags(message)}", file=sys.stderr)
+
+
+def step_notes(what: str, every: float = 0.1, least: int = 200) -> Callable[[int, int], None]:
+    """A progress callback for long loops: one line on stderr each tenth, from `least` steps on."""
+    shown: list[int] = []
+
+    def on_step(done: int, total: int) -> None:
+        tenth = int(done / total / every)
+        if total >= least and done < total and tenth > len(shown):
+            shown.append(done)
+            print(f"{PROGRAM}: {what}: step {done} of {total}", file=sys.stderr)
+
+    return on_step
 
 
 def format_metrics(metrics: dict[str, Any]) -> str:

@@ -12,7 +12,7 @@ import json
 import sys
 from typing import Any
 
-from tf_sine.cli.common import format_baselines, format_metrics
+from tf_sine.cli.common import format_baselines, format_metrics, step_notes
 from tf_sine.config import check_positive_int
 
 
@@ -61,7 +61,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         "start of the test part, so the truth is known) or the 0-based position of the last known value",
     )
     forecast.add_argument(
-        "--out", help="folder for forecast.csv and forecast.png (default: the run directory)"
+        "--out",
+        help="write forecast.csv and forecast.png into this folder (default: print only, write nothing)",
     )
     add_data_flags(forecast, suppress=False)
 
@@ -98,20 +99,24 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _horizon_table(scores: dict[str, Any]) -> str:
-    names = list(scores["baselines_by_horizon"])
-    lines = [f"RMSE by horizon on the {scores['targets']} test targets (rolled out, series units):",
-             f"{'h':>4} {'model':>12} " + " ".join(f"{name:>15}" for name in names)]  # fmt: skip
-    for h, value in enumerate(scores["rmse_by_horizon"]):
+def _horizon_table(scores: dict[str, Any], rows: int = 24) -> str:
+    names, model = list(scores["baselines_by_horizon"]), scores["rmse_by_horizon"]
+    # The first half of the rows horizon by horizon, the rest spread to the longest.
+    half, last = rows // 2, len(model) - 1
+    shown = sorted({*range(min(len(model), half)), *(round(i * last / (half - 1)) for i in range(half))})
+    some = f", {len(shown)} of {len(model)} horizons" if len(shown) < len(model) else ""
+    lines = [f"RMSE by horizon on the {scores['targets']} test targets (rolled out, series units{some}):",
+             f"{'h':>5} {'model':>12} " + " ".join(f"{name:>15}" for name in names)]  # fmt: skip
+    for h in shown:
         row = " ".join(f"{scores['baselines_by_horizon'][name][h]:>15.6g}" for name in names)
-        lines.append(f"{h + 1:>4} {value:>12.6g} {row}")
+        lines.append(f"{h + 1:>5} {model[h]:>12.6g} {row}")
     return "\n".join(lines)
 
 
 def _forecast(args: argparse.Namespace) -> int:
     run = _open(args)
-    forecast = run.forecast(args.horizon, args.origin)
-    written = forecast.save(args.out or run.folder)
+    forecast = run.forecast(args.horizon, args.origin, step_notes("forecast"))
+    written = forecast.save(args.out) if args.out is not None else []
     labels = forecast.labels()
     print(f"forecast of {forecast.horizon} steps after {labels[0]} ({forecast.name}):")
     print(
@@ -122,8 +127,9 @@ def _forecast(args: argparse.Namespace) -> int:
         model = errors.pop("model")
         print(f"against the {len(forecast.truth)} known values: model RMSE {model:.6g}; "
               + format_baselines(errors, forecast.period))  # fmt: skip
-    print(_horizon_table(run.backtest(args.horizon)))
-    print("written: " + ", ".join(map(str, written)))
+    print(_horizon_table(run.backtest(args.horizon, step_notes("scoring by horizon"))))
+    if written:
+        print("written: " + ", ".join(map(str, written)))
     return 0
 
 

@@ -84,8 +84,18 @@ def config_from_args(args: argparse.Namespace) -> Config:
     return get_preset(args.preset).replace(**overrides)
 
 
+def checked_config(args: argparse.Namespace) -> Config:
+    """`config_from_args`, with ``--run-dir`` checked too: what `main` checks before TensorFlow starts."""
+    from tf_sine.owned import OwnedFolder
+
+    config = config_from_args(args)
+    if args.run_dir is not None:
+        OwnedFolder(args.run_dir).check()
+    return config
+
+
 def train(args: argparse.Namespace) -> int:
-    config = args.config  # `config_from_args`, built by `main` before TensorFlow started
+    config = args.config  # `checked_config`, built by `main` before TensorFlow started
     from tf_sine.pipeline import run_experiment
 
     result = run_experiment(

@@ -1,0 +1,267 @@
+"""A run directory is owned, locked and replaced as a transaction (tf_sine.owned)."""
+
+import hashlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import ROOT, TINY, run_cli, write_seasonal_csv
+
+import tf_sine
+from tf_sine.errors import RunError
+from tf_sine.owned import OwnedFolder, write_together
+
+TINY_FLAGS = ["--preset", "tiny", "--units", "4", "--steps", "40", "--checkpoint-every", "20", "--quiet"]
+
+
+def _long_training(steps: int) -> list[str]:
+    """Flags of a training long enough to be caught in the middle."""
+    return [
+        "--layout",
+        "sequence",
+        "--units",
+        "32",
+        "--steps",
+        str(steps),
+        "--checkpoint-every",
+        "100",
+        "--quiet",
+    ]
+
+
+def _tree(folder: Path) -> dict[str, str]:
+    """Every file below `folder` (the lock aside: its PID is rewritten by each writer) -> SHA-256."""
+    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file() and p.name != "lock"}  # fmt: skip
+
+
+def _copy_run(tiny_run, tmp_path: Path) -> Path:
+    copy = tmp_path / "run"
+    shutil.copytree(tiny_run.run.path, copy)
+    return copy
+
+
+def _start(run_dir: Path, *flags: str) -> subprocess.Popen:
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    command = [sys.executable, "-m", "tf_sine", "train", *flags, "--run-dir", str(run_dir)]
+    return subprocess.Popen(
+        command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def _wait_for(condition, process: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        if process.poll() is not None:
+            pytest.fail(f"the process ended first: {process.stderr.read()[-1000:]}")
+        time.sleep(0.02)
+    pytest.fail("timed out")
+
+
+def test_a_second_writer_is_refused_with_the_holders_pid_and_the_lock_dies_with_its_holder(tmp_path):
+    run_dir = tmp_path / "run"
+    flags = _long_training(5000)
+    first = _start(run_dir, *flags)
+    try:
+        _wait_for(lambda: any((run_dir / "checkpoints").glob("step-*.keras")), first)
+        second = run_cli("train", *flags, "--scale", "minmax", "--run-dir", str(run_dir))
+        assert second.returncode == 2 and "Traceback" not in second.stderr
+        (line,) = [line for line in second.stderr.splitlines() if line.startswith("tf-sine")]
+        assert (
+            f"argument --run-dir: {str(run_dir)!r} is being written by another tf_sine process (PID {first.pid})"
+            in line
+        )
+        with pytest.raises(RunError, match=f"PID {first.pid}"):
+            tf_sine.open_run(run_dir)  # a reader is refused too, not shown a half-made run
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    OwnedFolder(run_dir).claim().release()  # the operating system released the dead holder's lock
+    assert tf_sine.RunDirectory(run_dir).load_config().scale != "minmax"  # the second writer changed nothing
+
+
+def test_a_folder_holding_other_files_is_refused_and_left_alone(tmp_path, cli):
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "config.json").write_text('{"my": "settings"}')
+    (folder / "loss.png").write_bytes(b"my plot")
+    before = _tree(folder)
+    status, _, stderr = cli("train", *TINY_FLAGS, "--run-dir", str(folder))
+    assert status == 2 and len(stderr.strip().splitlines()) == 1
+    assert "argument --run-dir: expected an empty folder or one tf_sine wrote" in stderr
+    assert "holds config.json, loss.png" in stderr
+    assert _tree(folder) == before and sorted(p.name for p in folder.iterdir()) == ["config.json", "loss.png"]
+
+
+def test_an_empty_run_dir_is_a_usage_error(cli):
+    status, _, stderr = cli("train", *TINY_FLAGS, "--run-dir", "")
+    assert (
+        status == 2
+        and stderr.strip()
+        == "tf-sine: error: argument --run-dir: expected a directory path, got an empty string"
+    )
+
+
+def test_overwrite_replaces_only_tf_sines_files(tiny_run, tmp_path, cli):
+    run_dir = _copy_run(tiny_run, tmp_path)
+    (run_dir / "notes.txt").write_text("my notes")
+    (run_dir / "tensorboard").mkdir()
+    (run_dir / "tensorboard" / "mine.txt").write_text("my logs")
+    (run_dir / "checkpoints" / "keep.txt").write_text("mine too")
+    old_model = (run_dir / "model.keras").read_bytes()
+    status, _, stderr = cli("train", *TINY_FLAGS, "--seed", "3", "--run-dir", str(run_dir), "--overwrite")
+    assert status == 0, stderr
+    assert (run_dir / "notes.txt").read_text() == "my notes"
+    assert (run_dir / "tensorboard" / "mine.txt").read_text() == "my logs"
+    assert (run_dir / "checkpoints" / "keep.txt").read_text() == "mine too"
+    assert (run_dir / "model.keras").read_bytes() != old_model
+    assert tf_sine.RunDirectory(run_dir).load_config().seed == 3
+    owned = OwnedFolder(run_dir).owned_files()
+    assert "notes.txt" not in owned and "checkpoints/keep.txt" not in owned and "model.keras" in owned
+    # The manifest's hashes are the files' own.
+    assert all(
+        hashlib.sha256((run_dir / name).read_bytes()).hexdigest() == digest for name, digest in owned.items()
+    )
+    assert not (run_dir / ".tf_sine" / "staging").exists()
+
+
+@pytest.mark.parametrize(
+    "flags, status",
+    [(["--seed", "-1"], 2), (["--optimizer", "sgd", "--learning-rate", "1e30"], 1)],
+    ids=["bad seed", "diverged"],
+)
+def test_a_failed_overwrite_leaves_the_old_run_byte_identical(tiny_run, tmp_path, flags, status):
+    run_dir = _copy_run(tiny_run, tmp_path)
+    before = _tree(run_dir)
+    done = run_cli("train", *TINY_FLAGS, *flags, "--run-dir", str(run_dir), "--overwrite")
+    assert done.returncode == status and "Traceback" not in done.stderr
+    after = {
+        name: digest for name, digest in _tree(run_dir).items() if not name.startswith(".tf_sine/staging/")
+    }
+    assert after == before
+
+
+def test_an_interrupted_overwrite_leaves_the_old_run_and_the_same_command_finishes_it(tiny_run, tmp_path):
+    run_dir = _copy_run(tiny_run, tmp_path)
+    before = _tree(run_dir)
+    flags = _long_training(2000)
+    process = _start(run_dir, *flags, "--overwrite")
+    staging = run_dir / ".tf_sine" / "staging" / "checkpoints"
+    _wait_for(lambda: any(staging.glob("step-*.keras")), process)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert {n: d for n, d in _tree(run_dir).items() if not n.startswith(".tf_sine/staging/")} == before
+    assert tf_sine.open_run(run_dir).config.steps == TINY.steps  # readers still see the old run
+    done = run_cli("train", *flags, "--run-dir", str(run_dir), "--overwrite")
+    assert done.returncode == 0, done.stderr
+    assert "resuming" in done.stderr and "staging" in done.stderr
+    assert tf_sine.open_run(run_dir).config.steps == 2000 and not (run_dir / ".tf_sine" / "staging").exists()
+
+
+def test_a_replacement_cut_short_while_moving_in_is_finished_by_the_next_writer(tmp_path):
+    folder = OwnedFolder(tmp_path / "out", "out").claim()
+    folder.write("a.txt", lambda path: path.write_text("old a"))
+    folder.write("b.txt", lambda path: path.write_text("old b"))
+    staging = folder.staging()
+    staging.write("a.txt", lambda path: path.write_text("new a"))
+    # What a process killed right after marking the commit leaves.
+    (folder.path / ".tf_sine" / "commit").write_text('{"names": null}')
+    folder.release()
+    reading = OwnedFolder(folder.path, "out").reading()
+    with pytest.raises(RunError, match="was being moved in when its process stopped"), reading:
+        pass
+    OwnedFolder(folder.path, "out").claim().release()
+    assert (folder.path / "a.txt").read_text() == "new a" and not (folder.path / "b.txt").exists()
+    assert OwnedFolder(folder.path).owned_files().keys() == {"a.txt"}
+
+
+def test_results_written_together_are_all_or_none(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "forecast.csv").write_text("the user's")
+
+    def build(staging: OwnedFolder) -> None:
+        staging.write("forecast.csv", lambda path: path.write_text("ours"))
+
+    with pytest.raises(RunError, match=r"forecast\.csv' exists and tf_sine did not write it"):
+        write_together(out, ["forecast.csv"], build)
+    assert (out / "forecast.csv").read_text() == "the user's"
+
+    good = tmp_path / "good"
+
+    def half(staging: OwnedFolder) -> None:
+        staging.write("a.csv", lambda path: path.write_text("new"))
+        raise OSError(28, "No space left on device")
+
+    write_together(
+        good, ["a.csv"], lambda staging: staging.write("a.csv", lambda path: path.write_text("old"))
+    )
+    with pytest.raises(OSError):
+        write_together(good, ["a.csv"], half)
+    assert (good / "a.csv").read_text() == "old" and not (good / ".tf_sine" / "staging").exists()
+
+
+def test_a_resume_on_changed_data_is_refused_and_overwrite_starts_over(tmp_path, cli):
+    csv = write_seasonal_csv(tmp_path / "series.csv")
+    run_dir = tmp_path / "run"
+    flags = ["--data", str(csv), *TINY_FLAGS]
+    assert cli("train", *flags, "--run-dir", str(run_dir))[0] == 0
+    # An unfinished run: checkpoints and configuration, no metrics (what a kill leaves).
+    OwnedFolder(run_dir).claim().remove("metrics.json")
+    OwnedFolder(run_dir).release()
+    lines = csv.read_text().splitlines()
+    scaled = [lines[0]] + [f"{d},{float(v) * 10:.6f}" for d, v in (line.split(",") for line in lines[1:])]
+    csv.write_text("\n".join(scaled) + "\n")
+    status, _, stderr = cli("train", *flags, "--run-dir", str(run_dir))
+    assert status == 2 and len(stderr.strip().splitlines()) == 1
+    assert "argument --data: the data changed since the unfinished run" in stderr and "other values" in stderr
+    assert "pass --overwrite to start over" in stderr
+    status, _, stderr = cli("train", *flags, "--run-dir", str(run_dir), "--overwrite")
+    assert status == 0, stderr
+    run = tf_sine.open_run(run_dir)
+    metrics = tf_sine.RunDirectory(run_dir).metrics_path.read_text()
+    assert f'"rmse": {run.evaluate()["rmse"]}' in metrics  # training and evaluation agree
+
+
+def test_reading_a_run_writes_nothing(tiny_run, tmp_path, cli):
+    run_dir = _copy_run(tiny_run, tmp_path)
+    before = {p: p.stat().st_mtime_ns for p in run_dir.rglob("*")}
+    hashes = _tree(run_dir)
+    for path in run_dir.rglob("*"):
+        path.chmod(0o555 if path.is_dir() else 0o444)
+    run_dir.chmod(0o555)
+    try:
+        for command in (["evaluate", "--horizon", "3"], ["forecast", "--horizon", "3"]):
+            status, stdout, stderr = cli(command[0], "--model", str(run_dir), *command[1:])
+            assert status == 0, stderr
+            assert "written" not in stdout
+        assert np.isfinite(tf_sine.open_run(run_dir).evaluate()["rmse"])
+    finally:
+        for path in [run_dir, *run_dir.rglob("*")]:
+            path.chmod(0o755 if path.is_dir() else 0o644)
+    assert {p: p.stat().st_mtime_ns for p in run_dir.rglob("*")} == before and _tree(run_dir) == hashes
+
+
+def test_a_study_or_forecast_folder_keeps_the_users_files(tiny_run, tmp_path, cli):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    status, stdout, stderr = cli(
+        "forecast", "--model", str(tiny_run.run.path), "--horizon", "3", "--out", str(out)
+    )
+    assert status == 0, stderr and "written" in stdout
+    first = (out / "forecast.csv").read_text()
+    status, _, stderr = cli(
+        "forecast", "--model", str(tiny_run.run.path), "--horizon", "5", "--out", str(out)
+    )
+    assert status == 0, stderr
+    assert (out / "forecast.csv").read_text() != first and (out / "notes.txt").read_text() == "mine"
+    assert OwnedFolder(out).owned_files().keys() == {"forecast.csv", "forecast.png"}
