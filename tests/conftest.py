@@ -1,6 +1,7 @@
 """Shared fixtures: tiny configurations and one trained tiny run reused by several tests."""
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -68,6 +69,15 @@ def expected_kernel(cell: str = "lstm") -> str:
     if native_expected():
         return f"native_{cell}"
     return "fused_lstm" if cell == "lstm" else "keras"
+
+
+def default_sigint() -> None:
+    """For `subprocess.Popen(preexec_fn=...)`: the child answers Ctrl-C as a terminal's would.
+
+    A suite started in the background (`nohup`, `&`) ignores SIGINT, children inherit that, and
+    Python then leaves Ctrl-C ignored: a test that sends SIGINT resets it first.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def run_cli(*args: str, stdin: str | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:

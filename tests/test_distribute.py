@@ -3,6 +3,7 @@
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -11,7 +12,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-from conftest import ROOT, run_cli
+from conftest import ROOT, default_sigint, run_cli
 
 from tf_sine.distribute import local_tf_configs
 
@@ -123,3 +124,47 @@ def test_local_tf_configs_name_one_cluster_of_distinct_ports():
     assert [config["task"] for config in configs] == [{"type": "worker", "index": i} for i in range(3)]
     workers = configs[0]["cluster"]["worker"]
     assert all(config["cluster"]["worker"] == workers for config in configs) and len(set(workers)) == 3
+
+
+def _lonely_worker(run_dir: Path, *flags: str) -> tuple[subprocess.Popen, str]:
+    """Worker 0 of a cluster of two whose worker 1 never starts."""
+    tf_config = local_tf_configs(2)[0]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", TF_CONFIG=tf_config)
+    command = [sys.executable, "-m", "tf_sine", "train", "--distribute", "multi-worker",
+               "--run-dir", str(run_dir), *FLAGS, *flags]  # fmt: skip
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, preexec_fn=default_sigint)  # fmt: skip
+    return process, json.loads(tf_config)["cluster"]["worker"][0]
+
+
+def test_a_worker_whose_peer_never_starts_gives_up_with_one_line(tmp_path):
+    process, _ = _lonely_worker(tmp_path / "run", "--peer-timeout", "6")
+    _, stderr = _finish(process, timeout=120)
+    assert process.returncode == 1 and "Traceback" not in stderr
+    lines = [line for line in stderr.splitlines() if line.startswith("tf-sine")]
+    assert lines[0].startswith("tf-sine: waiting for worker 1 (127.0.0.1:") and lines[0].endswith("5 s of 6")
+    assert lines[-1].startswith("tf-sine: error: no answer from worker 1 (127.0.0.1:")
+    assert (
+        "within 6 s; start every worker that TF_CONFIG lists, or allow longer with --peer-timeout"
+        in lines[-1]
+    )
+    assert not (tmp_path / "run").exists()  # nothing was written
+
+
+@pytest.mark.parametrize(("signum", "status", "word"), [(signal.SIGTERM, 143, "terminated"),
+                                                        (signal.SIGINT, 130, "interrupted")])  # fmt: skip
+def test_a_waiting_worker_stops_at_once_on_sigterm_and_ctrl_c(tmp_path, signum, status, word):
+    process, address = _lonely_worker(tmp_path / "run")
+    host, port = address.rsplit(":", 1)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:  # its listener: it is waiting
+        try:
+            socket.create_connection((host, int(port)), timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.1)
+    process.send_signal(signum)
+    sent = time.monotonic()
+    _, stderr = _finish(process, timeout=60)
+    assert time.monotonic() - sent < 10  # seconds, not the minute of the peer timeout
+    assert process.returncode == status and f"tf-sine: {word}" in stderr and "Traceback" not in stderr

@@ -1,6 +1,7 @@
 """A run directory is owned, locked and replaced as a transaction (tf_sine.owned)."""
 
 import hashlib
+import json
 import os
 import shutil
 import signal
@@ -14,7 +15,7 @@ import pytest
 from conftest import ROOT, TINY, run_cli, write_seasonal_csv
 
 import tf_sine
-from tf_sine.errors import RunError
+from tf_sine.errors import RunError, RunFailedError
 from tf_sine.owned import OwnedFolder, write_together
 
 TINY_FLAGS = ["--preset", "tiny", "--units", "4", "--steps", "40", "--checkpoint-every", "20", "--quiet"]
@@ -204,7 +205,7 @@ def test_results_written_together_are_all_or_none(tmp_path):
     write_together(
         good, ["a.csv"], lambda staging: staging.write("a.csv", lambda path: path.write_text("old"))
     )
-    with pytest.raises(OSError):
+    with pytest.raises(RunFailedError, match="no space left on the device of"):
         write_together(good, ["a.csv"], half)
     assert (good / "a.csv").read_text() == "old" and not (good / ".tf_sine" / "staging").exists()
 
@@ -248,6 +249,11 @@ def test_reading_a_run_writes_nothing(tiny_run, tmp_path, cli):
         for path in [run_dir, *run_dir.rglob("*")]:
             path.chmod(0o755 if path.is_dir() else 0o644)
     assert {p: p.stat().st_mtime_ns for p in run_dir.rglob("*")} == before and _tree(run_dir) == hashes
+    status, stdout, stderr = cli(
+        "evaluate", "--model", str(run_dir), "--json", "--out", str(tmp_path / "scores")
+    )
+    assert status == 0, stderr  # writing scores is asked for explicitly, into a folder of one's choice
+    assert json.loads((tmp_path / "scores" / "evaluation.json").read_text()) == json.loads(stdout)
 
 
 def test_a_study_or_forecast_folder_keeps_the_users_files(tiny_run, tmp_path, cli):
@@ -265,3 +271,61 @@ def test_a_study_or_forecast_folder_keeps_the_users_files(tiny_run, tmp_path, cl
     assert status == 0, stderr
     assert (out / "forecast.csv").read_text() != first and (out / "notes.txt").read_text() == "mine"
     assert OwnedFolder(out).owned_files().keys() == {"forecast.csv", "forecast.png"}
+
+
+FULL_DISK = """
+set -u
+mount -t tmpfs -o size=80k tmpfs "$1"
+"$3" -m tf_sine train --preset tiny --quiet --run-dir "$1/run" 2> "$2/first.err"; echo $? > "$2/first.status"
+mount -o remount,size=20m "$1"
+"$3" -m tf_sine train --preset tiny --quiet --run-dir "$1/run" 2> "$2/second.err"; echo $? > "$2/second.status"
+ls -A "$1/run" > "$2/files"
+"""
+
+
+def _can_mount_a_tmpfs() -> bool:
+    if shutil.which("unshare") is None:
+        return False
+    return subprocess.run(["unshare", "-rm", "true"], capture_output=True).returncode == 0
+
+
+@pytest.mark.skipif(
+    not _can_mount_a_tmpfs(), reason="no user and mount namespaces here (unshare -rm) for a small tmpfs"
+)
+def test_a_full_disk_is_one_line_and_the_same_command_resumes_once_there_is_space(tmp_path):
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    command = ["unshare", "-rm", "sh", "-c", FULL_DISK, "full-disk", str(disk), str(tmp_path), sys.executable]
+    subprocess.run(command, cwd=ROOT, env=env, check=True, timeout=300)
+    first = (tmp_path / "first.err").read_text()
+    assert (tmp_path / "first.status").read_text().strip() == "1" and "Traceback" not in first
+    (line,) = [line for line in first.splitlines() if line.startswith("tf-sine")]
+    assert (
+        line.startswith(f"tf-sine: error: no space left on the device of '{disk}/run' (")
+        and "MiB free" in line
+    )
+    second = (tmp_path / "second.err").read_text()
+    assert (tmp_path / "second.status").read_text().strip() == "0", second
+    assert "resuming" in second and "metrics.json" in (tmp_path / "files").read_text().split()
+
+
+def test_an_export_killed_midway_leaves_the_earlier_export_whole(tiny_run, tmp_path, cli):
+    out = tmp_path / "export"
+    status, _, stderr = cli("export", "--model", str(tiny_run.run.path), "--out", str(out))
+    assert status == 0, stderr
+    before = _tree(out)
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    command = [sys.executable, "-m", "tf_sine", "export", "--model", str(tiny_run.run.path), "--out", str(out),
+               "--overwrite"]  # fmt: skip
+    process = subprocess.Popen(
+        command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    _wait_for(lambda: (out / ".tf_sine" / "staging" / "saved_model").exists(), process)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert {n: d for n, d in _tree(out).items() if not n.startswith(".tf_sine/staging/")} == before
+    status, _, stderr = cli("export", "--model", str(tiny_run.run.path), "--out", str(out), "--overwrite")
+    assert status == 0, stderr
+    assert not (out / ".tf_sine" / "staging").exists() and (out / "export.json").is_file()
+    assert set(OwnedFolder(out).owned_files()) == {n for n in _tree(out) if not n.startswith(".tf_sine/")}

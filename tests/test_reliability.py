@@ -12,7 +12,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-from conftest import ROOT, run_cli, write_seasonal_csv
+from conftest import ROOT, default_sigint, run_cli, write_seasonal_csv
 
 # Long enough to be killed in the middle (about 2 s of training on the native kernels, 3 with
 # checkpoints), small enough for CI.
@@ -22,7 +22,8 @@ FLAGS = ["--layout", "sequence", "--units", "48", "--steps", "2500", "--checkpoi
 def _start(run_dir: Path, flags: list[str] = FLAGS) -> subprocess.Popen:
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     return subprocess.Popen([sys.executable, "-m", "tf_sine", "train", *flags, "--run-dir", str(run_dir)],
-                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=default_sigint)  # fmt: skip
 
 
 def _wait_for_checkpoints(run_dir: Path, count: int, process: subprocess.Popen, timeout: float = 120) -> None:

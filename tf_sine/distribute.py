@@ -22,11 +22,13 @@ import hashlib
 import json
 import os
 import socket
+import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from tf_sine.config import DISTRIBUTIONS, ConfigError, check_choice
+from tf_sine.config import DISTRIBUTIONS, ConfigError, check_choice, check_positive_float
 from tf_sine.errors import RunFailedError
 
 if TYPE_CHECKING:  # TensorFlow is imported when a strategy is made, not by local_tf_configs
@@ -43,24 +45,100 @@ class WorkerLostError(RunFailedError):
         )
 
 
-def make_strategy(name: str) -> tf.distribute.Strategy | None:
+PEER_TIMEOUT = 60.0  # seconds a worker waits for the others before it gives up
+_WAIT_NOTE_EVERY = 5.0
+
+
+class PeersMissingError(RunFailedError):
+    """Another worker did not answer within the time allowed."""
+
+
+def make_strategy(
+    name: str, peer_timeout: float = PEER_TIMEOUT, notify: Callable[[str], None] | None = None
+) -> tf.distribute.Strategy | None:
     """The strategy for `name` (one of `DISTRIBUTIONS`), or None for ``"none"``.
 
+    With ``multi-worker`` it first waits, up to `peer_timeout` seconds, until every other worker
+    answers (`wait_for_peers`): TensorFlow's own start-up would wait for them forever, deaf to
+    SIGTERM and Ctrl-C.
+
     Raises:
-        ValueError: ``multi-worker`` without a usable ``TF_CONFIG``.
+        ValueError: ``multi-worker`` without a usable ``TF_CONFIG``, or a bad `peer_timeout`.
+        PeersMissingError: a worker did not answer in time.
     """
     check_choice("distribute", name, DISTRIBUTIONS)
+    check_positive_float("peer_timeout", peer_timeout)
     if name == "none":
         return None
     import tensorflow as tf
 
     if name == "mirrored":
         return tf.distribute.MirroredStrategy()
-    _check_tf_config()
+    workers, index = _check_tf_config()
+    wait_for_peers(workers, index, peer_timeout, notify)
     return tf.distribute.MultiWorkerMirroredStrategy()
 
 
-def _check_tf_config() -> None:
+def wait_for_peers(
+    workers: list[str], index: int, timeout: float, notify: Callable[[str], None] | None = None
+) -> None:
+    """Waits until every worker but `index` accepts a connection at its ``host:port``.
+
+    This worker listens on its own address meanwhile (without accepting: the kernel completes a
+    peer's connection), so workers started in any order find each other; it closes before
+    TensorFlow's server takes the port. Plain Python sleeps: SIGTERM and Ctrl-C stop it at once.
+
+    Raises:
+        PeersMissingError: some worker did not answer within `timeout` seconds.
+    """
+    listener = _listen(workers[index])
+    try:
+        missing = [i for i in range(len(workers)) if i != index]
+        start = time.monotonic()
+        next_note = start + _WAIT_NOTE_EVERY
+        while missing:
+            missing = [i for i in missing if not _answers(workers[i])]
+            waited = time.monotonic() - start
+            names = ", ".join(f"worker {i} ({workers[i]})" for i in missing)
+            if missing and waited >= timeout:
+                raise PeersMissingError(
+                    f"no answer from {names} within {timeout:g} s; start every worker that TF_CONFIG "
+                    "lists, or allow longer with `peer_timeout`"
+                )
+            if missing and notify is not None and time.monotonic() >= next_note:
+                notify(f"waiting for {names}: {waited:.0f} s of {timeout:g}")
+                next_note += _WAIT_NOTE_EVERY
+            if missing:
+                time.sleep(0.2)
+    finally:
+        if listener is not None:
+            listener.close()
+
+
+def _listen(address: str) -> socket.socket | None:
+    host, port = address.rsplit(":", 1)
+    listener = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind(("" if host in ("localhost", "0.0.0.0") else host.strip("[]"), int(port)))
+        listener.listen(64)
+    except OSError:  # the address is not this machine's as written, or TensorFlow holds it
+        listener.close()
+        return None
+    return listener
+
+
+def _answers(address: str) -> bool:
+    host, port = address.rsplit(":", 1)
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=1.0):
+            return True
+    except OSError:
+        return False
+
+
+def _check_tf_config() -> tuple[list[str], int]:
+    """The workers' addresses in ``TF_CONFIG`` and this task's index among them."""
     text = os.environ.get("TF_CONFIG")
     if not text:
         raise ConfigError(
@@ -78,6 +156,14 @@ def _check_tf_config() -> None:
         ) from None
     if not isinstance(workers, list) or not workers:
         raise ConfigError("distribute", f"expected a list of workers in TF_CONFIG, got {workers!r}")
+    # A chief task, if any, is one more member; the workers' list is what this process waits for.
+    members = [*config["cluster"].get("chief", []), *workers]
+    index = int(task["index"]) + (len(config["cluster"].get("chief", [])) if task["type"] == "worker" else 0)
+    if not 0 <= index < len(members):
+        raise ConfigError(
+            "distribute", f"expected a task index within the cluster in TF_CONFIG, got {text!r}"
+        )
+    return members, index
 
 
 def is_chief(strategy: tf.distribute.Strategy | None) -> bool:

@@ -33,7 +33,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from tf_sine.errors import RunError
+from tf_sine.errors import RunError, RunFailedError
 from tf_sine.files import TEMPORARY_MARK, atomic_write, json_text, read_json, write_json
 
 BOOKKEEPING = ".tf_sine"
@@ -336,6 +336,24 @@ class OwnedFolder:
         mark.unlink(missing_ok=True)
 
 
+@contextmanager
+def disk_full_named(folder: Path) -> Iterator[None]:
+    """Turns a full disk (``ENOSPC``) while writing `folder` into one `RunFailedError` line."""
+    try:
+        yield
+    except OSError as error:
+        if error.errno != errno.ENOSPC:
+            raise
+        try:
+            free = f"{shutil.disk_usage(folder).free / 2**20:.3g} MiB free"
+        except OSError:
+            free = "free space unknown"
+        raise RunFailedError(
+            f"no space left on the device of {str(folder)!r} ({free}); nothing half-written is "
+            "kept: free some space and run the same command again"
+        ) from None
+
+
 def _remove_empty_parents(path: Path, root: Path) -> None:
     parent = path.parent
     while parent != root and parent.is_dir() and not any(parent.iterdir()):
@@ -372,7 +390,8 @@ def write_together(
             if (folder.path / name).exists() and name not in earlier:
                 folder._writable(name)  # refuses a file of the user's
         try:
-            build(folder.staging())
+            with disk_full_named(folder.path):
+                build(folder.staging())
         except BaseException:
             folder.discard_staging()  # a result cut short is not kept
             raise

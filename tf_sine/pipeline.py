@@ -24,11 +24,19 @@ import tensorflow as tf
 from tf_sine import plotting
 from tf_sine.config import Config, ConfigError
 from tf_sine.dataset import Dataset, Transform, data_fingerprint, load_dataset, range_warnings, season_of
-from tf_sine.distribute import WorkerLostError, is_chief, make_strategy, weights_fingerprint, worker_name
+from tf_sine.distribute import (
+    PEER_TIMEOUT,
+    WorkerLostError,
+    is_chief,
+    make_strategy,
+    weights_fingerprint,
+    worker_name,
+)
 from tf_sine.errors import RunError
 from tf_sine.evaluation import score
 from tf_sine.files import load_keras
 from tf_sine.models import build_model_from_config
+from tf_sine.owned import disk_full_named
 from tf_sine.runs import LOSS_PLOT, PREDICTION_PLOT, RunDirectory
 from tf_sine.training import TrainingResult, TrainingState, train
 
@@ -53,6 +61,7 @@ def run_experiment(
     run_prefix: str = "run",
     overwrite: bool = False,
     notify: Callable[[str], None] | None = None,
+    peer_timeout: float = PEER_TIMEOUT,
 ) -> ExperimentResult:
     """Trains `config` on its series (the source's sine by default) and writes a run directory.
 
@@ -70,7 +79,10 @@ def run_experiment(
         run_prefix: the name prefix of a default run directory.
         overwrite: replace a finished run in `run_dir` (or an unfinished one of another
             configuration) instead of refusing.
-        notify: receives one-line messages (resuming, unreadable checkpoints).
+        notify: receives one-line messages (resuming, unreadable checkpoints, waiting for
+            other workers).
+        peer_timeout: with `distribute` multi-worker, the seconds to wait for the other
+            workers before giving up (`tf_sine.distribute.wait_for_peers`).
 
     Returns:
         An `ExperimentResult`; `metrics` holds `rmse`, `mse`, `mae` on the test part (in the
@@ -89,7 +101,7 @@ def run_experiment(
         _require_tensorboard()  # before any work is done
     data = load_dataset(config)  # a bad data file is refused before the run directory exists
     transform = Transform.for_config(data, config)
-    strategy = make_strategy(config.distribute)
+    strategy = make_strategy(config.distribute, peer_timeout, notify)
     chief = is_chief(strategy)  # only the chief writes the run directory
     if config.distribute == "multi-worker" and run_dir is None:
         raise RunError(
@@ -98,9 +110,12 @@ def run_experiment(
     run = RunDirectory.create(run_dir, prefix=run_prefix) if chief else RunDirectory(run_dir)
     try:
         target = _target(run, overwrite, chief)
-        result = _train_into(target, data, transform, config, strategy, chief, tensorboard, progress, notify)
-        if target is not run and chief:
-            run.commit_replacement()  # the old run stays as it was until the new one is complete
+        with disk_full_named(run.path):  # resumable: the same command continues once there is space
+            result = _train_into(
+                target, data, transform, config, strategy, chief, tensorboard, progress, notify
+            )
+            if target is not run and chief:
+                run.commit_replacement()  # the old run stays as it was until the new one is complete
         result.run = run
         return result
     finally:

@@ -41,6 +41,7 @@ from tf_sine.runs import (
 )
 
 FORECAST_CSV = "forecast.csv"
+EVALUATION_FILE = "evaluation.json"
 FORECAST_PLOT = "forecast.png"
 
 
@@ -93,10 +94,15 @@ class Run:
         changes = {name: value for name, value in changes.items() if value is not None}
         return dataclasses.replace(self, config=self.config.replace(**changes)) if changes else self
 
-    def evaluate(self, horizon: int | None = None) -> dict[str, Any]:
+    def evaluate(self, horizon: int | None = None, out: str | os.PathLike | None = None) -> dict[str, Any]:
         """One-step scores on the test part beside the baselines', and by horizon 1..`horizon`.
 
-        Reads only: the run's ``metrics.json`` is training's record and is left as it is.
+        Reads only, unless `out` is given: the run's ``metrics.json`` is training's record and
+        is left as it is, so a run on read-only storage can be evaluated.
+
+        Args:
+            horizon: also score rolled-out forecasts 1..`horizon` steps ahead.
+            out: a folder to write the scores to, as ``evaluation.json``.
 
         Returns:
             `tf_sine.evaluation.score`'s metrics, with `horizon_scores`' entries when `horizon`
@@ -109,6 +115,10 @@ class Run:
         metrics, _ = score(self.model, self.dataset, self.transform, self.period)
         if horizon is not None:
             metrics.update(horizon_scores(self.model, self.dataset, self.transform, horizon, self.period))
+        if out is not None:
+            write_together(
+                out, [EVALUATION_FILE], lambda staging: staging.write_json(EVALUATION_FILE, metrics)
+            )
         return metrics
 
     def backtest(self, horizon: int, on_step: Callable[[int, int], None] | None = None) -> dict[str, Any]:

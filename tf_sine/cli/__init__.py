@@ -22,10 +22,8 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import signal
 import sys
-import traceback
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -43,9 +41,11 @@ from tf_sine.cli.common import (
     Parser,
     flag_for,
     in_flags,
+    report_bug,
+    report_out_of_memory,
+    show_warning,
 )
 from tf_sine.errors import RunFailedError, TfSineError
-from tf_sine.files import first_line
 from tf_sine.startup import start_tensorflow
 from tf_sine.threads import apply_plan, plan_for
 
@@ -69,7 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # TensorFlow's Python warnings (e.g. retracing notes when many models predict) are not ours.
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
     args = build_parser().parse_args(argv)
-    warnings.showwarning = _show_warning
+    warnings.showwarning = show_warning
     received: list[int] = []
     _stop_on_sigterm(received)
     try:
@@ -98,15 +98,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILED
     except Exception as error:  # anything else is a bug of ours, never a usage error
         if isinstance(error, MemoryError) or type(error).__name__ == "ResourceExhaustedError":
-            return _out_of_memory(error)
-        return _bug(error)
-
-
-def _show_warning(message: Warning | str, category: type[Warning], *_: Any, **__: Any) -> None:
-    """Warnings as one line each: ``tf-sine: warning: ...`` (tf_sine's) or ``Category: ...``."""
-    text = in_flags(str(message).removeprefix("tf_sine: "))
-    origin = "" if str(message).startswith("tf_sine: ") else f"{category.__name__}: "
-    print(f"{PROGRAM}: warning: {origin}{text}", file=sys.stderr)
+            return report_out_of_memory(error)
+        return report_bug(error)
 
 
 def _stop_on_sigterm(received: list[int]) -> None:
@@ -117,25 +110,6 @@ def _stop_on_sigterm(received: list[int]) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, handler)
-
-
-def _out_of_memory(error: Exception) -> int:
-    # Python's MemoryError, or TensorFlow's ResourceExhaustedError (which names the tensor's shape).
-    what = first_line(error)[:200] if str(error).strip() else "no size given"
-    print(f"{PROGRAM}: error: out of memory ({what}); try fewer --units or --layers, or a smaller "
-          "--batch-size", file=sys.stderr)  # fmt: skip
-    return EXIT_FAILED
-
-
-def _bug(error: Exception) -> int:
-    """Reports an unexpected exception as what it is: a bug in tf_sine (exit status 1)."""
-    if os.environ.get("TF_SINE_DEBUG", "").strip() not in ("", "0"):
-        traceback.print_exception(error)
-    text = str(error).strip().splitlines()
-    detail = f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
-    print(f"{PROGRAM}: internal error, a bug in tf_sine and not a mistake in the command ({detail}); "
-          "TF_SINE_DEBUG=1 shows the traceback", file=sys.stderr)  # fmt: skip
-    return EXIT_FAILED
 
 
 _MODULES = (train_commands, series_commands, export_commands, study_commands)

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
+import traceback
 from collections.abc import Callable
 from typing import Any, NoReturn
+
+from tf_sine.files import first_line
 
 PROGRAM = "tf-sine"
 EXIT_USAGE = 2
@@ -41,6 +45,13 @@ class Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{PROGRAM}: error: {message} (see {self.prog} --help)\n")
 
 
+def show_warning(message: Warning | str, category: type[Warning], *_: Any, **__: Any) -> None:
+    """Warnings as one line each: ``tf-sine: warning: ...`` (tf_sine's) or ``Category: ...``."""
+    text = in_flags(str(message).removeprefix("tf_sine: "))
+    origin = "" if str(message).startswith("tf_sine: ") else f"{category.__name__}: "
+    print(f"{PROGRAM}: warning: {origin}{text}", file=sys.stderr)
+
+
 def note(message: str) -> None:
     """Prints one of the library's notes (resuming, a range warning) on stderr."""
     print(f"{PROGRAM}: {in_flags(message)}", file=sys.stderr)
@@ -57,6 +68,26 @@ def step_notes(what: str, every: float = 0.1, least: int = 200) -> Callable[[int
             print(f"{PROGRAM}: {what}: step {done} of {total}", file=sys.stderr)
 
     return on_step
+
+
+def report_out_of_memory(error: Exception) -> int:
+    """One line for running out of memory (exit status 1)."""
+    # Python's MemoryError, or TensorFlow's ResourceExhaustedError (which names the tensor's shape).
+    what = first_line(error)[:200] if str(error).strip() else "no size given"
+    print(f"{PROGRAM}: error: out of memory ({what}); try fewer --units or --layers, or a smaller "
+          "--batch-size", file=sys.stderr)  # fmt: skip
+    return EXIT_FAILED
+
+
+def report_bug(error: Exception) -> int:
+    """Reports an unexpected exception as what it is: a bug in tf_sine (exit status 1)."""
+    if os.environ.get("TF_SINE_DEBUG", "").strip() not in ("", "0"):
+        traceback.print_exception(error)
+    text = str(error).strip().splitlines()
+    detail = f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
+    print(f"{PROGRAM}: internal error, a bug in tf_sine and not a mistake in the command ({detail}); "
+          "TF_SINE_DEBUG=1 shows the traceback", file=sys.stderr)  # fmt: skip
+    return EXIT_FAILED
 
 
 def format_metrics(metrics: dict[str, Any]) -> str:
@@ -81,3 +112,18 @@ def format_baselines(baselines: dict[str, float], period: int | None) -> str:
         shown.append("no seasonal naive (no season found; give --period)" if not period
                      else f"no seasonal naive (the history is shorter than the period {period})")  # fmt: skip
     return ", ".join(shown)
+
+
+def format_horizon_table(scores: dict[str, Any], rows: int = 24) -> str:
+    """RMSE by horizon, the model beside the baselines: at most `rows` rows, spread to the longest."""
+    names, model = list(scores["baselines_by_horizon"]), scores["rmse_by_horizon"]
+    # The first half of the rows horizon by horizon, the rest spread to the longest.
+    half, last = rows // 2, len(model) - 1
+    shown = sorted({*range(min(len(model), half)), *(round(i * last / (half - 1)) for i in range(half))})
+    some = f", {len(shown)} of {len(model)} horizons" if len(shown) < len(model) else ""
+    lines = [f"RMSE by horizon on the {scores['targets']} test targets (rolled out, series units{some}):",
+             f"{'h':>5} {'model':>12} " + " ".join(f"{name:>15}" for name in names)]  # fmt: skip
+    for h in shown:
+        row = " ".join(f"{scores['baselines_by_horizon'][name][h]:>15.6g}" for name in names)
+        lines.append(f"{h + 1:>5} {model[h]:>12.6g} {row}")
+    return "\n".join(lines)

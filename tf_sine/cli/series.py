@@ -12,7 +12,7 @@ import json
 import sys
 from typing import Any
 
-from tf_sine.cli.common import format_baselines, format_metrics, step_notes
+from tf_sine.cli.common import format_baselines, format_horizon_table, format_metrics, step_notes
 from tf_sine.config import check_positive_int
 
 
@@ -49,6 +49,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--model", required=True, help="a .keras file or a run directory")
     evaluate.add_argument("--horizon", type=int, help="also score forecasts 1..H steps ahead (rolled out)")
     evaluate.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    evaluate.add_argument(
+        "--out", help="also write evaluation.json into this folder (default: write nothing)"
+    )
     add_data_flags(evaluate, suppress=False)
 
     forecast = commands.add_parser("forecast", help="continue a series H steps ahead (autoregressive)")
@@ -89,28 +92,14 @@ def _open(args: argparse.Namespace) -> Any:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    metrics = _open(args).evaluate(args.horizon)
+    metrics = _open(args).evaluate(args.horizon, out=args.out)
     if args.json:
         print(json.dumps(metrics))
         return 0
     print(format_metrics(metrics))
     if args.horizon is not None:
-        print(_horizon_table(metrics))
+        print(format_horizon_table(metrics))
     return 0
-
-
-def _horizon_table(scores: dict[str, Any], rows: int = 24) -> str:
-    names, model = list(scores["baselines_by_horizon"]), scores["rmse_by_horizon"]
-    # The first half of the rows horizon by horizon, the rest spread to the longest.
-    half, last = rows // 2, len(model) - 1
-    shown = sorted({*range(min(len(model), half)), *(round(i * last / (half - 1)) for i in range(half))})
-    some = f", {len(shown)} of {len(model)} horizons" if len(shown) < len(model) else ""
-    lines = [f"RMSE by horizon on the {scores['targets']} test targets (rolled out, series units{some}):",
-             f"{'h':>5} {'model':>12} " + " ".join(f"{name:>15}" for name in names)]  # fmt: skip
-    for h in shown:
-        row = " ".join(f"{scores['baselines_by_horizon'][name][h]:>15.6g}" for name in names)
-        lines.append(f"{h + 1:>5} {model[h]:>12.6g} {row}")
-    return "\n".join(lines)
 
 
 def _forecast(args: argparse.Namespace) -> int:
@@ -127,7 +116,7 @@ def _forecast(args: argparse.Namespace) -> int:
         model = errors.pop("model")
         print(f"against the {len(forecast.truth)} known values: model RMSE {model:.6g}; "
               + format_baselines(errors, forecast.period))  # fmt: skip
-    print(_horizon_table(run.backtest(args.horizon, step_notes("scoring by horizon"))))
+    print(format_horizon_table(run.backtest(args.horizon, step_notes("scoring by horizon"))))
     if written:
         print("written: " + ", ".join(map(str, written)))
     return 0

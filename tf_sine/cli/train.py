@@ -18,6 +18,7 @@ from tf_sine.config import (
     Config,
     get_preset,
 )
+from tf_sine.distribute import PEER_TIMEOUT
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -31,6 +32,10 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         help="replace a finished run in --run-dir (an unfinished one is resumed)",
     )
     train.add_argument("--tensorboard", action="store_true", help="also write TensorBoard logs")
+    train.add_argument(
+        "--peer-timeout", type=float, default=PEER_TIMEOUT,
+        help=f"multi-worker: seconds to wait for the other workers (default {PEER_TIMEOUT:g})",
+    )  # fmt: skip
     train.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -100,7 +105,7 @@ def train(args: argparse.Namespace) -> int:
 
     result = run_experiment(
         config, args.run_dir, tensorboard=args.tensorboard, progress=not args.quiet,
-        run_prefix=args.preset, overwrite=args.overwrite, notify=note,
+        run_prefix=args.preset, overwrite=args.overwrite, notify=note, peer_timeout=args.peer_timeout,
     )  # fmt: skip
     metrics = result.metrics
     if "worker" in metrics:
