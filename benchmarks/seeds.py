@@ -1,12 +1,13 @@
 """Accuracy and training time of presets over several seeds, as a Markdown table.
 
-    python benchmarks/seeds.py --presets legacy sequence --seeds 5 [--engine fast]
+    python benchmarks/seeds.py --presets legacy sequence --seeds 5 [--engines fast] [--steps 3000 6000]
 
 Each run is a full `tf_sine.run_experiment` in a temporary run directory. Prints one row per
-preset and engine: median and range of the test RMSE, median `train_seconds`.
+preset, engine and step count: median and range of the test RMSE, median `train_seconds`.
 """
 
 import argparse
+import itertools
 import json
 import os
 import statistics
@@ -23,18 +24,20 @@ def main() -> None:
     parser.add_argument("--presets", nargs="+", default=["legacy"], choices=tuple(PRESETS))
     parser.add_argument("--engines", nargs="+", default=["fast"], choices=tuple(ENGINES))
     parser.add_argument("--seeds", type=int, default=5)
-    parser.add_argument("--steps", type=int, help="override the presets' step count")
+    parser.add_argument("--steps", type=int, nargs="+", help="step counts instead of the presets' own")
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as scratch:
         for preset in args.presets:
-            for engine in args.engines:
+            for engine, steps in itertools.product(args.engines, args.steps or [None]):
                 config = get_preset(preset).replace(engine=engine)
-                if args.steps:
-                    config = config.replace(steps=args.steps)
+                if steps:
+                    config = config.replace(steps=steps)
                 runs = [
                     run_experiment(
-                        config.replace(seed=seed), f"{scratch}/{preset}-{engine}-{seed}", progress=False
+                        config.replace(seed=seed),
+                        f"{scratch}/{preset}-{engine}-{steps}-{seed}",
+                        progress=False,
                     ).metrics
                     for seed in range(args.seeds)
                 ]

@@ -44,7 +44,7 @@ CASES = [
     Case("optimizer", ["--optimizer", "lion"], "argument --optimizer: invalid choice: 'lion'",
          lambda p: tf_sine.build_model(optimizer="lion"), ValueError, "optimizer: expected one of 'adagrad'"),
     Case("preset", ["--preset", "huge"], "argument --preset: invalid choice: 'huge'",
-         lambda p: tf_sine.get_preset("huge"), ValueError, "preset: expected one of 'legacy', 'sequence', 'tiny', got 'huge'"),
+         lambda p: tf_sine.get_preset("huge"), ValueError, "preset: expected one of 'legacy', 'legacy-exact', 'sequence', 'tiny', got 'huge'"),
     Case("layout", ["--layout", "nchw"], "argument --layout: invalid choice: 'nchw'",
          lambda p: tf_sine.generate_data(np.arange(20.0), layout="nchw"), ValueError, "layout: expected one of 'legacy', 'sequence', got 'nchw'"),
     Case("steps", ["--steps", "0"], "argument --steps: expected a positive integer, got 0",

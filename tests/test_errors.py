@@ -148,3 +148,26 @@ def test_library_messages_name_arguments_and_the_cli_shows_flags(tiny_run, cli, 
     status, _, stderr = cli("train", "--preset", "tiny", "--run-dir", str(tiny_run.run.path))
     assert status == 2 and "pass --overwrite to train it again, or choose another --run-dir" in stderr
     assert "`" not in stderr
+
+
+def _tensorflows_out_of_memory() -> Exception:
+    import tensorflow as tf
+
+    try:
+        tf.zeros([2**40, 2**12])  # 16 PiB: refused by the allocator at once
+    except tf.errors.ResourceExhaustedError as error:
+        return error
+    pytest.fail("TensorFlow allocated 16 PiB")
+
+
+@pytest.mark.parametrize("make", [_tensorflows_out_of_memory, MemoryError], ids=["tensorflow", "python"])
+def test_running_out_of_memory_is_one_line_not_a_bug(cli, monkeypatch, tmp_path, make):
+    _fail_with(monkeypatch, make())
+    status, _, stderr = cli(
+        "train", "--units", "4", "--steps", "2", "--quiet", "--run-dir", str(tmp_path / "r")
+    )
+    assert status == 1 and len(stderr.splitlines()) == 1, stderr
+    assert stderr.startswith("tf-sine: error: out of memory (") and "internal error" not in stderr
+    assert "try fewer --units or --layers, or a smaller --batch-size" in stderr
+    if make is not MemoryError:
+        assert "shape[1099511627776,4096]" in stderr  # TensorFlow's message names what did not fit

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import tf_sine
-from tf_sine.training import TrainingDivergedError, batch_order, train
+from tf_sine.training import TrainingDivergedError, batch_order, datafeeder_order, train
 
 
 def test_each_pass_is_a_permutation_and_order_is_resumable():
@@ -161,3 +161,83 @@ def test_terminate_on_nan_stops_instead_of_raising():
     with pytest.raises(TypeError,
                        match=r"callbacks: expected keras\.callbacks\.Callback objects, got builtin"):  # fmt: skip
         train(model, x, y, steps=1, progress=False, callbacks=[print])
+
+
+class _DataFeeder:
+    """TF 0.12's contrib.learn DataFeeder as its source reads (learn_io/data_feeder.py): a
+    RandomState(42) permutation, sliced in order, a short last slice, then the next permutation."""
+
+    def __init__(self, n: int, batch_size: int):
+        self.n, self.batch_size = n, batch_size
+        self.random_state = np.random.RandomState(42)
+        self.indices, self.offset = self.random_state.permutation(n), 0
+
+    def next_batch(self) -> np.ndarray:
+        end = min(self.n, self.offset + self.batch_size)
+        batch = self.indices[self.offset : end]
+        self.offset += self.batch_size
+        if self.offset >= self.n:
+            self.indices, self.offset = self.random_state.permutation(self.n), 0
+        return batch
+
+
+def test_the_datafeeder_order_is_tf_012s_with_a_short_batch_at_each_pass_end():
+    feeder = _DataFeeder(9989, 32)
+    expected = [feeder.next_batch() for _ in range(1000)]
+    indices, sizes = datafeeder_order(9989, 32, 0, 1000)
+    assert [int(s) for s in np.flatnonzero(sizes < 32) + 1] == [313, 626, 939]  # every 313th step
+    assert set(sizes[sizes < 32].tolist()) == {9989 - 312 * 32} == {5}
+    for row, batch in enumerate(expected):
+        np.testing.assert_array_equal(indices[row, : sizes[row]], batch)
+    later, later_sizes = datafeeder_order(9989, 32, 600, 1000)  # a resumed call: the same rows
+    np.testing.assert_array_equal(later, indices[600:])
+    np.testing.assert_array_equal(later_sizes, sizes[600:])
+
+
+@pytest.mark.parametrize("engine", ["fast", "fit"])
+def test_datafeeder_batches_train_as_keras_does_on_the_same_batches(engine):
+    model, x, y = _tiny()
+    reference = keras.models.clone_model(model)
+    reference.set_weights(model.get_weights())
+    reference.compile(optimizer=keras.optimizers.Adagrad(0.1), loss="mse")
+    feeder = _DataFeeder(len(x), 64)  # 392 windows: 6 full batches and one of 8 per pass
+    for _ in range(15):
+        batch = feeder.next_batch()
+        reference.train_on_batch(x[batch], y[batch])
+    result = train(model, x, y, steps=15, batch_size=64, engine=engine, batches="datafeeder", progress=False)
+    assert result.final_step == 15
+    for trained, expected in zip(model.get_weights(), reference.get_weights(), strict=True):
+        np.testing.assert_allclose(trained, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_the_datafeeder_order_restarts_where_the_feeder_started():
+    model, x, y = _tiny()
+    train(model, x, y, steps=5, batch_size=64, batches="datafeeder", progress=False)
+    twice = keras.models.clone_model(model)
+    twice.set_weights(model.get_weights())
+    twice.compile(optimizer=keras.optimizers.Adagrad(0.1), loss="mse")
+    twice.optimizer.build(twice.trainable_variables)
+    for mine, theirs in zip(twice.optimizer.variables, model.optimizer.variables, strict=True):
+        mine.assign(theirs)
+    train(model, x, y, steps=8, batch_size=64, batches="datafeeder", feed_start=5, progress=False)
+    feeder = _DataFeeder(len(x), 64)  # a new fit call: the feeder's first batches again
+    for _ in range(3):
+        batch = feeder.next_batch()
+        twice.train_on_batch(x[batch], y[batch])
+    for trained, expected in zip(model.get_weights(), twice.get_weights(), strict=True):
+        np.testing.assert_allclose(trained, expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(("cell", "layout"), [("lstm", "legacy"), ("gru", "sequence")])
+def test_uniform_unit_scaling_draws_within_tf_012s_limits(cell, layout):
+    model = tf_sine.build_model(cell=cell, layout=layout, units=30, initializer="uniform_unit_scaling")
+    inputs = 10 if layout == "legacy" else 1
+    for index, width in enumerate([inputs, 30]):
+        layer = model.get_layer(f"{cell}_{index}")
+        limit = np.sqrt(3.0 / (width + 30))  # TF 0.12: sqrt(3 / fan_in) of the joint [x, h] matrix
+        for weights in (layer.cell.kernel.numpy(), layer.cell.recurrent_kernel.numpy()):
+            assert np.abs(weights).max() <= limit and np.abs(weights).max() > 0.9 * limit
+    glorot = (
+        tf_sine.build_model(cell=cell, layout=layout, units=30).get_layer(f"{cell}_0").cell.kernel.numpy()
+    )
+    assert np.abs(glorot).max() < np.sqrt(3.0 / (inputs + 30))  # Keras's default is narrower

@@ -41,6 +41,21 @@ LAYOUTS: dict[str, str] = {
     "sequence": "(N, timesteps, 1): `timesteps` time steps of one value, the usual RNN layout",
 }
 
+# How the recurrent layers' weights start (the Dense head is Glorot-uniform either way, as
+# contrib's fully_connected was).
+INITIALIZERS: dict[str, str] = {
+    "keras": "Keras's defaults: Glorot-uniform input kernel, orthogonal recurrent kernel",
+    "uniform_unit_scaling": "TF 0.12's default for BasicLSTMCell's joint matrix: uniform within "
+    "sqrt(3 / (inputs + units)), input and recurrent kernels alike",
+}
+
+# The order the training windows are drawn in (see `tf_sine.training`).
+BATCH_ORDERS: dict[str, str] = {
+    "passes": "a seeded permutation per pass over the windows; every batch full",
+    "datafeeder": "TF 0.12 contrib.learn's DataFeeder: RandomState(42) permutations whatever the "
+    "seed, sequential slices, a partial batch at each epoch's end",
+}
+
 # Training engines (see `tf_sine.training`).
 ENGINES: dict[str, str] = {
     "fast": "many optimizer steps per compiled call, batches gathered inside the graph",
@@ -148,6 +163,7 @@ def validate_model_options(
     timesteps: int,
     layout: str,
     features: int = 1,
+    initializer: str = "keras",
 ) -> None:
     """Checks the model factory's arguments; raises `ConfigError` on the first bad one.
 
@@ -176,6 +192,7 @@ def validate_model_options(
     check_positive_int("timesteps", timesteps)
     check_choice("layout", layout, LAYOUTS)
     check_positive_int("features", features)
+    check_choice("initializer", initializer, INITIALIZERS)
     if features > 1 and layout != "sequence":
         raise ConfigError(
             "features", f"expected 1 with the legacy layout (one step of the window), got {features}"
@@ -246,11 +263,13 @@ class Config:
     global_clipnorm: float | None = None  # clip all gradients jointly (contrib's clip_gradients)
     timesteps: int = 10  # TIMESTEPS: values in one input window
     features: int = 1  # values per time step (sequence layout only; the sine has 1)
+    initializer: str = "keras"  # one of INITIALIZERS
     layout: str = "legacy"  # one of LAYOUTS
     # --- training ---
     steps: int = 3000  # TRAINING_STEPS: optimizer steps, as the Estimator counted them
     batch_size: int = 32  # BATCH_SIZE
-    seed: int = 0  # seeds weights, dropout and the data order
+    seed: int = 0  # seeds weights, dropout and the data order ("passes")
+    batches: str = "passes"  # one of BATCH_ORDERS
     checkpoint_every: int = 500  # steps between checkpoints in the run directory
     engine: str = "fast"  # one of ENGINES
     distribute: str = "none"  # one of DISTRIBUTIONS; batch_size is the global batch
@@ -272,6 +291,12 @@ class Config:
             raise ConfigError("seed", f"expected an integer from 0 to 2**32 - 1, got {self.seed}")
         check_positive_int("checkpoint_every", self.checkpoint_every)
         check_choice("engine", self.engine, ENGINES)
+        check_choice("batches", self.batches, BATCH_ORDERS)
+        if self.batches == "datafeeder" and self.distribute != "none":
+            raise ConfigError(
+                "batches", f"expected 'passes' with `distribute` {self.distribute} (a partial batch "
+                "cannot be shared evenly by the replicas), got 'datafeeder'",
+            )  # fmt: skip
         check_choice("distribute", self.distribute, DISTRIBUTIONS)
         if self.distribute != "none" and self.engine != "fast":
             raise ConfigError(
@@ -346,6 +371,11 @@ PRESETS: dict[str, Preset] = {
     "legacy": Preset(
         "the source script: 2 x LSTM(30), Adagrad 0.1, batch 32, 3000 steps, (N, 1, 10) windows",
         Config(),
+    ),
+    "legacy-exact": Preset(
+        "the source script as TF 0.12 ran it: its initialiser and DataFeeder batches, a partial "
+        "batch every 313th step",
+        Config(initializer="uniform_unit_scaling", batches="datafeeder"),
     ),
     "sequence": Preset(
         "the source's model fed (N, 10, 1) windows: ten time steps of one value",

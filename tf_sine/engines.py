@@ -14,6 +14,7 @@ optimizer and loss, so the model saved is the same plain Keras model whichever r
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from typing import Protocol
 
 import keras
@@ -37,8 +38,13 @@ class Engine(Protocol):
     kernel: str
     shards: int
 
-    def __call__(self, batches: np.ndarray) -> np.ndarray:
+    def __call__(self, batches: np.ndarray, sizes: np.ndarray | None = None) -> np.ndarray:
         """Runs one step per row of `batches` (int32 `(steps, batch_size)` window indices).
+
+        Args:
+            batches: the window indices of each step.
+            sizes: int32 `(steps,)`: how many of each row's indices are real (the rest pad a
+                short batch); None when every batch is full.
 
         Returns:
             float32 losses: `(steps,)`, or `(1,)` for a mean over the chunk.
@@ -89,24 +95,57 @@ class FastEngine:
         self.run_chunk = tf.function(
             self._run_chunk, input_signature=[tf.TensorSpec([None, batch_size], tf.int32)], autograph=False
         )
+        # Traced on first use only: short batches are TF 0.12's DataFeeder order alone.
+        self.run_short_chunk = tf.function(
+            self._run_short_chunk,
+            input_signature=[tf.TensorSpec([None, batch_size], tf.int32), tf.TensorSpec([None], tf.int32)],
+            autograph=False,
+        )
 
-    def __call__(self, batches: np.ndarray) -> np.ndarray:
-        return self.run_chunk(batches).numpy()
+    def __call__(self, batches: np.ndarray, sizes: np.ndarray | None = None) -> np.ndarray:
+        if sizes is None:
+            return self.run_chunk(batches).numpy()
+        return self.run_short_chunk(batches, sizes).numpy()
 
     def _update(self, indices: tf.Tensor) -> tf.Tensor:
         """One replica's step on `indices`; returns its share of the global mean loss."""
         xb, yb = tf.gather(self.x, indices), tf.gather(self.y, indices)
-        with tf.GradientTape() as tape:
+
+        def loss() -> tf.Tensor:
             # Each replica's mean weighs 1/replicas of the global mean: the optimizer sums the
             # replicas' gradients, which then equal the gradient of the global mean.
-            loss = self.loss(yb, self.forward(xb))
-            if self.replicas > 1:
-                loss = loss / self.replicas
-        grads = tape.gradient(loss, self.variables)
+            mean = self.loss(yb, self.forward(xb))
+            return mean / self.replicas if self.replicas > 1 else mean
+
+        return self._descend(loss)
+
+    def _descend(self, loss: Callable[[], tf.Tensor]) -> tf.Tensor:
+        """One optimizer update along the gradient of `loss()`; returns the loss."""
+        with tf.GradientTape() as tape:
+            value = loss()
+        grads = tape.gradient(value, self.variables)
         # A variable the loss does not reach gets a zero gradient, as in Keras's own step.
         grads = [tf.zeros_like(v) if g is None else g for g, v in zip(grads, self.variables, strict=True)]
         self.model.optimizer.apply(grads, self.variables)
-        return loss
+        return value
+
+    def _short_update(self, indices: tf.Tensor, size: tf.Tensor) -> tf.Tensor:
+        """A step on the first `size` of `indices`: the rest pad a short batch, weighed 0.
+
+        The loss is the mean squared error over the real windows only (the model's loss, MSE,
+        is what the weighting is written for; the batch keeps its shape for the fused kernels).
+        """
+        xb, yb = tf.gather(self.x, indices), tf.gather(self.y, indices)
+        weights = tf.cast(tf.range(tf.shape(indices)[0]) < size, tf.float32)
+
+        def loss() -> tf.Tensor:
+            errors = tf.reduce_mean(tf.math.squared_difference(self.forward(xb), yb), axis=-1)
+            return tf.reduce_sum(errors * weights) / tf.reduce_sum(weights)
+
+        return self._descend(loss)
+
+    def _run_short_chunk(self, batches: tf.Tensor, sizes: tf.Tensor) -> tf.Tensor:
+        return _loop(tf.shape(batches)[0], lambda index: self._short_update(batches[index], sizes[index]))
 
     def _replica_update(self, batch: tf.Tensor) -> tf.Tensor:
         replica = tf.distribute.get_replica_context().replica_id_in_sync_group
@@ -120,15 +159,19 @@ class FastEngine:
         return tf.add_n(list(local)) * (self.replicas / len(local))
 
     def _run_chunk(self, batches: tf.Tensor) -> tf.Tensor:
-        count = tf.shape(batches)[0]
+        return _loop(tf.shape(batches)[0], lambda index: self.step_update(batches[index]))
 
-        def step(index: tf.Tensor, losses: tf.TensorArray) -> tuple[tf.Tensor, tf.TensorArray]:
-            return index + 1, losses.write(index, self.step_update(batches[index]))
 
-        _, losses = tf.while_loop(
-            lambda index, _: index < count, step, (tf.constant(0), tf.TensorArray(tf.float32, size=count))
-        )
-        return losses.stack()
+def _loop(count: tf.Tensor, update: Callable[[tf.Tensor], tf.Tensor]) -> tf.Tensor:
+    """`update(i)` for i in 0..count-1 in a graph `tf.while_loop`; the stacked losses `(count,)`."""
+
+    def step(index: tf.Tensor, losses: tf.TensorArray) -> tuple[tf.Tensor, tf.TensorArray]:
+        return index + 1, losses.write(index, update(index))
+
+    _, losses = tf.while_loop(
+        lambda index, _: index < count, step, (tf.constant(0), tf.TensorArray(tf.float32, size=count))
+    )
+    return losses.stack()
 
 
 def _lean_loss(loss: object) -> object:
@@ -162,8 +205,22 @@ class FitEngine:
     ):
         self.model, self.x, self.y, self.batch_size = model, x, y, batch_size
 
-    def __call__(self, batches: np.ndarray) -> np.ndarray:
-        flat = batches.reshape(-1)
+    def __call__(self, batches: np.ndarray, sizes: np.ndarray | None = None) -> np.ndarray:
+        if sizes is None or (sizes == self.batch_size).all():
+            return self._fit(batches.reshape(-1))
+        # A short batch ends a call of fit: fit slices its input `batch_size` at a time.
+        losses, counts, first = [], [], 0
+        for last in [*np.flatnonzero(sizes < self.batch_size), len(batches) - 1]:
+            if last >= first:
+                rows = range(first, last + 1)
+                flat = np.concatenate([batches[row, : sizes[row]] for row in rows])
+                losses.append(self._fit(flat)[0])
+                counts.append(len(rows))
+            first = last + 1
+        return np.asarray([np.average(losses, weights=counts)], dtype=np.float32)
+
+    def _fit(self, flat: np.ndarray) -> np.ndarray:
+        """`fit` over the windows `flat`, in order, `batch_size` at a time; their mean loss, `(1,)`."""
         history = self.model.fit(
             self.x[flat], self.y[flat], batch_size=self.batch_size, epochs=1, shuffle=False, verbose=0
         )

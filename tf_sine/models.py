@@ -12,6 +12,8 @@ plain `keras.models.load_model`, without tf_sine installed.
 
 from __future__ import annotations
 
+import math
+
 import keras
 
 from tf_sine.config import CELLS, OPTIMIZERS, Config, validate_model_options
@@ -34,6 +36,7 @@ def build_model(
     timesteps: int = 10,
     layout: str = "legacy",
     features: int = 1,
+    initializer: str = "keras",
 ) -> keras.Model:
     """Builds and compiles the source's network, or any stacked variant of it.
 
@@ -62,6 +65,9 @@ def build_model(
         layout: ``"legacy"`` takes inputs `(batch, 1, timesteps)`; ``"sequence"`` takes
             `(batch, timesteps, features)`.
         features: values per time step (sequence layout only).
+        initializer: how the recurrent weights start, a name in
+            `tf_sine.config.INITIALIZERS`: ``"keras"`` (Keras's defaults) or
+            ``"uniform_unit_scaling"`` (TF 0.12's for the source's cells).
 
     Returns:
         A compiled `keras.Sequential` mapping `(batch, *window_shape)` to `(batch, 1)`, with
@@ -87,18 +93,22 @@ def build_model(
         timesteps=timesteps,
         layout=layout,
         features=features,
+        initializer=initializer,
     )
     # Layers.
     layer_class = getattr(keras.layers, CELLS[cell])
     model = keras.Sequential(name=f"{cell}_{num_layers}x{units}")
     model.add(keras.Input(shape=window_shape(timesteps, layout, features), name="window"))
+    directions = 2 if bidirectional else 1
     for index in range(num_layers):
+        inputs = (timesteps if layout == "legacy" else features) if index == 0 else units * directions
         recurrent = layer_class(
             units,
             return_sequences=index < num_layers - 1,
             dropout=dropout,
             recurrent_dropout=recurrent_dropout,
             name=f"{cell}_{index}",
+            **_initializers(initializer, inputs, units),
         )
         if bidirectional:
             recurrent = keras.layers.Bidirectional(recurrent, name=f"bidirectional_{index}")
@@ -118,6 +128,21 @@ def build_model(
         metrics=[keras.metrics.RootMeanSquaredError(name="rmse")],
     )
     return model
+
+
+def _initializers(name: str, inputs: int, units: int) -> dict[str, keras.initializers.Initializer]:
+    """The kernel initialisers of one recurrent layer (none given: Keras's defaults)."""
+    if name == "keras":
+        return {}
+    # TF 0.12's variable_scope gave get_variable without an initializer
+    # uniform_unit_scaling_initializer(): uniform within sqrt(3 / fan_in), where fan_in is the
+    # joint matrix's first dimension, inputs + units (the cell concatenated [x, h]). Both kernels
+    # are slices of that one matrix, so both draw from the same range.
+    limit = math.sqrt(3.0 / (inputs + units))
+    return {
+        "kernel_initializer": keras.initializers.RandomUniform(-limit, limit),
+        "recurrent_initializer": keras.initializers.RandomUniform(-limit, limit),
+    }
 
 
 def build_model_from_config(config: Config) -> keras.Model:

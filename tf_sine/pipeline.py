@@ -184,7 +184,7 @@ def _train_into(
     try:
         training = train(
             model, train_x, train_y, steps=config.steps, batch_size=config.batch_size, seed=config.seed,
-            engine=config.engine, checkpoint_every=config.checkpoint_every,
+            engine=config.engine, batches=config.batches, checkpoint_every=config.checkpoint_every,
             on_checkpoint=checkpoint, progress=progress and chief, summary_writer=writer,
             resume=state, validation=validation, validate_every=config.validate_every,
             patience=config.patience, strategy=strategy,

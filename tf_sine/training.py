@@ -31,7 +31,15 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tf_sine.config import ENGINES, ConfigError, ConfigTypeError, check_choice, check_int, check_positive_int
+from tf_sine.config import (
+    BATCH_ORDERS,
+    ENGINES,
+    ConfigError,
+    ConfigTypeError,
+    check_choice,
+    check_int,
+    check_positive_int,
+)
 from tf_sine.engines import ENGINES as ENGINE_CLASSES
 from tf_sine.errors import RunFailedError
 from tf_sine.kernels import default_kernel, training_device
@@ -150,6 +158,32 @@ class TrainingResult:
     train_seconds = property(lambda self: self.state.train_seconds)
 
 
+def datafeeder_order(
+    n: int, batch_size: int, start_step: int, stop_step: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The batches TF 0.12's contrib.learn `DataFeeder` fed for steps `start_step + 1 .. stop_step`.
+
+    The feeder (made anew by every `fit` call, so its steps count from that call) drew a
+    permutation of `range(n)` from `np.random.RandomState(42)`, whatever the graph's seed, and
+    sliced it in order, `batch_size` at a time; the last slice of a pass is short (`n %
+    batch_size` windows), and the next pass takes the generator's next permutation.
+
+    Returns:
+        `(indices, sizes)`: int32 `(stop_step - start_step, batch_size)` window indices, a short
+        batch padded with index 0 after its `sizes[i]` real ones; int32 `(stop_step - start_step,)`.
+    """
+    per_pass = -(-n // batch_size)
+    generator = np.random.RandomState(42)
+    permutations = [generator.permutation(n) for _ in range((stop_step - 1) // per_pass + 1)]
+    indices = np.zeros((stop_step - start_step, batch_size), np.int32)
+    sizes = np.empty(stop_step - start_step, np.int32)
+    for row, step in enumerate(range(start_step, stop_step)):
+        pass_, slot = divmod(step, per_pass)
+        chosen = permutations[pass_][slot * batch_size : (slot + 1) * batch_size]
+        indices[row, : len(chosen)], sizes[row] = chosen, len(chosen)
+    return indices, sizes
+
+
 def batch_order(n: int, batch_size: int, seed: int, start_step: int, stop_step: int) -> np.ndarray:
     """Window indices of the batches for steps `start_step + 1 .. stop_step`.
 
@@ -219,6 +253,8 @@ def train(
     patience: int | None = None,
     strategy: tf.distribute.Strategy | None = None,
     callbacks: Sequence[keras.callbacks.Callback] | None = None,
+    batches: str = "passes",
+    feed_start: int = 0,
 ) -> TrainingResult:
     """Trains a compiled model until its optimizer has made `steps` updates.
 
@@ -256,6 +292,11 @@ def train(
             steps, as in `fit` with `steps_per_execution`, numbered by its last step (0-based),
             with the last step's ``loss``. Setting `model.stop_training` (what `EarlyStopping`
             and `TerminateOnNaN` do) ends training after that batch or epoch.
+        batches: the data order, a name in `tf_sine.config.BATCH_ORDERS`: ``"passes"``
+            (`batch_order`, from `seed`) or ``"datafeeder"`` (`datafeeder_order`: TF 0.12's,
+            partial batches included; not under a strategy).
+        feed_start: with ``"datafeeder"``, the step at which the feeder started (its order
+            restarts at each of `LegacyRegressor.fit`'s calls).
 
     Returns:
         A `TrainingResult` with the state (loss histories) and what the run found.
@@ -271,6 +312,9 @@ def train(
     batch_size = check_positive_int("batch_size", batch_size)
     seed = check_int("seed", seed)
     check_choice("engine", engine, ENGINES)
+    check_choice("batches", batches, BATCH_ORDERS)
+    if strategy is not None and batches != "passes":
+        raise ConfigError("batches", f"expected 'passes' with a distribution strategy, got {batches!r}")
     if strategy is not None and engine != "fast":
         raise ConfigError("engine", f"expected 'fast' with a distribution strategy, got {engine!r}")
     if checkpoint_every is not None:
@@ -286,6 +330,8 @@ def train(
     result = TrainingResult(state, final_step=int(model.optimizer.iterations.numpy()))
     if result.final_step >= steps:
         return result
+    if not 0 <= check_int("feed_start", feed_start) <= result.final_step:
+        raise ConfigError("feed_start", f"expected a step from 0 to {result.final_step}, got {feed_start}")
     # Chunks end at epoch ends only where something happens there, so as not to cut them short.
     epochs = validate_every if validation is not None or callbacks else None
     schedule = Schedule(
@@ -326,7 +372,10 @@ def train(
                 hooks.on_epoch_begin(step // validate_every)
             hooks.on_train_batch_begin(end - 1)
             called = time.perf_counter()
-            losses = run_chunk(batch_order(len(x), batch_size, seed, step, end))
+            if batches == "passes":
+                losses = run_chunk(batch_order(len(x), batch_size, seed, step, end))
+            else:
+                losses = run_chunk(*datafeeder_order(len(x), batch_size, step - feed_start, end - feed_start))
             if step > start:  # the first call includes tracing
                 schedule.measured(time.perf_counter() - called, end - step)
             # The fit engine reports one mean for the chunk: it stands for each of its steps.

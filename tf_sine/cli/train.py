@@ -8,9 +8,11 @@ from pathlib import Path
 from tf_sine.cli import series as series_commands
 from tf_sine.cli.common import format_metrics, note
 from tf_sine.config import (
+    BATCH_ORDERS,
     CELLS,
     DISTRIBUTIONS,
     ENGINES,
+    INITIALIZERS,
     LAYOUTS,
     OPTIMIZERS,
     PRESETS,
@@ -62,15 +64,16 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     add("--clipvalue", type=float, help="clip each gradient element to [-v, v]")
     add("--global-clipnorm", type=float, help="clip all gradients by their joint L2 norm")
     add("--timesteps", type=int, help="values per window (default 10)")
-    add("--layout", choices=tuple(LAYOUTS), help="; ".join(f"{k}: {v}" for k, v in LAYOUTS.items()))
+    add("--layout", **_choices(LAYOUTS))
+    add("--initializer", **_choices(INITIALIZERS))
     add("--steps", type=int, help="optimizer steps (default 3000)")
     add("--batch-size", type=int, help="windows per step (default 32)")
     add("--seed", type=int, help="seed for weights, dropout and data order (default 0)")
     add("--checkpoint-every", type=int, help="steps between checkpoints (default 500)")
-    add("--engine", choices=tuple(ENGINES), help="; ".join(f"{k}: {v}" for k, v in ENGINES.items()))
-    add("--distribute", choices=tuple(DISTRIBUTIONS),
-        help="; ".join(f"{k}: {v}" for k, v in DISTRIBUTIONS.items()))  # fmt: skip
-    add("--scale", choices=tuple(SCALES), help="; ".join(f"{k}: {v}" for k, v in SCALES.items()))
+    add("--batches", **_choices(BATCH_ORDERS))
+    add("--engine", **_choices(ENGINES))
+    add("--distribute", **_choices(DISTRIBUTIONS))
+    add("--scale", **_choices(SCALES))
     add("--difference", action=argparse.BooleanOptionalAction,
         help="model the change between values (undone on every output); helps with trends")  # fmt: skip
     add("--validate-every", type=int, help="steps between validation losses (default 100)")
@@ -79,6 +82,14 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
         if action.dest != "preset":
             action.default = argparse.SUPPRESS
     series_commands.add_data_flags(parser, suppress=True)
+
+
+def _choices(table: dict[str, str]) -> dict:
+    """`choices` and `help` of a flag from its table in `tf_sine.config` (name -> meaning)."""
+    return {
+        "choices": tuple(table),
+        "help": "; ".join(f"{name}: {meaning}" for name, meaning in table.items()),
+    }
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
