@@ -88,5 +88,7 @@ def test_bad_values_are_refused_with_one_line_naming_them(changes, error, messag
 
 
 def test_unknown_preset_lists_the_presets():
-    with pytest.raises(ValueError, match="preset: expected one of 'legacy', 'legacy-exact', 'sequence', 'tiny', got 'huge'"):
+    with pytest.raises(
+        ValueError, match="preset: expected one of 'legacy', 'legacy-exact', 'sequence', 'tiny', got 'huge'"
+    ):
         get_preset("huge")
