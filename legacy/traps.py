@@ -87,15 +87,20 @@ def forget_bias() -> dict:
 
 
 def initializers() -> dict:
-    """Keras: Glorot-uniform input kernel and ORTHOGONAL recurrent kernel; TF1: one Glorot matrix."""
+    """TF 0.12 drew the cell's joint [x, h] matrix from uniform_unit_scaling (limit sqrt(3 / fan_in),
+    fan_in = inputs + units), TF 1.0 from Glorot; Keras draws the input kernel Glorot-uniform and the
+    recurrent kernel orthogonal. With one time step (h0 = 0) only the input rows are ever used."""
     keras.utils.set_random_seed(0)
-    layer = keras.layers.LSTM(30)
-    layer(np.zeros((1, 1, 10), np.float32))
-    recurrent = layer.cell.recurrent_kernel.numpy()  # (30, 120): orthonormal rows
+    first, second = keras.layers.LSTM(30, return_sequences=True), keras.layers.LSTM(30)
+    second(first(np.zeros((1, 1, 10), np.float32)))
+    recurrent = first.cell.recurrent_kernel.numpy()  # (30, 120): orthonormal rows
+    inputs = (10, 30)  # the input width of layer 1 and of layer 2
     return {
         "recurrent_rows_orthonormal_error": float(np.abs(recurrent @ recurrent.T - np.eye(30)).max()),
-        "keras_kernel_limit": float(np.sqrt(6 / (10 + 120))),
-        "tf1_joint_matrix_limit": float(np.sqrt(6 / (10 + 30 + 120))),
+        "keras_kernel_max_abs": [float(np.abs(layer.cell.kernel.numpy()).max()) for layer in (first, second)],
+        "keras_kernel_limit": [float(np.sqrt(6 / (n + 120))) for n in inputs],
+        "tf012_limit": [float(np.sqrt(3 / (n + 30))) for n in inputs],  # uniform_unit_scaling
+        "tf10_glorot_limit": [float(np.sqrt(6 / (n + 30 + 120))) for n in inputs],
     }
 
 
@@ -107,15 +112,34 @@ def relu_head() -> dict:
 
 
 def squeeze_broadcast() -> dict:
-    """A squeezed (N,) prediction minus (N, 1) labels broadcasts to an (N, N) matrix."""
+    """A squeezed (N,) prediction minus (N, 1) labels broadcasts to an (N, N) matrix. contrib's loss
+    did not reshape: it asserted compatible shapes, the check TensorFlow 2 still has."""
     _, test_y = tf_sine.generate_data(tf_sine.sine_series()[1])
     perfect = tf.squeeze(tf.constant(test_y), axis=1)  # (N,) and exactly right
     naive = tf.reduce_mean(tf.square(perfect - test_y))
+    try:  # loss_ops.mean_squared_error: predictions.get_shape().assert_is_compatible_with(labels...)
+        tf.TensorShape([32, 1]).assert_is_compatible_with(tf.TensorShape([32]))
+        contrib_check = ""
+    except ValueError as caught:
+        contrib_check = type(caught).__name__
     return {
         "broadcast_shape": tuple((perfect - test_y).shape),
         "naive_mse_of_a_perfect_prediction": float(naive),
         "keras_mse_of_a_perfect_prediction": float(keras.losses.MeanSquaredError()(test_y, perfect)),
+        "contrib_shape_check_of_32x1_against_32": contrib_check,
     }
+
+
+def squeeze_dims() -> dict:
+    """The script's `array_ops.squeeze(x, squeeze_dims=[1])` is `tf.compat.v1.squeeze`: it still runs."""
+    import warnings
+
+    from tensorflow.python.ops import array_ops  # the script's own import
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        squeezed = array_ops.squeeze(tf.zeros([3, 1]), squeeze_dims=[1])
+    return {"is_compat_v1_squeeze": array_ops.squeeze is tf.compat.v1.squeeze, "shape": tuple(squeezed.shape)}
 
 
 def clipping() -> dict:
@@ -152,8 +176,8 @@ def model_dir_resume() -> dict:
         return {"global_step_after_two_runs_of_30": second_run.global_step}
 
 
-def rmse_label(printed: float = 0.009076) -> dict:
-    """The source printed sqrt(mean(err^2)) as "Mean Square Error"."""
+def rmse_label(printed: float = 0.002470) -> dict:
+    """The source printed sqrt(mean(err^2)) as "Mean Square Error" (0.002470: its published run)."""
     return {"printed": printed, "actual_mse": printed**2}
 
 
@@ -178,8 +202,175 @@ def headless_show() -> dict:
         return {"backend": backend, "warnings": int(warning_count), "files_written": len(os.listdir(folder))}
 
 
-TRAPS = [one_time_step, shared_cell, forget_bias, initializers, relu_head, squeeze_broadcast, clipping,
-         adagrad_defaults, model_dir_resume, rmse_label, headless_show]  # fmt: skip
+def forget_bias_weight_decay(learning_rate: float = 0.1) -> dict:
+    """The two forget-bias forms part under decoupled weight decay (Keras AdamW, weight_decay=0.004):
+    Keras decays the bias that holds the 1.0, TF1's constant forget_bias was never decayed."""
+    gradient = [tf.constant([0.3])]
+    result = {}
+    for name in ("AdamW", "Adam"):
+        keras_bias, tf1_bias = keras.Variable([1.0]), keras.Variable([0.0])  # forget offset 1 + 0
+        for bias in (keras_bias, tf1_bias):
+            getattr(keras.optimizers, name)(learning_rate=learning_rate).apply(gradient, [bias])
+        result[f"{name}_offset_difference"] = float(tf1_bias.numpy()[0] + 1.0 - keras_bias.numpy()[0])
+    result["weight_decay"] = float(keras.optimizers.AdamW().weight_decay)
+    return result
+
+
+def dropout_masks(rate: float = 0.5, units: int = 64, steps: int = 10) -> dict:
+    """Keras's `dropout=` draws ONE input mask per sequence and applies it at every time step;
+    0.12's DropoutWrapper called `nn_ops.dropout` at every step (a new mask each step)."""
+    keras.utils.set_random_seed(0)
+    layer = keras.layers.LSTM(units, dropout=rate, return_sequences=True)
+    layer.build((1, steps, units))
+    # A cell that shows its input: candidate g = x (identity), gates i = o = 1, f = 0, no recurrence.
+    kernel = np.zeros((units, 4 * units), np.float32)
+    kernel[:, 2 * units : 3 * units] = np.eye(units)  # Keras's gate order: i, f, c (g), o
+    bias = np.concatenate(
+        [np.full(units, 30.0), np.full(units, -30.0), np.zeros(units), np.full(units, 30.0)]
+    )
+    layer.cell.kernel.assign(kernel)
+    layer.cell.recurrent_kernel.assign(np.zeros((units, 4 * units), np.float32))
+    layer.cell.bias.assign(bias.astype(np.float32))
+    kept = np.abs(layer(np.ones((1, steps, units), np.float32), training=True).numpy()[0]) > 1e-6
+    per_step = np.stack(
+        [tf.nn.dropout(tf.ones([units]), rate=rate).numpy() != 0 for _ in range(steps)]
+    )  # what a fresh mask per step (DropoutWrapper) keeps
+    return {
+        "kept_fraction": float(kept.mean()),
+        "keras_steps_with_step0_mask": int(sum((row == kept[0]).all() for row in kept)),
+        "per_step_masks_with_step0_mask": int(sum((row == per_step[0]).all() for row in per_step)),
+        "steps": steps,
+    }
+
+
+class _DataFeeder:
+    """TF 0.12 contrib.learn's DataFeeder, as `SKCompat.fit(x, y, batch_size)` built it (shuffle=True,
+    epochs=None), transcribed from learn_io/data_feeder.py:273-276 and 379-394."""
+
+    def __init__(self, n: int, batch_size: int):
+        self.n, self.batch_size = n, batch_size
+        self.random_state = np.random.RandomState(42)  # random_state=None: always 42
+        self.indices = self.random_state.permutation(n)
+        self.offset = 0
+
+    def next_batch(self) -> np.ndarray:
+        end = min(self.n, self.offset + self.batch_size)
+        batch = self.indices[self.offset : end]
+        self.offset += self.batch_size
+        if self.offset >= self.n:
+            self.indices = self.random_state.permutation(self.n)
+            self.offset = 0
+        return batch
+
+
+def datafeeder_batches(n: int, batch_size: int, steps: int) -> list[np.ndarray]:
+    """The window indices of the batches one `fit` call fed, step by step."""
+    feeder = _DataFeeder(n, batch_size)
+    return [feeder.next_batch() for _ in range(steps)]
+
+
+def datafeeder_order(steps: int = 3000, batch_size: int = 32) -> dict:
+    """SKCompat.fit's order: RandomState(42) permutations in sequential slices, a short batch at the
+    end of every pass, and the same order again on the next fit call (the 3000 + 3000 run)."""
+    n = len(tf_sine.generate_data(tf_sine.sine_series()[0])[0])
+    first_fit, second_fit = datafeeder_batches(n, batch_size, steps), datafeeder_batches(n, batch_size, steps)
+    short = [step for step, batch in enumerate(first_fit, 1) if len(batch) < batch_size]
+    return {
+        "windows": n,
+        "short_batch_steps": short,
+        "short_batch_size": len(first_fit[short[0] - 1]),
+        "second_fit_replays_first": all(
+            np.array_equal(a, b) for a, b in zip(first_fit, second_fit, strict=True)
+        ),
+    }
+
+
+def state_order() -> dict:
+    """TF1's LSTMStateTuple is (c, h); Keras returns [output, h, c] and takes initial_state=[h, c]."""
+    keras.utils.set_random_seed(0)
+    layer = keras.layers.LSTM(4, return_state=True)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(3, 1, 2)).astype(np.float32)
+    output, first, second = (t.numpy() for t in layer(x))
+    # One step by hand from zero state (Keras's gate order i, f, c, o): c = i * g, h = o * tanh(c).
+    z = x[:, 0] @ layer.cell.kernel.numpy() + layer.cell.bias.numpy()
+    i, _, g, o = np.split(z, 4, axis=1)
+    sigmoid = lambda v: 1 / (1 + np.exp(-v))  # noqa: E731
+    c = sigmoid(i) * np.tanh(g)
+    h = sigmoid(o) * np.tanh(c)
+    state_h, state_c = (rng.normal(size=(3, 4)).astype(np.float32) for _ in range(2))
+    keras_order = layer(x, initial_state=[state_h, state_c])[0]
+    tf1_order = layer(x, initial_state=[state_c, state_h])[0]  # an LSTMStateTuple (c, h) passed as is
+    return {
+        "second_is_h_error": float(np.abs(first - h).max()),
+        "third_is_c_error": float(np.abs(second - c).max()),
+        "output_equals_second": bool(np.array_equal(output, first)),
+        "swapped_initial_state_output_difference": float(np.abs(keras_order - tf1_order).max()),
+    }
+
+
+def loss_argument_order() -> dict:
+    """contrib's losses took (predictions, labels); Keras's and tf.losses' take (y_true, y_pred).
+    Swapping them is harmless for MSE and MAE, not for MAPE: here predictions 10% too large."""
+    _, test_y = tf_sine.generate_data(tf_sine.sine_series()[1])
+    predictions = 1.1 * test_y
+    result = {}
+    for name in ("MeanSquaredError", "MeanAbsoluteError", "MeanAbsolutePercentageError"):
+        loss = getattr(keras.losses, name)()
+        result[name] = [float(loss(test_y, predictions)), float(loss(predictions, test_y))]  # right, swapped
+    return result
+
+
+def int_hyperparameters() -> dict:
+    """optimize_loss refused `learning_rate=1` (an int) and `clip_gradients=5`. Keras 3 still refuses
+    a learning rate that is not a Python float (an int, a NumPy float32), but takes int clip values."""
+    learning_rates = {}
+    for name, value in (("int 1", 1), ("np.float32 0.1", np.float32(0.1)), ("float 0.1", 0.1)):
+        try:
+            keras.optimizers.Adagrad(learning_rate=value)
+            learning_rates[name] = "accepted"
+        except ValueError as caught:
+            learning_rates[name] = type(caught).__name__
+    steps = []
+    for clipnorm in (5, 5.0):
+        variable = keras.Variable([0.0])
+        keras.optimizers.SGD(learning_rate=1.0, clipnorm=clipnorm).apply([tf.constant([20.0])], [variable])
+        steps.append(float(-variable.numpy()[0]))
+    return {
+        "learning_rate": learning_rates,
+        "step_clipnorm_int_5": steps[0],
+        "step_clipnorm_float_5": steps[1],
+    }
+
+
+def legacy_layout_inert(units: int = 8) -> dict:
+    """In the (N, 1, 10) layout h0 = c0 = 0: the recurrent kernels and the forget-gate biases of both
+    layers have no effect on any output. Redraw them: the outputs do not move (the sequence layout
+    as control)."""
+    x, _ = tf_sine.generate_data(np.sin(np.linspace(0, 10, 200)))
+    rng = np.random.default_rng(1)
+    changes = {}
+    for layout, windows in (("legacy", x), ("sequence", np.ascontiguousarray(x.transpose(0, 2, 1)))):
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential(
+            [keras.Input(windows.shape[1:]), keras.layers.LSTM(units, return_sequences=True),
+             keras.layers.LSTM(units), keras.layers.Dense(1)]
+        )  # fmt: skip
+        before = model(windows).numpy()
+        for layer in model.layers[:2]:
+            cell = layer.cell
+            cell.recurrent_kernel.assign(rng.normal(size=cell.recurrent_kernel.shape).astype(np.float32))
+            bias = cell.bias.numpy()
+            bias[units : 2 * units] = rng.normal(scale=3.0, size=units)  # the forget gate's
+            cell.bias.assign(bias)
+        changes[layout] = float(np.abs(model(windows).numpy() - before).max())
+    return {"output_change_legacy": changes["legacy"], "output_change_sequence": changes["sequence"]}
+
+
+TRAPS = [one_time_step, shared_cell, forget_bias, forget_bias_weight_decay, initializers, relu_head,
+         squeeze_broadcast, squeeze_dims, clipping, adagrad_defaults, model_dir_resume, rmse_label,
+         headless_show, dropout_masks, datafeeder_order, state_order, loss_argument_order,
+         int_hyperparameters, legacy_layout_inert]  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -106,14 +107,13 @@ def test_traps_measure_what_the_guide_says():
     bias = traps.forget_bias()
     assert bias["keras_forget_bias_init"] == 1.0
     assert bias["output_max_difference"] < 1e-6 and bias["bias_gradient_max_difference"] < 1e-6
-    init = traps.initializers()
-    assert init["recurrent_rows_orthonormal_error"] < 1e-5
-    assert round(init["tf1_joint_matrix_limit"], 3) == 0.194 and round(init["keras_kernel_limit"], 3) == 0.215
     assert round(traps.relu_head()["best_possible_rmse_with_relu"], 3) == 0.402
     squeeze = traps.squeeze_broadcast()
     assert squeeze["broadcast_shape"] == (989, 989)
     assert round(squeeze["naive_mse_of_a_perfect_prediction"], 3) == 0.883
     assert squeeze["keras_mse_of_a_perfect_prediction"] == 0.0
+    assert squeeze["contrib_shape_check_of_32x1_against_32"] == "ValueError"
+    assert traps.squeeze_dims() == {"is_compat_v1_squeeze": True, "shape": (3,)}
     assert traps.clipping() == {
         "global_clipnorm": [0.2308, 0.3077, 0.9231], "clipnorm": [0.6, 0.8, 1.0], "clipvalue": [1.0, 1.0, 1.0],
     }  # fmt: skip
@@ -138,3 +138,88 @@ def test_the_guides_rewrites_run(tmp_path, which):
         assert (tmp_path / "Models" / "model_2" / "checkpoints").is_dir()
     else:
         assert (tmp_path / "sine_lstm.keras").is_file()
+
+
+def test_initializer_limits_tf012_tf10_and_keras():
+    init = traps.initializers()
+    assert init["recurrent_rows_orthonormal_error"] < 1e-5
+    # 0.12: uniform_unit_scaling over the joint (inputs + 30, 120) matrix, limit sqrt(3 / fan_in).
+    assert [round(v, 3) for v in init["tf012_limit"]] == [0.274, 0.224]
+    assert [round(v, 3) for v in init["tf10_glorot_limit"]] == [0.194, 0.183]
+    # Keras's own draws reach, and stay within, the Glorot limit of the (inputs, 120) input kernel.
+    for drawn, limit in zip(init["keras_kernel_max_abs"], init["keras_kernel_limit"], strict=True):
+        assert 0.98 * limit < drawn <= limit
+    narrower = [1 - k / t for k, t in zip(init["keras_kernel_limit"], init["tf012_limit"], strict=True)]
+    assert [round(100 * v) for v in narrower] == [22, 11]
+    assert "0.274" in GUIDE and "0.224" in GUIDE and "22%" in GUIDE and "11%" in GUIDE
+
+
+def test_forget_bias_parts_under_weight_decay_only():
+    decay = traps.forget_bias_weight_decay(learning_rate=0.1)
+    assert decay["weight_decay"] == pytest.approx(0.004)
+    assert decay["AdamW_offset_difference"] == pytest.approx(0.1 * decay["weight_decay"] * 1.0, rel=1e-3)
+    assert abs(decay["Adam_offset_difference"]) < 1e-6
+
+
+def test_keras_dropout_reuses_one_mask_across_time_steps():
+    masks = traps.dropout_masks(rate=0.5, units=64, steps=10)
+    assert 0.3 < masks["kept_fraction"] < 0.7  # dropout did happen
+    assert masks["keras_steps_with_step0_mask"] == masks["steps"]
+    assert masks["per_step_masks_with_step0_mask"] < masks["steps"]
+
+
+def test_datafeeder_order_from_the_0_12_source():
+    n, batch = 9989, 32
+    order = traps.datafeeder_order(steps=3000, batch_size=batch)
+    assert order["windows"] == n == 312 * batch + 5
+    per_pass = -(-n // batch)  # 313 steps a pass, the last one short
+    assert order["short_batch_steps"] == list(range(per_pass, 3001, per_pass))
+    assert order["short_batch_size"] == n % batch == 5
+    assert order["second_fit_replays_first"]
+    # Independently: the feeder's passes are the successive permutations of one RandomState(42).
+    generator = np.random.RandomState(42)
+    first, second = generator.permutation(n), generator.permutation(n)
+    batches = traps.datafeeder_batches(n, batch, per_pass + 1)
+    assert np.array_equal(np.concatenate(batches[:per_pass]), first)
+    assert np.array_equal(batches[per_pass], second[:batch])
+    assert "9989 = 312 · 32 + 5" in GUIDE
+
+
+def test_lstm_state_order_is_h_c_in_keras():
+    state = traps.state_order()
+    assert state["output_equals_second"]
+    assert state["second_is_h_error"] < 1e-6 and state["third_is_c_error"] < 1e-6
+    assert state["swapped_initial_state_output_difference"] > 0.01
+
+
+def test_swapped_loss_arguments_matter_for_mape_only():
+    losses = traps.loss_argument_order()
+    for name in ("MeanSquaredError", "MeanAbsoluteError"):
+        right, swapped = losses[name]
+        assert right == pytest.approx(swapped, rel=1e-6)
+    # predictions = 1.1 * labels: |p - y| / |y| = 0.1 everywhere, |p - y| / |p| = 0.1 / 1.1.
+    assert losses["MeanAbsolutePercentageError"] == pytest.approx([10.0, 100 / 11], rel=1e-5)
+
+
+def test_keras_still_wants_a_float_learning_rate():
+    strict = traps.int_hyperparameters()
+    assert strict["learning_rate"] == {
+        "int 1": "ValueError",
+        "np.float32 0.1": "ValueError",
+        "float 0.1": "accepted",
+    }
+    assert strict["step_clipnorm_int_5"] == strict["step_clipnorm_float_5"] == 5.0
+
+
+def test_recurrent_kernel_and_forget_bias_are_inert_in_the_legacy_layout():
+    inert = traps.legacy_layout_inert()
+    assert inert["output_change_legacy"] == 0.0
+    assert inert["output_change_sequence"] > 0.01  # the same change where the recurrence runs
+
+
+def test_tensorboard_mapping_in_the_guide_holds():
+    from tf_sine.cli import build_parser
+    from tf_sine.runs import TENSORBOARD_DIR
+
+    assert build_parser().parse_args(["train", "--tensorboard"]).tensorboard is True
+    assert TENSORBOARD_DIR == "tensorboard" and "`RUN_DIR/tensorboard`" in GUIDE

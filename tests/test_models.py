@@ -117,3 +117,10 @@ def test_saved_model_loads_with_plain_keras_in_a_fresh_process(tmp_path):
     )
     subprocess.run([sys.executable, "-c", code, str(tmp_path)], check=True, cwd=tmp_path, timeout=300)
     np.testing.assert_allclose(np.load(tmp_path / "y.npy"), expected, rtol=1e-6, atol=1e-7)
+
+
+def test_a_learning_rate_given_as_an_int_or_numpy_scalar_is_taken():
+    """Keras's optimizers refuse `learning_rate=1` and `np.float32(0.1)`; the factory does not."""
+    for rate in (1, np.float32(0.1)):
+        model = tf_sine.build_model(units=4, learning_rate=rate)
+        assert float(model.optimizer.learning_rate.numpy()) == pytest.approx(float(rate))

@@ -119,7 +119,7 @@ def build_model(
     optimizer_class = getattr(keras.optimizers, OPTIMIZERS[optimizer])
     model.compile(
         optimizer=optimizer_class(
-            learning_rate=learning_rate,
+            learning_rate=float(learning_rate),  # Keras refuses an int or a NumPy scalar
             clipnorm=clipnorm,
             clipvalue=clipvalue,
             global_clipnorm=global_clipnorm,
