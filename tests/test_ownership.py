@@ -67,15 +67,15 @@ def _wait_for(condition, process: subprocess.Popen, timeout: float = 120) -> Non
     pytest.fail("timed out")
 
 
-def test_a_second_writer_is_refused_with_the_holders_pid_and_the_lock_dies_with_its_holder(tmp_path):
+def test_a_second_writer_is_refused_with_the_holders_pid_and_the_lock_dies_with_its_holder(tmp_path, cli):
     run_dir = tmp_path / "run"
-    flags = _long_training(5000)
+    flags = _long_training(50000)  # killed below, long before its end
     first = _start(run_dir, *flags)
     try:
         _wait_for(lambda: any((run_dir / "checkpoints").glob("step-*.keras")), first)
-        second = run_cli("train", *flags, "--scale", "minmax", "--run-dir", str(run_dir))
-        assert second.returncode == 2 and "Traceback" not in second.stderr
-        (line,) = [line for line in second.stderr.splitlines() if line.startswith("tf-sine")]
+        status, _, stderr = cli("train", *flags, "--scale", "minmax", "--run-dir", str(run_dir))
+        assert status == 2 and "Traceback" not in stderr
+        (line,) = [line for line in stderr.splitlines() if line.startswith("tf-sine")]
         assert (
             f"argument --run-dir: {str(run_dir)!r} is being written by another tf_sine process (PID {first.pid})"
             in line
@@ -139,11 +139,11 @@ def test_overwrite_replaces_only_tf_sines_files(tiny_run, tmp_path, cli):
     [(["--seed", "-1"], 2), (["--optimizer", "sgd", "--learning-rate", "1e30"], 1)],
     ids=["bad seed", "diverged"],
 )
-def test_a_failed_overwrite_leaves_the_old_run_byte_identical(tiny_run, tmp_path, flags, status):
+def test_a_failed_overwrite_leaves_the_old_run_byte_identical(tiny_run, tmp_path, flags, status, cli):
     run_dir = _copy_run(tiny_run, tmp_path)
     before = _tree(run_dir)
-    done = run_cli("train", *TINY_FLAGS, *flags, "--run-dir", str(run_dir), "--overwrite")
-    assert done.returncode == status and "Traceback" not in done.stderr
+    done, _, stderr = cli("train", *TINY_FLAGS, *flags, "--run-dir", str(run_dir), "--overwrite")
+    assert done == status and "Traceback" not in stderr
     after = {
         name: digest for name, digest in _tree(run_dir).items() if not name.startswith(".tf_sine/staging/")
     }

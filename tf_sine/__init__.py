@@ -57,6 +57,8 @@ _EXPORTS = {
     "Forecast": "tf_sine.trained",
     "run_experiment": "tf_sine.pipeline",
     "LegacyRegressor": "tf_sine.compat",
+    "load_tf1_checkpoint": "tf_sine.compat",
+    "convert_tf1_checkpoint": "tf_sine.compat",
 }
 
 __all__ = sorted(_EXPORTS)

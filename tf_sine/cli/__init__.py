@@ -28,6 +28,7 @@ import warnings
 from collections.abc import Sequence
 from typing import Any
 
+from tf_sine.cli import convert as convert_commands
 from tf_sine.cli import export as export_commands
 from tf_sine.cli import series as series_commands
 from tf_sine.cli import studies as study_commands
@@ -112,5 +113,5 @@ def _stop_on_sigterm(received: list[int]) -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
-_MODULES = (train_commands, series_commands, export_commands, study_commands)
+_MODULES = (train_commands, series_commands, export_commands, convert_commands, study_commands)
 _COMMANDS = {name: command for module in _MODULES for name, command in module.COMMANDS.items()}
