@@ -329,3 +329,27 @@ def test_an_export_killed_midway_leaves_the_earlier_export_whole(tiny_run, tmp_p
     assert status == 0, stderr
     assert not (out / ".tf_sine" / "staging").exists() and (out / "export.json").is_file()
     assert set(OwnedFolder(out).owned_files()) == {n for n in _tree(out) if not n.startswith(".tf_sine/")}
+
+
+def test_a_damaged_or_escaping_manifest_is_one_line_and_deletes_nothing(tiny_run, tmp_path, cli):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    for text in ("garbage{", '{"format": "tf_sine-files/1", "files": {"../victim.txt": "0"}}'):
+        run_dir = tmp_path / f"run{len(text)}"
+        shutil.copytree(tiny_run.run.path, run_dir)
+        (run_dir / ".tf_sine" / "manifest.json").write_text(text)
+        status, _, stderr = cli("train", *TINY_FLAGS, "--run-dir", str(run_dir), "--overwrite")
+        assert status == 2 and len(stderr.strip().splitlines()) == 1 and "manifest" in stderr, stderr
+    assert victim.read_text() == "precious"
+
+
+def test_a_leftover_staging_is_never_moved_in_by_another_command(tiny_run, tmp_path, cli):
+    run_dir = _copy_run(tiny_run, tmp_path)
+    before = _tree(run_dir)
+    staging = OwnedFolder(run_dir).claim().staging()  # what a killed `train --overwrite` leaves
+    staging.write("config.json", lambda path: path.write_text("{}"))
+    OwnedFolder(run_dir).release()
+    status, _, stderr = cli("forecast", "--model", str(run_dir), "--horizon", "3", "--out", str(run_dir))
+    assert status == 0, stderr
+    after = {n: d for n, d in _tree(run_dir).items() if not n.startswith(("forecast.", ".tf_sine/"))}
+    assert after == {n: d for n, d in before.items() if not n.startswith(".tf_sine/")}

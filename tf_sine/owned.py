@@ -83,9 +83,23 @@ class OwnedFolder:
         """The manifest: ``files`` (relative path -> SHA-256) and ``facts``; empty when unowned."""
         if not self.is_owned:
             return {"format": MANIFEST_FORMAT, "files": {}, "facts": {}}
-        manifest = read_json(self.manifest_path)
-        if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
+        try:
+            manifest = read_json(self.manifest_path)
+        except ValueError:  # edited by hand or damaged
+            manifest = None
+        files = manifest.get("files") if isinstance(manifest, dict) else None
+        if (
+            not isinstance(manifest, dict)
+            or manifest.get("format") != MANIFEST_FORMAT
+            or not isinstance(files, dict)
+        ):
             raise RunError(self.argument, f"{str(self.manifest_path)!r} is not a tf_sine manifest")
+        # Only paths inside the folder: a manifest edited to name "../x" or "/x" deletes nothing.
+        escaping = [r for r in files if Path(r).is_absolute() or ".." in Path(r).parts]
+        if escaping:
+            raise RunError(
+                self.argument, f"{str(self.manifest_path)!r} lists paths outside the folder: {escaping[0]!r}"
+            )
         return manifest
 
     def owned_files(self) -> dict[str, str]:
@@ -148,7 +162,11 @@ class OwnedFolder:
     def _writable(self, relative: str) -> Path:
         target = self.path / relative
         owned = self.owned_files()
-        if target.exists() and relative not in owned and not any(r.startswith(f"{relative}/") for r in owned):
+        if (
+            os.path.lexists(target)
+            and relative not in owned
+            and not any(r.startswith(f"{relative}/") for r in owned)
+        ):
             raise RunError(
                 self.argument,
                 f"{str(target)!r} exists and tf_sine did not write it; move it away or choose another folder",
@@ -304,8 +322,7 @@ class OwnedFolder:
         staging = OwnedFolder(self.staging_path, self.argument)
         for relative in staging.owned_files():
             self._writable(relative)  # before anything moves
-        text = json_text({"names": names})
-        (self._bookkeeping / "commit").write_text(text)
+        write_json(self._bookkeeping / "commit", {"names": names})  # atomic: whole or absent
         self._roll_forward()
 
     def _roll_forward(self) -> None:
@@ -315,7 +332,11 @@ class OwnedFolder:
         if not staging.is_owned:  # killed after the move was complete
             mark.unlink(missing_ok=True)
             return
-        names = read_json(mark)["names"]
+        try:
+            names = read_json(mark)["names"]
+        except (ValueError, KeyError, TypeError):  # cut short before anything moved: the mark
+            mark.unlink(missing_ok=True)  # is written atomically now, older versions wrote it in place
+            return
         new = staging.owned_files()
         manifest = self.manifest()
         replaced = [r for r in manifest["files"] if names is None or r.split("/")[0] in names]
@@ -389,6 +410,7 @@ def write_together(
         for name in names:
             if (folder.path / name).exists() and name not in earlier:
                 folder._writable(name)  # refuses a file of the user's
+        folder.discard_staging()  # another command's leftover is never moved in with ours
         try:
             with disk_full_named(folder.path):
                 build(folder.staging())
