@@ -353,3 +353,16 @@ def test_a_leftover_staging_is_never_moved_in_by_another_command(tiny_run, tmp_p
     assert status == 0, stderr
     after = {n: d for n, d in _tree(run_dir).items() if not n.startswith(("forecast.", ".tf_sine/"))}
     assert after == {n: d for n, d in before.items() if not n.startswith(".tf_sine/")}
+
+
+def test_overwrite_starts_over_past_a_stopped_replacement_of_another_configuration(tiny_run, tmp_path, cli):
+    run_dir = _copy_run(tiny_run, tmp_path)
+    staging = tf_sine.RunDirectory(run_dir)
+    staging.files.claim()
+    left = staging.replacement()  # what a killed `train --overwrite --units 5` leaves
+    left.save_config(TINY.replace(units=5))
+    left.checkpoints.save(tf_sine.build_model(units=5), 20)
+    staging.release()
+    status, _, stderr = cli("train", *TINY_FLAGS, "--seed", "2", "--run-dir", str(run_dir), "--overwrite")
+    assert status == 0, stderr
+    assert tf_sine.RunDirectory(run_dir).load_config().seed == 2 and "resuming" not in stderr

@@ -109,7 +109,7 @@ def run_experiment(
         )
     run = RunDirectory.create(run_dir, prefix=run_prefix) if chief else RunDirectory(run_dir)
     try:
-        target = _target(run, overwrite, chief)
+        target = _target(run, overwrite, chief, config, data_fingerprint(config, data))
         with disk_full_named(run.path):  # resumable: the same command continues once there is space
             result = _train_into(
                 target, data, transform, config, strategy, chief, tensorboard, progress, notify
@@ -122,7 +122,9 @@ def run_experiment(
         run.release()
 
 
-def _target(run: RunDirectory, overwrite: bool, chief: bool) -> RunDirectory:
+def _target(
+    run: RunDirectory, overwrite: bool, chief: bool, config: Config, fingerprint: dict[str, Any]
+) -> RunDirectory:
     """Where training writes: `run` itself, or its replacement when `overwrite` meets tf_sine's files."""
     if run.finished and not overwrite:
         raise RunError(
@@ -135,7 +137,11 @@ def _target(run: RunDirectory, overwrite: bool, chief: bool) -> RunDirectory:
     if not chief:
         return RunDirectory(run.files.staging_path)
     replacement = run.replacement()
-    if replacement.finished:  # finished but not moved in when its process stopped: trained again
+    # A replacement left by a stopped process is resumed only as the same configuration on the
+    # same data; finished but not moved in, or of another kind, it is trained again.
+    started = replacement.files.fact("data")
+    other = replacement.config_path.is_file() and replacement.load_config() != config
+    if replacement.finished or other or started not in (None, fingerprint):
         run.files.discard_staging()
         replacement = run.replacement()
     return replacement
