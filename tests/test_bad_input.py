@@ -85,6 +85,8 @@ CASES = [
          lambda p: tf_sine.generate_data(np.arange(11.0)), ValueError, "seq: expected at least timesteps + 2 = 12 values for one window, got 11", stdin="1 2 3 4 5"),
     Case("model missing", ["evaluate", "--model", "{dir}/none.keras"], "argument --model: expected an existing .keras file or run directory, got",
          lambda p: load_model(p["dir"] / "none.keras"), ValueError, "model: expected an existing .keras file or run directory, got"),
+    Case("model empty", ["evaluate", "--model", ""], "argument --model: expected a .keras file or a run directory, got an empty string",
+         lambda p: load_model(""), ValueError, "model: expected a .keras file or a run directory, got an empty string"),
     Case("model is a directory", ["evaluate", "--model", "{dir}"], "argument --model: expected a .keras file or a run directory holding model.keras",
          lambda p: load_model(p["dir"]), ValueError, "model: expected a .keras file or a run directory holding model.keras"),
     Case("model not a Keras file", ["predict", "--model", "{weights}", "--input", "{npy}"], "argument --model: expected a .keras file or a file of a run directory, got",

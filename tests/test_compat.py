@@ -52,3 +52,29 @@ def test_bad_options_and_mismatched_model_dir(tmp_path, windows):
     LegacyRegressor(tmp_path / "b", units=3).fit(train_x, train_y, steps=5)
     with pytest.raises(ValueError, match=r"model_dir: holds a model built with \{'units': 3\}"):
         LegacyRegressor(tmp_path / "b", units=5)
+
+
+def test_each_fit_restarts_the_datafeeder_order_as_the_estimator_did(tmp_path, windows):
+    import keras
+
+    from tf_sine.config import Config
+    from tf_sine.evaluation import predict
+    from tf_sine.models import build_model_from_config
+    from tf_sine.training import train
+
+    train_x, train_y, test_x = windows
+    options = {"units": 3, "initializer": "uniform_unit_scaling"}
+    regressor = LegacyRegressor(tmp_path / "feeder", seed=1, batches="datafeeder", **options)
+    regressor.fit(train_x, train_y, steps=70).fit(train_x, train_y, steps=70)  # a short batch at 63
+    # The same two feeders by hand: the second starts its order again at step 70.
+    keras.utils.set_random_seed(1)
+    model = build_model_from_config(Config(seed=1, batches="datafeeder", **options))
+    for start in (0, 70):
+        train(model, train_x, train_y, steps=start + 70, seed=1, batches="datafeeder", feed_start=start,
+              progress=False)  # fmt: skip
+    np.testing.assert_array_equal(regressor.predict(test_x), predict(model, test_x).reshape(-1))
+    one_feeder = LegacyRegressor(tmp_path / "one", seed=1, batches="datafeeder", **options)
+    one_feeder.fit(train_x, train_y, steps=140)
+    assert np.abs(one_feeder.predict(test_x) - regressor.predict(test_x)).max() > 1e-4
+    with pytest.raises(ValueError, match=r"batches 'datafeeder'; got .* batches 'passes'"):
+        LegacyRegressor(tmp_path / "feeder", seed=1, **options)

@@ -12,7 +12,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-from conftest import ROOT, default_sigint, run_cli
+from conftest import ROOT, call_main, default_sigint, run_cli
 
 from tf_sine.distribute import local_tf_configs
 
@@ -117,6 +117,54 @@ def test_bad_distribution_settings_exit_2(tmp_path, flags, env, message):
     assert done.returncode == 2 and "Traceback" not in done.stderr
     lines = [line for line in done.stderr.splitlines() if line.startswith("tf-sine")]
     assert len(lines) == 1 and message in lines[0], done.stderr
+
+
+_TWO = '"cluster": {"worker": ["127.0.0.1:2222", "127.0.0.1:2223"]'
+
+
+@pytest.mark.parametrize(
+    ("tf_config", "message"),
+    [
+        ('{"cluster": {"worker": ["localhost"]}, "task": {"type": "worker", "index": 0}}',
+         "expected each worker in TF_CONFIG as host:port (port 1-65535), got 'localhost'"),
+        ('{"cluster": {"worker": ["localhost:http"]}, "task": {"type": "worker", "index": 0}}',
+         "got 'localhost:http'"),
+        ('{"cluster": {"worker": ["localhost:70000"]}, "task": {"type": "worker", "index": 0}}',
+         "got 'localhost:70000'"),
+        ('{"cluster": {"worker": [2222]}, "task": {"type": "worker", "index": 0}}', "got 2222"),
+        ('{' + _TWO + ', "chief": "127.0.0.1:2221"}, "task": {"type": "worker", "index": 0}}',
+         "expected a list of chief addresses in TF_CONFIG, got '127.0.0.1:2221'"),
+        ('{"cluster": {"worker": "127.0.0.1:2222"}, "task": {"type": "worker", "index": 0}}',
+         "expected a list of worker addresses in TF_CONFIG"),
+        ('{' + _TWO + '}, "task": {"type": "ps", "index": 0}}',
+         "expected task.type worker or chief in TF_CONFIG, got 'ps'"),
+        ('{' + _TWO + '}, "task": {"type": "worker", "index": 2}}',
+         "expected a task index within the cluster"),
+        ('{"cluster": [], "task": {"type": "worker", "index": 0}}', "expected TF_CONFIG with cluster.worker"),
+    ],
+)  # fmt: skip
+def test_malformed_tf_config_is_one_line_and_exit_2(tmp_path, monkeypatch, tf_config, message):
+    monkeypatch.setenv("TF_CONFIG", tf_config)
+    status, _, stderr = call_main("train", "--distribute", "multi-worker", "--run-dir", str(tmp_path / "r"),
+                                  "--steps", "5", "--units", "4")  # fmt: skip
+    lines = [line for line in stderr.splitlines() if line.startswith("tf-sine")]
+    assert status == 2 and len(lines) == 1 and message in lines[0], stderr
+    assert lines[0].startswith("tf-sine: error: argument --distribute:") and "Traceback" not in stderr
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_chief_is_named_as_the_chief_while_waited_for():
+    from tf_sine.distribute import PeersMissingError, wait_for_peers
+
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        chief = f"127.0.0.1:{free.getsockname()[1]}"
+    with socket.socket() as own:  # a port of our own to listen on
+        own.bind(("127.0.0.1", 0))
+        mine = f"127.0.0.1:{own.getsockname()[1]}"
+    notes: list[str] = []
+    with pytest.raises(PeersMissingError, match=r"no answer from chief \(127\.0\.0\.1:"):
+        wait_for_peers([("chief", chief), ("worker 0", mine)], 1, timeout=0.5, notify=notes.append)
 
 
 def test_local_tf_configs_name_one_cluster_of_distinct_ports():

@@ -366,3 +366,85 @@ def test_overwrite_starts_over_past_a_stopped_replacement_of_another_configurati
     status, _, stderr = cli("train", *TINY_FLAGS, "--seed", "2", "--run-dir", str(run_dir), "--overwrite")
     assert status == 0, stderr
     assert tf_sine.RunDirectory(run_dir).load_config().seed == 2 and "resuming" not in stderr
+
+
+def test_an_edited_file_of_ours_is_the_users_and_overwrite_refuses_before_training(tiny_run, tmp_path, cli):
+    run_dir = _copy_run(tiny_run, tmp_path)
+    config = json.loads((run_dir / "config.json").read_text())
+    (run_dir / "config.json").write_text(json.dumps({**config, "note": "my edit"}))
+    before = _tree(run_dir)
+    status, _, stderr = cli("train", *TINY_FLAGS, "--run-dir", str(run_dir), "--overwrite")
+    lines = [line for line in stderr.splitlines() if line.startswith("tf-sine")]
+    assert status == 2 and len(lines) == 1, stderr
+    assert "config.json' was changed after tf_sine wrote it, so it is yours now" in lines[0]
+    assert _tree(run_dir) == before and not (run_dir / ".tf_sine" / "staging").exists()
+
+
+def test_an_edited_file_is_never_deleted_and_a_stopped_rename_is_still_ours(tmp_path):
+    folder = OwnedFolder(tmp_path / "out", "out").claim()
+    folder.write("a.txt", lambda path: path.write_text("first"))
+    # What a process killed between listing a new version and renaming it into place leaves.
+    folder._record("a.txt", hashlib.sha256(b"second").hexdigest())
+    assert folder.edited_files() == []  # the previous content is still tf_sine's
+    folder.write("a.txt", lambda path: path.write_text("second"))
+    (folder.path / "a.txt").write_text("the user's")
+    assert folder.edited_files() == ["a.txt"]
+    with pytest.raises(RunError, match=r"a\.txt' was changed after tf_sine wrote it"):
+        folder.write("a.txt", lambda path: path.write_text("third"))
+    folder.remove("a.txt")  # forgotten, not deleted
+    assert (folder.path / "a.txt").read_text() == "the user's" and "a.txt" not in folder.owned_files()
+    folder.release()
+
+
+def test_leftover_temporaries_are_removed_only_inside_the_run(tmp_path):
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    theirs = outside / ".model.tf_sine-tmp-1.keras"
+    theirs.write_text("another run's")
+    folder = OwnedFolder(tmp_path / "run").claim()
+    (folder.path / "linked").symlink_to(outside, target_is_directory=True)
+    (folder.path / ".metrics.tf_sine-tmp-1.json").write_text("left by a killed run")
+    (folder.path / "sub").mkdir()
+    (folder.path / "sub" / ".x.tf_sine-tmp-1.npz").write_text("left too")
+    removed = folder.remove_temporaries()
+    folder.release()
+    assert sorted(p.name for p in removed) == [".metrics.tf_sine-tmp-1.json", ".x.tf_sine-tmp-1.npz"]
+    assert theirs.read_text() == "another run's"
+
+
+def test_a_users_file_named_like_a_checkpoint_is_not_one(tmp_path):
+    from tf_sine.checkpoints import Checkpoints
+
+    folder = OwnedFolder(tmp_path / "run").claim()
+    (folder.path / "checkpoints").mkdir()
+    (folder.path / "checkpoints" / "step-999999.keras").write_text("the user's")
+    checkpoints = Checkpoints(folder)
+    assert checkpoints.saved() == [] and checkpoints.load_newest() is None
+    folder.release()
+
+
+def test_the_old_run_stays_readable_while_overwrite_trains_its_replacement(tiny_run, tmp_path, cli):
+    run_dir = _copy_run(tiny_run, tmp_path)
+    old_model = (run_dir / "model.keras").read_bytes()
+    process = _start(run_dir, *_long_training(50000), "--overwrite")
+    try:
+        staging = run_dir / ".tf_sine" / "staging" / "checkpoints"
+        _wait_for(lambda: any(staging.glob("step-*.keras")), process)
+        status, out, stderr = cli("evaluate", "--model", str(run_dir))
+        assert status == 0 and "rmse" in out.lower(), stderr
+        assert tf_sine.open_run(run_dir).config.steps == TINY.steps
+        status, _, stderr = cli("train", *TINY_FLAGS, "--run-dir", str(run_dir), "--overwrite")
+        assert status == 2 and f"another tf_sine process (PID {process.pid})" in stderr  # still one writer
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    assert (run_dir / "model.keras").read_bytes() == old_model
+
+
+def test_a_users_file_clashing_with_a_run_file_is_refused_before_training(tmp_path, cli):
+    OwnedFolder(tmp_path / "run").claim().release()  # tf_sine's folder, as a stopped run leaves it
+    (tmp_path / "run" / "loss.png").write_text("the user's plot")
+    status, _, stderr = cli("train", *TINY_FLAGS, "--run-dir", str(tmp_path / "run"))
+    lines = [line for line in stderr.splitlines() if line.startswith("tf-sine")]
+    assert status == 2 and len(lines) == 1 and "loss.png' exists and tf_sine did not write it" in lines[0]
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [".tf_sine", "loss.png"]

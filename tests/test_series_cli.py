@@ -234,7 +234,9 @@ def test_python_reproduces_evaluate_and_predict(series_run, tmp_path, cli):
     ("flags", "message"),
     [(["--output", "{tmp}/missing/out.txt"], "argument --output: expected a file in an existing directory, got in a missing directory"),
      (["--output", "{tmp}"], "argument --output: expected a file in an existing directory, got a directory"),
-     (["--input", "{tmp}/none.txt"], "argument --input: expected an existing file, got")],
+     (["--input", "{tmp}/none.txt"], "argument --input: expected an existing file, got"),
+     (["--input", ""], "argument --input: expected a file path, got an empty string"),
+     (["--output", ""], "argument --output: expected a file path, got an empty string")],
 )  # fmt: skip
 def test_predict_refuses_a_missing_or_directory_path_in_one_line(series_run, tmp_path, cli, flags, message):
     _, run_dir, _ = series_run

@@ -81,7 +81,9 @@ class Checkpoints:
         """`(step, path)` of every checkpoint, oldest first."""
         if not self.folder.is_dir():
             return []
-        steps = ((checkpoint_step(entry), entry) for entry in self.folder.iterdir())
+        ours = self.owner.owned_files()  # a file of the user's named like a checkpoint is not one
+        entries = (e for e in self.folder.iterdir() if self._relative(e) in ours)
+        steps = ((checkpoint_step(entry), entry) for entry in entries)
         return sorted((step, entry) for step, entry in steps if step is not None)
 
     def load_newest(self, notify: Callable[[str], None] | None = None) -> tuple[Any, dict[str, Any]] | None:

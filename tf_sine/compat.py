@@ -56,6 +56,8 @@ class LegacyRegressor:
     Args:
         model_dir: where checkpoints live; an existing one is resumed from its last checkpoint.
         seed: seeds the initial weights and the data order.
+        batches: the data order, a name in `tf_sine.config.BATCH_ORDERS`; ``"datafeeder"``
+            replays the Estimator's: TF 0.12's `DataFeeder` order, restarted at every `fit`.
         **factory_options: any argument of `tf_sine.build_model` except `timesteps` and
             `layout`, which are read from the first `fit`'s windows (as the Estimator built
             its graph from the first batch).
@@ -65,7 +67,9 @@ class LegacyRegressor:
             the model already in `model_dir`.
     """
 
-    def __init__(self, model_dir: str | os.PathLike, seed: int = 0, **factory_options: Any):
+    def __init__(
+        self, model_dir: str | os.PathLike, seed: int = 0, batches: str = "passes", **factory_options: Any
+    ):
         inferred = ("timesteps", "layout", "features")  # read from the windows, as the Estimator did
         unknown = sorted(name for name in factory_options if name not in MODEL_FIELDS or name in inferred)
         if unknown:
@@ -77,9 +81,10 @@ class LegacyRegressor:
         self.run.release()  # taken again by each fit, as the Estimator's each train call
         self.options = dict(factory_options)
         self.seed = seed
+        self.batches = batches
         self.config: Config | None = None
         self.model: keras.Model | None = None
-        Config(seed=seed, **self.options)  # refuse bad options now, not at the first fit
+        Config(seed=seed, batches=batches, **self.options)  # refuse bad options now, not at the first fit
         if self.run.checkpoints.saved():
             self._restore()
 
@@ -107,13 +112,14 @@ class LegacyRegressor:
         try:
             if self.model is None:
                 self.config = Config(seed=self.seed, timesteps=timesteps, layout=layout,
-                                     batch_size=batch_size, **self.options)  # fmt: skip
+                                     batch_size=batch_size, batches=self.batches, **self.options)  # fmt: skip
                 keras.utils.set_random_seed(self.seed)
                 self.model = build_model_from_config(self.config)
                 self.run.save_config(self.config)
             train(
                 self.model, x, y, steps=self.global_step + steps, batch_size=batch_size, seed=self.seed,
                 checkpoint_every=self.config.checkpoint_every, on_checkpoint=self._checkpoint, progress=False,
+                batches=self.batches, feed_start=self.global_step,  # each fit made a new DataFeeder
             )  # fmt: skip
         finally:
             self.run.release()
@@ -133,11 +139,11 @@ class LegacyRegressor:
         self.model = load_keras(path)
         self.config = self.run.load_config()
         saved = {name: getattr(self.config, name) for name in self.options}
-        if saved != self.options or self.config.seed != self.seed:
+        if saved != self.options or (self.config.seed, self.config.batches) != (self.seed, self.batches):
             raise RunError(
                 "model_dir",
-                f"holds a model built with {saved} and seed {self.config.seed}; "
-                f"got {self.options} and seed {self.seed}",
+                f"holds a model built with {saved}, seed {self.config.seed} and batches "
+                f"{self.config.batches!r}; got {self.options}, seed {self.seed} and batches {self.batches!r}",
             )
 
 

@@ -24,7 +24,7 @@ import os
 import socket
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -74,15 +74,22 @@ def make_strategy(
 
     if name == "mirrored":
         return tf.distribute.MirroredStrategy()
-    workers, index = _check_tf_config()
-    wait_for_peers(workers, index, peer_timeout, notify)
+    members, index = _check_tf_config()
+    wait_for_peers(members, index, peer_timeout, notify)
     return tf.distribute.MultiWorkerMirroredStrategy()
 
 
 def wait_for_peers(
-    workers: list[str], index: int, timeout: float, notify: Callable[[str], None] | None = None
+    members: list[tuple[str, str]], index: int, timeout: float, notify: Callable[[str], None] | None = None
 ) -> None:
-    """Waits until every worker but `index` accepts a connection at its ``host:port``.
+    """Waits until every member of the cluster but `index` accepts a connection at its address.
+
+    Args:
+        members: `(name, "host:port")` of each task, as `TF_CONFIG` lists them (``chief``,
+            ``worker 0``, ...).
+        index: this process's place in `members`.
+        timeout: seconds to wait in all.
+        notify: called with a progress line every few seconds.
 
     This worker listens on its own address meanwhile (without accepting: the kernel completes a
     peer's connection), so workers started in any order find each other; it closes before
@@ -91,15 +98,15 @@ def wait_for_peers(
     Raises:
         PeersMissingError: some worker did not answer within `timeout` seconds.
     """
-    listener = _listen(workers[index])
+    listener = _listen(members[index][1])
     try:
-        missing = [i for i in range(len(workers)) if i != index]
+        missing = [i for i in range(len(members)) if i != index]
         start = time.monotonic()
         next_note = start + _WAIT_NOTE_EVERY
         while missing:
-            missing = [i for i in missing if not _answers(workers[i])]
+            missing = [i for i in missing if not _answers(members[i][1])]
             waited = time.monotonic() - start
-            names = ", ".join(f"worker {i} ({workers[i]})" for i in missing)
+            names = ", ".join(f"{members[i][0]} ({members[i][1]})" for i in missing)
             if missing and waited >= timeout:
                 raise PeersMissingError(
                     f"no answer from {names} within {timeout:g} s; start every worker that TF_CONFIG "
@@ -137,8 +144,8 @@ def _answers(address: str) -> bool:
         return False
 
 
-def _check_tf_config() -> tuple[list[str], int]:
-    """The workers' addresses in ``TF_CONFIG`` and this task's index among them."""
+def _check_tf_config() -> tuple[list[tuple[str, str]], int]:
+    """The cluster's `(name, address)` pairs in ``TF_CONFIG`` and this task's index among them."""
     text = os.environ.get("TF_CONFIG")
     if not text:
         raise ConfigError(
@@ -154,16 +161,34 @@ def _check_tf_config() -> tuple[list[str], int]:
             "distribute",
             f"expected TF_CONFIG with cluster.worker and task.type/index, got {text!r} ({error})",
         ) from None
-    if not isinstance(workers, list) or not workers:
-        raise ConfigError("distribute", f"expected a list of workers in TF_CONFIG, got {workers!r}")
-    # A chief task, if any, is one more member; the workers' list is what this process waits for.
-    members = [*config["cluster"].get("chief", []), *workers]
-    index = int(task["index"]) + (len(config["cluster"].get("chief", [])) if task["type"] == "worker" else 0)
+    chiefs = config["cluster"].get("chief", []) if isinstance(config["cluster"], dict) else None
+    for role, addresses in (("worker", workers), ("chief", chiefs)):
+        if not isinstance(addresses, list) or (role == "worker" and not addresses):
+            raise ConfigError(
+                "distribute", f"expected a list of {role} addresses in TF_CONFIG, got {addresses!r}"
+            )
+        for address in addresses:
+            _check_address(role, address)
+    if task["type"] not in ("worker", "chief"):
+        raise ConfigError(
+            "distribute", f"expected task.type worker or chief in TF_CONFIG, got {task['type']!r}"
+        )
+    # A chief task, if any, is one more member; the members' list is what this process waits for.
+    members = [("chief", a) for a in chiefs] + [(f"worker {i}", a) for i, a in enumerate(workers)]
+    index = int(task["index"]) + (len(chiefs) if task["type"] == "worker" else 0)
     if not 0 <= index < len(members):
         raise ConfigError(
             "distribute", f"expected a task index within the cluster in TF_CONFIG, got {text!r}"
         )
     return members, index
+
+
+def _check_address(role: str, address: Any) -> None:
+    host, _, port = address.rpartition(":") if isinstance(address, str) else ("", "", "")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(
+            "distribute", f"expected each {role} in TF_CONFIG as host:port (port 1-65535), got {address!r}"
+        )
 
 
 def is_chief(strategy: tf.distribute.Strategy | None) -> bool:

@@ -6,6 +6,7 @@ folder::
     .tf_sine/manifest.json   every file tf_sine wrote here (relative path -> SHA-256), and
                              facts about the inputs (the data fingerprint)
     .tf_sine/lock            locked (flock) by the one process changing the folder; holds its PID
+    .tf_sine/visible         locked exclusively while the files readers see change, shared by readers
     .tf_sine/staging/        a replacement being built (``overwrite``): an owned folder itself
     .tf_sine/commit          present while a finished replacement is moved in
 
@@ -14,8 +15,9 @@ The rules:
 - tf_sine deletes or replaces only files its manifest lists. A folder that holds anything and
   has no manifest is not tf_sine's, and is refused.
 - A writer holds the lock for its whole life; the operating system releases it when the
-  process dies, however it dies. A second writer is refused with the holder's PID; a reader
-  takes the lock shared while it reads, so it never sees a writer's half-made state.
+  process dies, however it dies. A second writer is refused with the holder's PID. Readers
+  take ``visible`` shared while they read, so they never see a writer's half-made state; a
+  writer building a replacement in staging lets them read the old files until it commits.
 - A replacement is built in staging (the same filesystem) and moved in only when complete. The
   commit mark is written first, so a move cut short is finished by the next process that takes
   the lock (roll forward): the folder holds the old files or the new ones, never a mixture.
@@ -28,7 +30,7 @@ import fcntl
 import hashlib
 import os
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -55,15 +57,29 @@ class OwnedFolder:
     Args:
         path: the folder.
         argument: the library argument that named it, for error messages (``run_dir``, ``out``).
+        shared: tf_sine writes here beside the user's files (forecasts, exports): a folder
+            holding other files is not refused.
+        working: top-level folders of tf_sine's working state (``checkpoints``), whose files
+            it checks itself when reading them: one changed since is replaced, not kept.
     """
 
-    def __init__(self, path: str | os.PathLike, argument: str = "run_dir", shared: bool = False):
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        argument: str = "run_dir",
+        shared: bool = False,
+        working: tuple[str, ...] = (),
+    ):
         if str(path) == "":  # Path("") would quietly mean the current directory
             raise RunError(argument, "expected a directory path, got an empty string")
         self.path = Path(path)
         self.argument = argument
         self.shared = shared  # a folder tf_sine writes into beside other files (forecasts, exports)
+        # Folders of tf_sine's working state (checkpoints), which it reads back and checks itself:
+        # a changed file there is damage, reported when read and replaced, not a user's edit.
+        self.working = working
         self._lock_handle: Any = None
+        self._visible_handle: Any = None  # held while this writer changes what readers see
 
     # --- what is ours -------------------------------------------------------------------
     @property
@@ -128,11 +144,44 @@ class OwnedFolder:
 
     def _record(self, relative: str, digest: str | None) -> None:
         manifest = self.manifest()
+        # The hash it replaces stays known: a process killed between listing a file and
+        # renaming it into place leaves the previous content, which is still tf_sine's.
+        previous = manifest.setdefault("previous", {})
+        previous.pop(relative, None)
+        if relative in manifest["files"]:
+            previous[relative] = manifest["files"][relative]
         if digest is None:
             manifest["files"].pop(relative, None)
+            previous.pop(relative, None)
         else:
             manifest["files"][relative] = digest
         self._save_manifest(manifest)
+
+    def edited_files(self, names: list[str] | None = None) -> list[str]:
+        """tf_sine's files here (those named or under the folders named, default all) changed since.
+
+        An edited file is the user's now: it is neither replaced nor deleted.
+        """
+        manifest = self.manifest()
+        previous = manifest.get("previous", {})
+        edited = []
+        for relative, digest in sorted(manifest["files"].items()):
+            path = self.path / relative
+            chosen = (names is None or _under(relative, names)) and not _under(relative, self.working)
+            if chosen and path.is_file() and file_hash(path) not in (digest, previous.get(relative)):
+                edited.append(relative)
+        return edited
+
+    def refuse_edited(self, names: list[str] | None = None) -> None:
+        """Raises `RunError` naming the first of tf_sine's files here that was edited since."""
+        edited = self.edited_files(names)
+        if edited:
+            more = f" (and {len(edited) - 1} more)" if len(edited) > 1 else ""
+            raise RunError(
+                self.argument,
+                f"{str(self.path / edited[0])!r}{more} was changed after tf_sine wrote it, so it "
+                "is yours now and is not replaced; move it away or choose another folder",
+            )
 
     # --- writing ------------------------------------------------------------------------
     def write(self, relative: str, write: Callable[[Path], Any]) -> Path:
@@ -159,6 +208,15 @@ class OwnedFolder:
         for file in files:
             self._record(file.relative_to(self.path).as_posix(), file_hash(file))
 
+    def check_writable(self, names: Iterable[str]) -> None:
+        """Refuses, before any work, names among `names` that tf_sine could not write here.
+
+        Raises:
+            RunError: one of them is a file of the user's, or one of tf_sine's edited since.
+        """
+        for name in names:
+            self._writable(name)
+
     def _writable(self, relative: str) -> Path:
         target = self.path / relative
         owned = self.owned_files()
@@ -171,22 +229,27 @@ class OwnedFolder:
                 self.argument,
                 f"{str(target)!r} exists and tf_sine did not write it; move it away or choose another folder",
             )
+        if relative in owned:
+            self.refuse_edited([relative])
         return target
 
     def remove(self, relative: str) -> None:
-        """Deletes one of tf_sine's files; a file the manifest does not list is left alone."""
+        """Deletes one of tf_sine's files; one the manifest does not list, or edited since, stays."""
         if relative not in self.owned_files():
             return
-        (self.path / relative).unlink(missing_ok=True)
+        if not self.edited_files([relative]):  # an edited file is the user's: only forgotten
+            (self.path / relative).unlink(missing_ok=True)
         self._record(relative, None)
         _remove_empty_parents(self.path / relative, self.path)
 
     def remove_temporaries(self) -> list[Path]:
         """Deletes temporary files a killed tf_sine process left; only ones named as tf_sine names them."""
         mine = f"{TEMPORARY_MARK}{os.getpid()}"
-        folders = [self.path] + [p for p in self.path.iterdir() if p.is_dir() and p.name != BOOKKEEPING]
+        # Only the folder and its own subfolders: a symlinked one leads out of the run.
+        folders = [self.path] + [p for p in self.path.iterdir()
+                                 if p.is_dir() and not p.is_symlink() and p.name != BOOKKEEPING]  # fmt: skip
         leftovers = [p for folder in folders for p in folder.glob(f".*{TEMPORARY_MARK}*")
-                     if p.is_file() and mine not in p.name]  # fmt: skip
+                     if p.is_file() and not p.is_symlink() and mine not in p.name]  # fmt: skip
         for leftover in leftovers:
             leftover.unlink(missing_ok=True)
         return leftovers
@@ -206,7 +269,7 @@ class OwnedFolder:
             raise RunError(self.argument, f"cannot create {str(self.path)!r}: {error.strerror}") from None
         if not os.access(self.path, os.W_OK | os.X_OK):
             raise RunError(self.argument, f"expected a writable directory, got {str(self.path)!r}")
-        self._lock(exclusive=True)
+        self._lock()
         self._refuse_if_foreign()  # a file may have appeared before the lock was taken
         if (self._bookkeeping / "commit").exists():
             self._roll_forward()
@@ -226,16 +289,16 @@ class OwnedFolder:
 
     @contextmanager
     def reading(self) -> Iterator[None]:
-        """Holds the lock shared while a reader reads; a writer at work is named and refused.
+        """Holds the folder's visible files still while a reader reads them.
 
-        A folder without a lock file (written before locks existed, or never locked) is read
-        as it is; a read-only folder is fine, since nothing is written.
+        A writer changing them is named and refused; one building a replacement beside them
+        (`step_aside`) is not. A folder without the lock files (never locked) is read as it
+        is; a read-only folder is fine, since nothing is written.
         """
-        lock = self._bookkeeping / "lock"
-        if not lock.is_file():
+        if not (self._bookkeeping / "visible").is_file():
             yield
             return
-        self._lock(exclusive=False)
+        handle = self._take("visible", exclusive=False)
         try:
             if (self._bookkeeping / "commit").exists():
                 raise RunError(
@@ -245,37 +308,54 @@ class OwnedFolder:
                 )
             yield
         finally:
-            self.release()
-
-    def _lock(self, exclusive: bool) -> None:
-        lock = self._bookkeeping / "lock"
-        try:
-            handle = open(lock, "a+" if exclusive else "r")  # noqa: SIM115 (held until release)
-        except OSError as error:
-            raise RunError(self.argument, f"cannot open the lock {str(lock)!r}: {error.strerror}") from None
-        try:
-            fcntl.flock(handle.fileno(), (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
-        except OSError as error:
-            if error.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
-                handle.close()
-                raise
-            handle.seek(0)
-            holder = handle.read().strip() or "unknown"
             handle.close()
+
+    def step_aside(self) -> None:
+        """Lets readers read the folder while this writer builds a replacement in staging.
+
+        The writer's lock stays held; `commit` takes the folder back before moving anything.
+        """
+        if self._visible_handle is not None:
+            self._visible_handle.close()
+            self._visible_handle = None
+
+    def _take(self, name: str, exclusive: bool, wait: bool = False) -> Any:
+        """Opens and flocks the bookkeeping file `name`; a holder that keeps it is named and refused."""
+        path = self._bookkeeping / name
+        try:
+            handle = open(path, "a+" if exclusive else "r")  # noqa: SIM115 (held until released)
+        except OSError as error:
+            raise RunError(self.argument, f"cannot open the lock {str(path)!r}: {error.strerror}") from None
+        mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
+        try:
+            fcntl.flock(handle.fileno(), mode if wait else mode | fcntl.LOCK_NB)  # readers are brief
+        except OSError as error:
+            handle.close()
+            if error.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                raise
+            try:
+                holder = (self._bookkeeping / "lock").read_text().strip() or "unknown"
+            except OSError:
+                holder = "unknown"
             raise RunError(
                 self.argument,
                 f"{str(self.path)!r} is being written by another tf_sine process (PID {holder}); "
                 "wait for it to end, or choose another folder",
             ) from None
-        if exclusive:
-            handle.seek(0)
-            handle.truncate()
-            handle.write(f"{os.getpid()}\n")
-            handle.flush()
+        return handle
+
+    def _lock(self) -> None:
+        handle = self._take("lock", exclusive=True)
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
         self._lock_handle = handle
+        self._visible_handle = self._take("visible", exclusive=True, wait=True)
 
     def release(self) -> None:
-        """Releases the lock (the operating system does so too when the process ends)."""
+        """Releases the locks (the operating system does so too when the process ends)."""
+        self.step_aside()
         if self._lock_handle is not None:
             self._lock_handle.close()
             self._lock_handle = None
@@ -320,8 +400,11 @@ class OwnedFolder:
                 files stay. None: the replacement stands for all of tf_sine's files here.
         """
         staging = OwnedFolder(self.staging_path, self.argument)
+        if self._visible_handle is None:  # stepped aside while the replacement was built
+            self._visible_handle = self._take("visible", exclusive=True, wait=True)
+        self.refuse_edited(names)  # before anything moves
         for relative in staging.owned_files():
-            self._writable(relative)  # before anything moves
+            self._writable(relative)
         write_json(self._bookkeeping / "commit", {"names": names})  # atomic: whole or absent
         self._roll_forward()
 
@@ -375,6 +458,10 @@ def disk_full_named(folder: Path) -> Iterator[None]:
         ) from None
 
 
+def _under(relative: str, names: list[str]) -> bool:
+    return any(relative == name or relative.startswith(f"{name}/") for name in names)
+
+
 def _remove_empty_parents(path: Path, root: Path) -> None:
     parent = path.parent
     while parent != root and parent.is_dir() and not any(parent.iterdir()):
@@ -408,9 +495,11 @@ def write_together(
                 f"{str(folder.path)!r} already holds {', '.join(earlier)}; pass `overwrite` to replace it",
             )
         for name in names:
-            if (folder.path / name).exists() and name not in earlier:
-                folder._writable(name)  # refuses a file of the user's
+            if name not in earlier:
+                folder.check_writable([name])  # refuses a file of the user's
+        folder.refuse_edited(names)
         folder.discard_staging()  # another command's leftover is never moved in with ours
+        folder.step_aside()
         try:
             with disk_full_named(folder.path):
                 build(folder.staging())

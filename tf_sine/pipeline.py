@@ -37,7 +37,7 @@ from tf_sine.evaluation import score
 from tf_sine.files import load_keras
 from tf_sine.models import build_model_from_config
 from tf_sine.owned import disk_full_named
-from tf_sine.runs import LOSS_PLOT, PREDICTION_PLOT, RunDirectory
+from tf_sine.runs import LOSS_PLOT, PREDICTION_PLOT, RUN_FILES, RunDirectory
 from tf_sine.training import TrainingResult, TrainingState, train
 
 
@@ -132,10 +132,14 @@ def _target(
             f"{str(run.path)!r} holds a finished run; "
             "pass `overwrite` to train it again, or choose another `run_dir`",
         )
+    # A clash with a file of the user's is found now, not when the trained run is written.
+    run.files.check_writable(RUN_FILES)
     if not overwrite or not run.holds_files:
         return run
     if not chief:
         return RunDirectory(run.files.staging_path)
+    run.files.refuse_edited()  # before training: the commit would refuse it at the end
+    run.files.step_aside()  # the old run stays readable while its replacement trains
     replacement = run.replacement()
     # A replacement left by a stopped process is resumed only as the same configuration on the
     # same data; finished but not moved in, or of another kind, it is trained again.

@@ -44,6 +44,8 @@ LOSS_PLOT = "loss.png"
 CHECKPOINT_DIR = "checkpoints"
 TENSORBOARD_DIR = "tensorboard"
 DEFAULT_ROOT = "runs"
+# The files a finished run holds at its top level, each written at some point of a training.
+RUN_FILES = (MODEL_FILE, CONFIG_FILE, METRICS_FILE, HISTORY_FILE, SCALING_FILE, PREDICTION_PLOT, LOSS_PLOT)
 
 
 def default_run_name(prefix: str = "run") -> str:
@@ -59,7 +61,8 @@ class RunDirectory:
     """
 
     def __init__(self, path: str | os.PathLike, argument: str = "run_dir"):
-        self.files = OwnedFolder(path, argument)  # (refuses "", which Path would read as ".")
+        # (OwnedFolder refuses "", which Path would read as ".")
+        self.files = OwnedFolder(path, argument, working=(CHECKPOINT_DIR,))
         self.path = self.files.path
 
     @classmethod

@@ -65,7 +65,7 @@ def read_values(path: str | os.PathLike, argument: str = "input") -> np.ndarray:
     Raises:
         DataError: the file is missing, unreadable, or holds something other than numbers.
     """
-    path = Path(path)
+    path = _named_path(path, argument)
     if not path.is_file():
         raise DataError(argument, f"expected an existing file, got {str(path)!r}")
     if path.suffix == ".npy":
@@ -92,16 +92,32 @@ def parse_values(text: str, argument: str = "input") -> np.ndarray:
     return as_series(values, argument)
 
 
+def check_output_path(path: str | os.PathLike, argument: str = "output") -> Path:
+    """`path` as a file `write_values` can write: refused before any work otherwise.
+
+    Raises:
+        DataError: `path` is empty, a directory, or in a missing directory.
+    """
+    path = _named_path(path, argument)
+    if path.is_dir() or not path.parent.is_dir():
+        what = "a directory" if path.is_dir() else "in a missing directory"
+        raise DataError(argument, f"expected a file in an existing directory, got {what}: {str(path)!r}")
+    return path
+
+
+def _named_path(path: str | os.PathLike, argument: str) -> Path:
+    if str(path) == "":  # Path("") would quietly mean the current directory
+        raise DataError(argument, "expected a file path, got an empty string")
+    return Path(path)
+
+
 def write_values(path: str | os.PathLike, values: np.ndarray, argument: str = "output") -> Path:
     """Writes one number per line (9 significant digits), atomically.
 
     Raises:
         DataError: the folder of `path` is missing, or `path` is a directory.
     """
-    path = Path(path)
-    if path.is_dir() or not path.parent.is_dir():
-        what = "a directory" if path.is_dir() else "in a missing directory"
-        raise DataError(argument, f"expected a file in an existing directory, got {what}: {str(path)!r}")
+    path = check_output_path(path, argument)
     text = "".join(f"{value:.9g}\n" for value in values)
     return atomic_write(path, lambda temporary: temporary.write_text(text, encoding="utf-8"))
 

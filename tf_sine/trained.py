@@ -339,6 +339,8 @@ def open_run(path: str | os.PathLike) -> Run:
             ``.keras`` file nor a file of a run, or the model cannot be loaded.
         RunError: the run's ``config.json`` or ``scaling.json`` cannot be read.
     """
+    if str(path) == "":  # Path("") would quietly mean the current directory
+        raise ModelError("model", "expected a .keras file or a run directory, got an empty string")
     model_path, directory = _locate(Path(path))
     if directory is None:
         model = load_keras(model_path)

@@ -123,9 +123,11 @@ def _forecast(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from tf_sine.series import parse_values, read_values, write_values
+    from tf_sine.series import check_output_path, parse_values, read_values, write_values
     from tf_sine.trained import open_run
 
+    if args.output != "-":
+        check_output_path(args.output, "output")  # before the model is loaded
     series = (
         parse_values(sys.stdin.read(), "input") if args.input == "-" else read_values(args.input, "input")
     )
