@@ -32,7 +32,11 @@ def script_runs(config: Config, fits: list[int], seed: int, model_dir: str) -> d
     """The source script run once per entry of `fits` on one `model_dir`: its test RMSE."""
     train_seq, test_seq = sine_series()
     (train_x, train_y), (test_x, test_y) = generate_data(train_seq), generate_data(test_seq)
-    options = {name: getattr(config, name) for name in MODEL_FIELDS if name not in ("timesteps", "layout")}
+    options = {
+        name: getattr(config, name)
+        for name in MODEL_FIELDS
+        if name not in ("timesteps", "layout", "features")
+    }
     start = time.perf_counter()
     for steps in fits:
         regressor = LegacyRegressor(model_dir, seed=seed, batches=config.batches, **options)
