@@ -1,6 +1,7 @@
 """tf_sine's training engines against the reference trainers, side by side in one invocation.
 
     python benchmarks/engines.py --peer-python /path/to/venv-with-torch-and-jax/bin/python
+    python benchmarks/engines.py --peer-python ... --cases legacy sequence large legacy-30000 sequence-30000
     python benchmarks/engines.py --sweep            # scaling: timesteps, units, batch size
     python benchmarks/engines.py --predict          # prediction throughput
     python benchmarks/engines.py --kernels          # one LSTM layer: native kernel against BlockLSTM
@@ -27,12 +28,21 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_BENCH = ROOT.parent / "shared" / "bench"
-PEAK_GFLOPS = 157.0  # this machine kind's fp32 peak: 2 cores x AVX2 FMA (see README)
 PEERS = {
     "pytorch eager": ("reference_torch.py", "torch"),
     "keras-jax fit": ("reference_keras_jax.py", "jax"),
     "jax scan": ("reference_jax_scan.py", "jax"),
 }
+# The cases timed side by side: (layout, changes to the preset's flags). The reference
+# trainers take the same flags (../shared/bench/common.py).
+CASES = {
+    "legacy": ("legacy", {}),
+    "sequence": ("sequence", {}),
+    "large": ("sequence", {"timesteps": 100, "units": 128, "steps": 300}),
+    "legacy-30000": ("legacy", {"steps": 30000}),
+    "sequence-30000": ("sequence", {"steps": 30000}),
+}
+PRESET_SHAPE = {"timesteps": 10, "units": 30, "steps": 3000}
 # tf_sine's rows: (engine, environment). "fallback" is the fast engine without the native
 # kernels (TF_SINE_NATIVE=0), what a machine without a C++ compiler gets.
 TF_SINE_ROWS = {"fast": ("fast", {}), "fallback": ("fast", {"TF_SINE_NATIVE": "0"}), "fit": ("fit", {})}
@@ -74,6 +84,37 @@ def training_flops(layout: str, steps: int, batch: int, units: int, layers: int,
     return 3 * forward * steps
 
 
+_PEAK_PROGRAM = """
+import os, time
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
+import tensorflow as tf
+a = tf.random.normal([2048, 2048]); b = tf.random.normal([2048, 2048])
+product = tf.function(lambda: tf.linalg.matmul(a, b))
+product().numpy()
+seconds = []
+for _ in range(20):
+    began = time.perf_counter()
+    product().numpy()
+    seconds.append(time.perf_counter() - began)
+print(2 * 2048 ** 3 / min(seconds) / 1e9)
+"""
+
+
+def measured_peak_gflops() -> float:
+    """This machine's fp32 matmul throughput, GFLOP/s: the best of 20 TensorFlow 2048^3 products
+    on all cores (the yardstick a training's arithmetic rate is a fraction of)."""
+    done = subprocess.run([sys.executable, "-c", _PEAK_PROGRAM], capture_output=True, text=True, check=True)
+    return float(done.stdout.split()[-1])
+
+
+def case_flags(case: str) -> tuple[str, dict[str, int], list[str]]:
+    """`(layout, shape, flags)` of a case: the shape (timesteps, units, steps) and its CLI flags."""
+    layout, changes = CASES[case]
+    shape = {**PRESET_SHAPE, **changes}
+    flags = [item for name, value in changes.items() for item in (f"--{name}", str(value))]
+    return layout, shape, flags
+
+
 def tf_sine_run(
     engine: str, layout: str, scratch: Path, extra: list[str], tag: str, env: dict[str, str] | None = None
 ) -> dict:
@@ -87,9 +128,9 @@ def tf_sine_run(
             "peak_rss_mib": rss, "kernel": metrics.get("kernel"), "config": config}  # fmt: skip
 
 
-def peer_run(name: str, python: str, bench: Path, layout: str) -> dict:
+def peer_run(name: str, python: str, bench: Path, layout: str, flags: list[str]) -> dict:
     script, _ = PEERS[name]
-    stdout, wall, rss = run_measured([python, str(bench / script), "--layout", layout], bench)
+    stdout, wall, rss = run_measured([python, str(bench / script), "--layout", layout, *flags], bench)
     result = json.loads(stdout.strip().splitlines()[-1])
     return {"train_seconds": result["train_seconds"], "rmse": result["rmse"], "wall_seconds": wall,
             "peak_rss_mib": rss}  # fmt: skip
@@ -115,24 +156,33 @@ def median_of(runs: list[dict]) -> dict:
 
 
 def compare(args: argparse.Namespace, scratch: Path) -> list[dict]:
+    """Each case's tf_sine rows and peers, interleaved repeats, medians and ratios."""
     peers = peers_available(args.peer_python, args.bench)
+    peak = measured_peak_gflops()
+    print(json.dumps({"fp32_peak_gflops": peak}), flush=True)
     rows = []
-    for layout in args.layouts:
+    for case in args.cases:
+        layout, shape, flags = case_flags(case)
+        tf_sine_flags = [*flags, "--checkpoint-every", str(shape["steps"])]
+        # fit beyond the presets' own shape takes many minutes and says nothing new
+        skip_fit = args.skip_fit or shape != PRESET_SHAPE
         results: dict[str, list[dict]] = {}
         for repeat in range(args.repeats):  # interleaved, so drifts in machine load hit all alike
             for row, (engine, env) in TF_SINE_ROWS.items():
-                if row == "fit" and args.skip_fit:
+                if row == "fit" and skip_fit:
                     continue
-                run = tf_sine_run(engine, layout, scratch, [], f"{layout}-{row}-{repeat}", env)
+                run = tf_sine_run(engine, layout, scratch, tf_sine_flags, f"{case}-{row}-{repeat}", env)
                 results.setdefault(f"tf_sine {row}", []).append(run)
             for name in peers:
-                results.setdefault(name, []).append(peer_run(name, args.peer_python, args.bench, layout))
+                run = peer_run(name, args.peer_python, args.bench, layout, flags)
+                results.setdefault(name, []).append(run)
         summaries = {name: median_of(runs) for name, runs in results.items()}
         fastest_peer = min((summaries[name]["train_seconds"] for name in peers), default=None)
+        flops = training_flops(layout, shape["steps"], 32, shape["units"], 2, shape["timesteps"])
         for name, summary in summaries.items():
-            flops = training_flops(layout, 3000, 32, 30, 2, 10)
-            row = {"engine": name, "layout": layout, **summary,
-                   "gflops_per_second": flops / summary["train_seconds"] / 1e9}  # fmt: skip
+            rate = flops / summary["train_seconds"] / 1e9
+            row = {"case": case, "engine": name, **summary, "gflops_per_second": rate,
+                   "fraction_of_peak": rate / peak}  # fmt: skip
             if fastest_peer:
                 row["ratio_to_fastest_peer"] = summary["train_seconds"] / fastest_peer
             row.pop("config", None)
@@ -150,6 +200,7 @@ SWEEP = [  # (timesteps, units, batch, steps): one factor at a time from the seq
 
 
 def sweep(scratch: Path) -> list[dict]:
+    peak = measured_peak_gflops()
     rows = []
     for timesteps, units, batch, steps in SWEEP:
         extra = ["--timesteps", str(timesteps), "--units", str(units), "--batch-size", str(batch),
@@ -160,7 +211,7 @@ def sweep(scratch: Path) -> list[dict]:
         row = {"timesteps": timesteps, "units": units, "batch_size": batch, "steps": steps,
                "train_seconds": run["train_seconds"], "ms_per_step": 1000 * run["train_seconds"] / steps,
                "gflops_per_second": flops / run["train_seconds"] / 1e9,
-               "fraction_of_peak": flops / run["train_seconds"] / 1e9 / PEAK_GFLOPS,
+               "fraction_of_peak": flops / run["train_seconds"] / 1e9 / peak, "peak_gflops": peak,
                "peak_rss_mib": run["peak_rss_mib"]}  # fmt: skip
         rows.append(row)
         print(json.dumps(row), flush=True)
@@ -178,7 +229,8 @@ def plot_sweep(rows: list[dict], folder: Path) -> None:
     plotting.save_figure(ax, folder / "sweep_timesteps.png")
     by_units = [r for r in rows if r["timesteps"] == 10 and r["batch_size"] == 32]
     ax = plotting.plot_scaling(by_units, "units", "gflops_per_second", "tf_sine fast, timesteps 10, batch 32")
-    ax.axhline(PEAK_GFLOPS, color="grey", linestyle=":", label=f"fp32 peak {PEAK_GFLOPS:.0f} GFLOP/s")
+    peak = rows[0]["peak_gflops"]
+    ax.axhline(peak, color="grey", linestyle=":", label=f"fp32 matmul peak {peak:.0f} GFLOP/s (measured)")
     ax.legend()
     ax.set_title("achieved matmul throughput")
     plotting.save_figure(ax, folder / "sweep_units.png")
@@ -273,7 +325,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--peer-python", help="an interpreter that has torch and/or jax+keras")
     parser.add_argument("--bench", type=Path, default=DEFAULT_BENCH, help="folder of the reference trainers")
-    parser.add_argument("--layouts", nargs="+", default=["legacy", "sequence"])
+    parser.add_argument("--cases", nargs="+", default=["legacy", "sequence"], choices=tuple(CASES))
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip-fit", action="store_true", help="leave out tf_sine's fit engine")
     parser.add_argument("--sweep", action="store_true", help="run the scaling sweep instead")
