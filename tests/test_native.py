@@ -227,12 +227,11 @@ def test_a_record_is_trusted_only_for_the_library_that_passed_the_self_test(tmp_
 @pytest.mark.parametrize(
     ("cell", "kernel"), [("lstm", "fused_lstm"), ("gru", "keras"), ("simple_rnn", "keras")]
 )
-def test_the_native_kernels_can_be_turned_off(tmp_path, monkeypatch, cell, kernel, cli):
-    monkeypatch.setenv("TF_SINE_NATIVE", "0")  # read at every use: in this process too
+def test_the_native_kernels_can_be_turned_off(tmp_path, monkeypatch, cell, kernel):
+    monkeypatch.setenv("TF_SINE_NATIVE", "0")
     monkeypatch.setenv("TF_SINE_CACHE", str(tmp_path / "cache"))
-    status, _, stderr = cli("train", "--layout", "sequence", "--units", "4", "--steps", "20", "--quiet",
-                            "--cell", cell, "--run-dir", str(tmp_path / "run"))  # fmt: skip
-    assert status == 0, stderr
-    assert "native" not in stderr and not (tmp_path / "cache").exists()
+    done = _train(tmp_path / "run", "--cell", cell)
+    assert done.returncode == 0, done.stderr
+    assert "native" not in done.stderr and not (tmp_path / "cache").exists()
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["kernel"] == kernel and np.isfinite(metrics["rmse"])

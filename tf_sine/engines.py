@@ -24,6 +24,7 @@ import tensorflow as tf
 from tf_sine.errors import ConfigError
 from tf_sine.kernels import fused_forward, kernel_name
 from tf_sine.threads import current_plan
+from tf_sine.whole_steps import whole_step_trainer
 
 
 class Engine(Protocol):
@@ -59,7 +60,9 @@ class FastEngine:
     * the chunk is an explicit `tf.while_loop` traced without AutoGraph: converting the loop
       and the Keras optimizer's code with AutoGraph cost more tracing than the legacy preset's
       whole training;
-    * recurrent layers run on fused kernels (`tf_sine.kernels`), faster than Keras's layers;
+    * where the native training op covers the model, a chunk is one op call
+      (`tf_sine.whole_steps`); otherwise recurrent layers run on fused kernels
+      (`tf_sine.kernels`), faster than Keras's layers;
     * no XLA: its compile time was more than it won back.
     """
 
@@ -91,6 +94,11 @@ class FastEngine:
         self.kernel = kernel_name(model) if self.fused else "keras"
         self.shards = shards if self.fused else 1
         self.forward = fused or (lambda inputs: model(inputs, training=True))
+        # Whole steps in one native op where it covers the model (tf_sine.whole_steps); the
+        # graph below stays for the rest, and under a strategy.
+        self.whole_steps = None
+        if strategy is None:
+            self.whole_steps = whole_step_trainer(model, self.x, self.y, halves=shards == 2)
         self.step_update = self._update if strategy is None else self._distributed_update
         self.run_chunk = tf.function(
             self._run_chunk, input_signature=[tf.TensorSpec([None, batch_size], tf.int32)], autograph=False
@@ -103,6 +111,8 @@ class FastEngine:
         )
 
     def __call__(self, batches: np.ndarray, sizes: np.ndarray | None = None) -> np.ndarray:
+        if self.whole_steps is not None:
+            return self.whole_steps(batches, sizes)
         if sizes is None:
             return self.run_chunk(batches).numpy()
         return self.run_short_chunk(batches, sizes).numpy()

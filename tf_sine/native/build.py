@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 SOURCE = Path(__file__).with_name("rnn_ops.cc")
+HEADERS = tuple(sorted(Path(__file__).parent.glob("*.h")))  # included by SOURCE
 BASE_OPTIONS = ("-O3", "-fPIC", "-w")
 # Instruction-set extensions that TensorFlow's bundled Eigen headers do not compile under, each
 # with the macro a compiler defines when a -march turns it on. avx512fp16: Eigen's
@@ -233,7 +234,12 @@ def library_path() -> Path:
     key = hashlib.sha256()
     tensorflow = [tf.__version__, tf.__git_version__, *tf.sysconfig.get_compile_flags(),
                   *tf.sysconfig.get_link_flags()]  # fmt: skip
-    code = [SOURCE.read_bytes(), Path(__file__).read_bytes(), Path(selftest.__file__).read_bytes()]
+    code = [
+        SOURCE.read_bytes(),
+        *(header.read_bytes() for header in HEADERS),
+        Path(__file__).read_bytes(),
+        Path(selftest.__file__).read_bytes(),
+    ]
     machine = ["\n".join(tensorflow).encode(), compiler_description().encode(), _cpu_signature().encode()]
     parts = [*code, *machine]
     for part in parts:

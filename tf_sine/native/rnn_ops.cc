@@ -1,23 +1,24 @@
-// tf_sine's recurrent training kernels: a Keras LSTM, GRU or SimpleRNN layer run forward over a
-// whole sequence, and its gradient, each as one TensorFlow op.
-//
-// The functions are the Keras layers with their defaults, zero initial state:
-//   LSTM:      z = x K + h R + b split (i, f, c, o); c' = f c + i tanh(c~); h' = o tanh(c').
-//   GRU:       (reset_after) x K + b_in and h R + b_rec split (z, r, h);
-//              h' = z h + (1 - z) tanh(x_h + r (h R_h + b_rec_h)).
-//   SimpleRNN: h' = tanh(x K + h R + b).
-// The input projection x K of all time steps is one matrix product before the recurrence, and
-// the weight gradients are one product each after it, so the sequential part is one small
-// product per step (Eigen) and one pass of vectorized elementwise math. Each op runs on the
-// calling thread: the training engine runs batch shards side by side instead.
+// tf_sine's recurrent training kernels as TensorFlow ops: a Keras LSTM, GRU or SimpleRNN layer
+// run forward over a whole sequence, and its gradient, each as one op (the math is in cells.h).
+// Each op runs on the calling thread: the training engine runs batch shards side by side instead.
 
 #include <algorithm>
+#include <condition_variable>
+#include <cstring>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
-#include "Eigen/Core"
+#include "cells.h"
+#include "optimizers.h"
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/op_kernel.h"
+#include "tensorflow/core/framework/resource_mgr.h"
+#include "tensorflow/core/framework/resource_var.h"
 #include "tensorflow/core/framework/shape_inference.h"
 
 namespace tf_sine {
@@ -31,19 +32,6 @@ using ::tensorflow::TensorShape;
 using ::tensorflow::shape_inference::DimensionHandle;
 using ::tensorflow::shape_inference::InferenceContext;
 using ::tensorflow::shape_inference::ShapeHandle;
-
-using Matrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-using MatrixMap = Eigen::Map<Matrix>;
-using ConstMatrixMap = Eigen::Map<const Matrix>;
-using Array = Eigen::Map<Eigen::Array<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>;
-
-// Shapes of one call, checked against each other. `gate_count` blocks of `units` columns make
-// the kernels' width: 4 for LSTM, 3 for GRU, 1 for SimpleRNN.
-struct Dims {
-  int64_t time, batch, features, units, gate_count;
-  int64_t gates() const { return gate_count * units; }
-  int64_t rows() const { return time * batch; }
-};
 
 // The kernels' width in words, for error messages: "units" or "4 * units".
 std::string WidthName(int64_t gate_count) {
@@ -110,11 +98,6 @@ bool StartForward(OpKernelContext* context, int64_t gate_count, int64_t bias_row
   return status.ok() && d->rows() > 0;
 }
 
-// The gradients of one layer's op, its outputs 0-3.
-struct Gradients {
-  float *inputs, *kernel, *recurrent, *bias;
-};
-
 // The start of every gradient op: checks inputs, kernel and recurrent_kernel (inputs 0-2) and
 // what the op takes back from the forward op, inputs 3 to 3 + saved - 1 (the states, the
 // forward op's other outputs and last the states' gradient; (T, B, width) at the positions in
@@ -145,53 +128,31 @@ bool StartGradient(OpKernelContext* context, int64_t gate_count, int64_t bias_ro
   return false;
 }
 
-// The input projection of every time step at once: (T * B, width) = inputs K + bias.
-void ProjectInputs(const Tensor& inputs, const Tensor& kernel, const float* bias, const Dims& d,
-                   float* out) {
-  MatrixMap projected(out, d.rows(), d.gates());
-  projected.noalias() = ConstMatrixMap(inputs.flat<float>().data(), d.rows(), d.features) *
-                        ConstMatrixMap(kernel.flat<float>().data(), d.features, d.gates());
-  projected.rowwise() += Eigen::Map<const Eigen::RowVectorXf>(bias, d.gates());
+// The weights of a layer op's inputs 1-3 (kernel, recurrent_kernel, bias).
+Weights WeightsOf(OpKernelContext* context) {
+  return {context->input(1).flat<float>().data(), context->input(2).flat<float>().data(),
+          context->input(3).flat<float>().data()};
 }
 
-// After the backward recurrence: the gradients of the inputs and of both kernels, one product
-// each over all steps. `input_side` (T * B, width) is the gradient of x K + b_in, and
-// `recurrent_side` that of h R (the same array except in the GRU, whose reset gate sits
-// between h R_h and the candidate); the initial state is zero, so step 0 adds nothing to R's.
-void InputAndKernelGradients(const Tensor& inputs, const Tensor& kernel, const float* states,
-                             const float* input_side, const float* recurrent_side, const Dims& d,
-                             const Gradients& grads) {
-  const int64_t rows = d.rows(), later = rows - d.batch, width = d.gates();
-  ConstMatrixMap input_grads(input_side, rows, width);
-  MatrixMap(grads.kernel, d.features, width).noalias() =
-      ConstMatrixMap(inputs.flat<float>().data(), rows, d.features).transpose() * input_grads;
-  MatrixMap(grads.recurrent, d.units, width).noalias() =
-      ConstMatrixMap(states, later, d.units).transpose() *
-      ConstMatrixMap(recurrent_side + d.batch * width, later, width);
-  MatrixMap(grads.inputs, rows, d.features).noalias() =
-      input_grads * ConstMatrixMap(kernel.flat<float>().data(), d.features, width).transpose();
+// A gradient op's kernels (inputs 1-2); gradient ops take no bias.
+Weights KernelsOf(OpKernelContext* context) {
+  return {context->input(1).flat<float>().data(), context->input(2).flat<float>().data(), nullptr};
 }
 
-// Sums the rows of a (rows, width) array into `out` (a bias gradient).
-void SumRows(const float* values, int64_t rows, int64_t width, float* out) {
-  Eigen::Map<Eigen::RowVectorXf>(out, width).noalias() = ConstMatrixMap(values, rows, width).colwise().sum();
-}
+const float* Input(OpKernelContext* context, int index) { return context->input(index).flat<float>().data(); }
 
-// sigmoid(z) = 0.5 + 0.5 tanh(z / 2): one vectorized tanh pass can then activate whole
-// contiguous rows of mixed sigmoid and tanh columns, instead of column blocks with ragged ends.
-// `scale` and `offset` (per column) are 0.5 for a sigmoid column, 1 and 0 for a tanh column.
-void Activate(float* values, int64_t width, const Eigen::ArrayXf& scale, const Eigen::ArrayXf& offset) {
-  Eigen::Map<Eigen::ArrayXf> z(values, width);
-  z = offset + scale * (scale * z).tanh();
-}
-
-void Sigmoid(float* values, int64_t width) {
-  Eigen::Map<Eigen::ArrayXf> z(values, width);
-  z = 0.5f + 0.5f * (0.5f * z).tanh();
+// Scratch space of `count` floats for the duration of one op call.
+float* Scratch(OpKernelContext* context, int64_t count, Tensor* holder) {
+  absl::Status status = context->allocate_temp(tensorflow::DT_FLOAT, TensorShape({std::max<int64_t>(count, 1)}), holder);
+  if (!status.ok()) {
+    context->SetStatus(status);
+    return nullptr;
+  }
+  return holder->flat<float>().data();
 }
 
 // ---------------------------------------------------------------------------------------------
-// LSTM
+// The per-layer ops (the fast engine's graph calls one per layer, forward and backward)
 
 class LstmOp : public OpKernel {
  public:
@@ -201,42 +162,7 @@ class LstmOp : public OpKernel {
     Dims d;
     std::vector<float*> out;
     if (!StartForward(context, 4, 0, 4, {3}, &d, &out)) return;
-    float *states = out[0], *cells = out[1], *cell_tanh = out[2], *gates = out[3];
-    const Tensor &inputs = context->input(0), &kernel = context->input(1), &recurrent = context->input(2);
-    const int64_t units = d.units, width = d.gates();
-    const int64_t step = d.batch * units, gate_step = d.batch * width;
-    Eigen::ArrayXf scale = Eigen::ArrayXf::Constant(width, 0.5f), offset = scale;
-    scale.segment(2 * units, units).setConstant(1.0f);  // the cell candidate takes tanh
-    offset.segment(2 * units, units).setConstant(0.0f);
-
-    ProjectInputs(inputs, kernel, context->input(3).flat<float>().data(), d, gates);
-    ConstMatrixMap recurrent_kernel(recurrent.flat<float>().data(), units, width);
-    for (int64_t t = 0; t < d.time; ++t) {
-      float* z = gates + t * gate_step;
-      float* c = cells + t * step;
-      if (t > 0) {
-        MatrixMap(z, d.batch, width).noalias() +=
-            ConstMatrixMap(states + (t - 1) * step, d.batch, units) * recurrent_kernel;
-      }
-      for (int64_t b = 0; b < d.batch; ++b) {
-        float* zb = z + b * width;
-        Activate(zb, width, scale, offset);
-        float* cb = c + b * units;
-        const float* previous = t > 0 ? cb - step : nullptr;  // zero initial state
-        for (int64_t j = 0; j < units; ++j) {
-          // f * 0 rather than 0 at the first step: a NaN gate spreads as it does in Keras.
-          const float kept = zb[units + j] * (previous ? previous[j] : 0.0f);
-          cb[j] = kept + zb[j] * zb[2 * units + j];
-        }
-      }
-      Array tanh_c(cell_tanh + t * step, d.batch, units);
-      tanh_c = Array(c, d.batch, units).tanh();
-      float* h = states + t * step;
-      for (int64_t b = 0; b < d.batch; ++b) {
-        const float* o = z + b * width + 3 * units;
-        for (int64_t j = 0; j < units; ++j) h[b * units + j] = o[j] * tanh_c.data()[b * units + j];
-      }
-    }
+    LstmForward(Input(context, 0), WeightsOf(context), d, out[0], out[1], out[2], out[3]);
   }
 };
 
@@ -248,58 +174,13 @@ class LstmGradOp : public OpKernel {
     Dims d;
     Gradients grads;  // takes back states, cells, cell_tanh, gates (wide) and states_grad
     if (!StartGradient(context, 4, 0, 5, {3}, &d, &grads)) return;
-    const Tensor &inputs = context->input(0), &kernel = context->input(1), &recurrent = context->input(2);
-    const TensorShape gate_shape = SequenceShape(d, true);
-    const int64_t units = d.units, width = d.gates();
-    const int64_t step = d.batch * units, gate_step = d.batch * width;
-    // The pre-activation gradients of every step, and the gradients that step t + 1 sends
-    // back into step t: hidden state (h_carry) and cell state (c_carry).
-    Tensor dz_tensor, carry_tensor;
-    OP_REQUIRES_OK(context, context->allocate_temp(tensorflow::DT_FLOAT, gate_shape, &dz_tensor));
-    OP_REQUIRES_OK(context, context->allocate_temp(tensorflow::DT_FLOAT,
-                                                   TensorShape({2, d.batch, units}), &carry_tensor));
-    const float* states = context->input(3).flat<float>().data();
-    const float* cells = context->input(4).flat<float>().data();
-    const float* cell_tanh = context->input(5).flat<float>().data();
-    const float* gates = context->input(6).flat<float>().data();
-    const float* states_grad = context->input(7).flat<float>().data();
-    float* dz_all = dz_tensor.flat<float>().data();
-    float* h_carry = carry_tensor.flat<float>().data();
-    float* c_carry = h_carry + step;
-    std::fill(h_carry, h_carry + 2 * step, 0.0f);
-    ConstMatrixMap recurrent_kernel(recurrent.flat<float>().data(), units, width);
-    for (int64_t t = d.time - 1; t >= 0; --t) {
-      for (int64_t b = 0; b < d.batch; ++b) {
-        const int64_t at = t * step + b * units;  // this row's states in (T, B, u) tensors
-        const float* z = gates + t * gate_step + b * width;
-        float* dz = dz_all + t * gate_step + b * width;
-        float* dh = h_carry + b * units;
-        float* dc = c_carry + b * units;
-        for (int64_t j = 0; j < units; ++j) {
-          const float i = z[j], f = z[units + j], g = z[2 * units + j], o = z[3 * units + j];
-          const float tc = cell_tanh[at + j];
-          const float dh_j = dh[j] + states_grad[at + j];
-          const float dc_j = dc[j] + dh_j * o * (1.0f - tc * tc);
-          const float previous = t > 0 ? cells[at - step + j] : 0.0f;  // zero initial state
-          dz[j] = dc_j * g * i * (1.0f - i);
-          dz[units + j] = dc_j * previous * f * (1.0f - f);
-          dz[2 * units + j] = dc_j * i * (1.0f - g * g);
-          dz[3 * units + j] = dh_j * tc * o * (1.0f - o);
-          dc[j] = dc_j * f;
-        }
-      }
-      if (t > 0) {
-        MatrixMap(h_carry, d.batch, units).noalias() =
-            ConstMatrixMap(dz_all + t * gate_step, d.batch, width) * recurrent_kernel.transpose();
-      }
-    }
-    InputAndKernelGradients(inputs, kernel, states, dz_all, dz_all, d, grads);
-    SumRows(dz_all, d.rows(), width, grads.bias);
+    Tensor holder;
+    float* scratch = Scratch(context, LstmScratch(d), &holder);
+    if (scratch == nullptr) return;
+    LstmBackward(Input(context, 0), KernelsOf(context), d, Input(context, 3), Input(context, 4),
+                 Input(context, 5), Input(context, 6), Input(context, 7), scratch, grads);
   }
 };
-
-// ---------------------------------------------------------------------------------------------
-// GRU (reset_after=True, Keras's default)
 
 class GruOp : public OpKernel {
  public:
@@ -309,44 +190,10 @@ class GruOp : public OpKernel {
     Dims d;
     std::vector<float*> out;
     if (!StartForward(context, 3, 2, 3, {1}, &d, &out)) return;
-    float *states = out[0], *gates = out[1], *candidate = out[2];
-    const Tensor &inputs = context->input(0), &kernel = context->input(1), &recurrent = context->input(2);
-    Tensor projected_tensor;  // h R + b_rec of the current step
-    OP_REQUIRES_OK(context, context->allocate_temp(tensorflow::DT_FLOAT,
-                                                   TensorShape({d.batch, d.gates()}), &projected_tensor));
-    float* projected = projected_tensor.flat<float>().data();
-    const float* input_bias = context->input(3).flat<float>().data();
-    const Eigen::Map<const Eigen::RowVectorXf> recurrent_bias(input_bias + d.gates(), d.gates());
-    const int64_t units = d.units, width = d.gates();
-    const int64_t step = d.batch * units, gate_step = d.batch * width;
-
-    ProjectInputs(inputs, kernel, input_bias, d, gates);
-    ConstMatrixMap recurrent_kernel(recurrent.flat<float>().data(), units, width);
-    for (int64_t t = 0; t < d.time; ++t) {
-      MatrixMap recurrent_part(projected, d.batch, width);
-      recurrent_part.rowwise() = recurrent_bias;
-      if (t > 0) {
-        recurrent_part.noalias() += ConstMatrixMap(states + (t - 1) * step, d.batch, units) * recurrent_kernel;
-      }
-      for (int64_t b = 0; b < d.batch; ++b) {
-        float* g = gates + t * gate_step + b * width;  // x K + b_in, becomes (z, r, hh)
-        const float* p = projected + b * width;
-        float* h = states + t * step + b * units;
-        const float* previous = t > 0 ? h - step : nullptr;  // zero initial state
-        for (int64_t j = 0; j < 2 * units; ++j) g[j] += p[j];
-        Sigmoid(g, 2 * units);
-        for (int64_t j = 0; j < units; ++j) {
-          candidate[t * step + b * units + j] = p[2 * units + j];
-          g[2 * units + j] += g[units + j] * p[2 * units + j];
-        }
-        Eigen::Map<Eigen::ArrayXf> hh(g + 2 * units, units);
-        hh = hh.tanh();
-        for (int64_t j = 0; j < units; ++j) {
-          const float z = g[j];
-          h[j] = z * (previous ? previous[j] : 0.0f) + (1.0f - z) * hh[j];
-        }
-      }
-    }
+    Tensor holder;
+    float* projected = Scratch(context, GruForwardScratch(d), &holder);
+    if (projected == nullptr) return;
+    GruForward(Input(context, 0), WeightsOf(context), d, out[0], out[1], out[2], projected);
   }
 };
 
@@ -358,58 +205,13 @@ class GruGradOp : public OpKernel {
     Dims d;
     Gradients grads;  // takes back states, gates (wide), recurrent_candidate and states_grad
     if (!StartGradient(context, 3, 2, 4, {1}, &d, &grads)) return;
-    const Tensor &inputs = context->input(0), &kernel = context->input(1), &recurrent = context->input(2);
-    const TensorShape gate_shape = SequenceShape(d, true);
-    const int64_t units = d.units, width = d.gates();
-    const int64_t step = d.batch * units, gate_step = d.batch * width;
-    // Gradients of x K + b_in and of h R + b_rec for every step (they differ in the candidate's
-    // columns, which the reset gate scales), and the hidden-state gradient sent back a step.
-    Tensor input_side_tensor, recurrent_side_tensor, carry_tensor;
-    OP_REQUIRES_OK(context, context->allocate_temp(tensorflow::DT_FLOAT, gate_shape, &input_side_tensor));
-    OP_REQUIRES_OK(context, context->allocate_temp(tensorflow::DT_FLOAT, gate_shape, &recurrent_side_tensor));
-    OP_REQUIRES_OK(context, context->allocate_temp(tensorflow::DT_FLOAT,
-                                                   TensorShape({d.batch, units}), &carry_tensor));
-    const float* states = context->input(3).flat<float>().data();
-    const float* gates = context->input(4).flat<float>().data();
-    const float* candidate = context->input(5).flat<float>().data();
-    const float* states_grad = context->input(6).flat<float>().data();
-    float* input_side = input_side_tensor.flat<float>().data();
-    float* recurrent_side = recurrent_side_tensor.flat<float>().data();
-    float* h_carry = carry_tensor.flat<float>().data();
-    std::fill(h_carry, h_carry + step, 0.0f);
-    ConstMatrixMap recurrent_kernel(recurrent.flat<float>().data(), units, width);
-    for (int64_t t = d.time - 1; t >= 0; --t) {
-      for (int64_t b = 0; b < d.batch; ++b) {
-        const int64_t at = t * step + b * units;
-        const float* g = gates + t * gate_step + b * width;
-        float* dx = input_side + t * gate_step + b * width;
-        float* dr = recurrent_side + t * gate_step + b * width;
-        float* dh = h_carry + b * units;
-        for (int64_t j = 0; j < units; ++j) {
-          const float z = g[j], r = g[units + j], hh = g[2 * units + j];
-          const float previous = t > 0 ? states[at - step + j] : 0.0f;  // zero initial state
-          const float dh_j = dh[j] + states_grad[at + j];
-          const float d_candidate = dh_j * (1.0f - z) * (1.0f - hh * hh);
-          dx[j] = dr[j] = dh_j * (previous - hh) * z * (1.0f - z);
-          dx[units + j] = dr[units + j] = d_candidate * candidate[at + j] * r * (1.0f - r);
-          dx[2 * units + j] = d_candidate;
-          dr[2 * units + j] = d_candidate * r;
-          dh[j] = dh_j * z;  // through h' = z h + ...; the product through R is added below
-        }
-      }
-      if (t > 0) {
-        MatrixMap(h_carry, d.batch, units).noalias() +=
-            ConstMatrixMap(recurrent_side + t * gate_step, d.batch, width) * recurrent_kernel.transpose();
-      }
-    }
-    InputAndKernelGradients(inputs, kernel, states, input_side, recurrent_side, d, grads);
-    SumRows(input_side, d.rows(), width, grads.bias);
-    SumRows(recurrent_side, d.rows(), width, grads.bias + width);
+    Tensor holder;
+    float* scratch = Scratch(context, GruScratch(d), &holder);
+    if (scratch == nullptr) return;
+    GruBackward(Input(context, 0), KernelsOf(context), d, Input(context, 3), Input(context, 4),
+                Input(context, 5), Input(context, 6), scratch, grads);
   }
 };
-
-// ---------------------------------------------------------------------------------------------
-// SimpleRNN (tanh)
 
 class SimpleRnnOp : public OpKernel {
  public:
@@ -419,18 +221,7 @@ class SimpleRnnOp : public OpKernel {
     Dims d;
     std::vector<float*> out;
     if (!StartForward(context, 1, 0, 1, {}, &d, &out)) return;
-    float* states = out[0];
-    const int64_t step = d.batch * d.units;
-    ProjectInputs(context->input(0), context->input(1), context->input(3).flat<float>().data(), d, states);
-    ConstMatrixMap recurrent_kernel(context->input(2).flat<float>().data(), d.units, d.units);
-    for (int64_t t = 0; t < d.time; ++t) {
-      if (t > 0) {
-        MatrixMap(states + t * step, d.batch, d.units).noalias() +=
-            ConstMatrixMap(states + (t - 1) * step, d.batch, d.units) * recurrent_kernel;
-      }
-      Eigen::Map<Eigen::ArrayXf> h(states + t * step, step);
-      h = h.tanh();
-    }
+    SimpleRnnForward(Input(context, 0), WeightsOf(context), d, out[0]);
   }
 };
 
@@ -442,32 +233,366 @@ class SimpleRnnGradOp : public OpKernel {
     Dims d;
     Gradients grads;  // takes back states and states_grad
     if (!StartGradient(context, 1, 0, 2, {}, &d, &grads)) return;
-    const Tensor &inputs = context->input(0), &kernel = context->input(1), &recurrent = context->input(2);
-    const TensorShape state_shape = SequenceShape(d, false);
-    const int64_t units = d.units, step = d.batch * units;
-    Tensor pre_tensor, carry_tensor;  // gradients of x K + h R + b per step; dh sent back
-    OP_REQUIRES_OK(context, context->allocate_temp(tensorflow::DT_FLOAT, state_shape, &pre_tensor));
-    OP_REQUIRES_OK(context, context->allocate_temp(tensorflow::DT_FLOAT, TensorShape({d.batch, units}),
-                                                   &carry_tensor));
-    const float* states = context->input(3).flat<float>().data();
-    const float* states_grad = context->input(4).flat<float>().data();
-    float* pre = pre_tensor.flat<float>().data();
-    float* h_carry = carry_tensor.flat<float>().data();
-    std::fill(h_carry, h_carry + step, 0.0f);
-    ConstMatrixMap recurrent_kernel(recurrent.flat<float>().data(), units, units);
-    for (int64_t t = d.time - 1; t >= 0; --t) {
-      for (int64_t k = 0; k < step; ++k) {
-        const float h = states[t * step + k];
-        pre[t * step + k] = (h_carry[k] + states_grad[t * step + k]) * (1.0f - h * h);
-      }
-      if (t > 0) {
-        MatrixMap(h_carry, d.batch, units).noalias() =
-            ConstMatrixMap(pre + t * step, d.batch, units) * recurrent_kernel.transpose();
+    Tensor holder;
+    float* scratch = Scratch(context, SimpleRnnScratch(d), &holder);
+    if (scratch == nullptr) return;
+    SimpleRnnBackward(Input(context, 0), KernelsOf(context), d, Input(context, 3), Input(context, 4), scratch,
+                      grads);
+  }
+};
+
+// ---------------------------------------------------------------------------------------------
+// The training op: a whole chunk of optimizer steps of a stacked recurrent model in one call
+//
+// The model is what tf_sine's factory builds without dropout: recurrent layers (LSTM, GRU,
+// SimpleRNN; all but the last return sequences), a linear Dense head, the mean squared error,
+// and one of Keras's optimizers. Each step gathers its batch, runs the layers forward and back
+// (cells.h), clips the gradients and updates the Keras variables in place (optimizers.h), so the
+// graph runs one op a chunk instead of dozens a step.
+
+// Buffers aligned as TensorFlow aligns tensors: Eigen's small products peel unaligned leading
+// elements, so the summation order, and the last bit of a result, would follow the address.
+// Aligned, a step's result is the same in every process, which bit-exact resume needs.
+using Buffer = std::vector<float, Eigen::aligned_allocator<float>>;
+
+// One recurrent layer's buffers for one step: what the forward pass keeps for the backward.
+struct LayerBuffers {
+  std::string cell;
+  Dims d;
+  Buffer states, cells, cell_tanh, gates, extra, states_grad;
+};
+
+// One thread's share of a batch: its layers' buffers and the gradients of its rows.
+struct Share {
+  std::vector<LayerBuffers> stack;
+  Buffer inputs, scratch, prediction, prediction_grad;
+  std::vector<Buffer> grads;
+  double total = 0.0;  // the sum of squared errors of its rows
+};
+
+// A second thread for the other half of each batch: `Run` hands it a task, `Wait` waits for
+// it. It lives for one op call (a chunk of steps), so its start is paid once a chunk.
+class Helper {
+ public:
+  Helper() : thread_([this] { Loop(); }) {}
+  ~Helper() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+    }
+    wake_.notify_all();
+    thread_.join();
+  }
+  void Run(std::function<void()> task) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      task_ = std::move(task);
+      pending_ = true;
+    }
+    wake_.notify_all();
+  }
+  void Wait() {
+    std::unique_lock<std::mutex> lock(mu_);
+    done_.wait(lock, [this] { return !pending_; });
+  }
+
+ private:
+  void Loop() {
+    std::unique_lock<std::mutex> lock(mu_);
+    for (;;) {
+      wake_.wait(lock, [this] { return pending_ || stop_; });
+      if (!pending_) return;
+      lock.unlock();
+      task_();
+      lock.lock();
+      pending_ = false;
+      done_.notify_all();
+    }
+  }
+  std::mutex mu_;
+  std::condition_variable wake_, done_;
+  std::function<void()> task_;
+  bool pending_ = false, stop_ = false;
+  std::thread thread_;
+};
+
+class TrainOp : public OpKernel {
+ public:
+  explicit TrainOp(OpKernelConstruction* context) : OpKernel(context) {
+    std::string optimizer, clip;
+    std::vector<float> hyper;
+    OP_REQUIRES_OK(context, context->GetAttr("cells", &cells_));
+    OP_REQUIRES_OK(context, context->GetAttr("optimizer", &optimizer));
+    OP_REQUIRES_OK(context, context->GetAttr("hyper", &hyper));
+    OP_REQUIRES_OK(context, context->GetAttr("clip", &clip));
+    OP_REQUIRES_OK(context, context->GetAttr("clip_value", &clip_value_));
+    OP_REQUIRES_OK(context, context->GetAttr("halves", &halves_));
+    OP_REQUIRES(context, hyper.size() == 8, absl::InvalidArgumentError("hyper must hold 8 values"));
+    const std::map<std::string, OptimizerKind> kinds = {{"adagrad", OptimizerKind::kAdagrad},
+                                                        {"adam", OptimizerKind::kAdam},
+                                                        {"rmsprop", OptimizerKind::kRmsprop},
+                                                        {"sgd", OptimizerKind::kSgd}};
+    OP_REQUIRES(context, kinds.count(optimizer), absl::InvalidArgumentError("unknown optimizer " + optimizer));
+    settings_.kind = kinds.at(optimizer);
+    settings_.epsilon = hyper[0];
+    settings_.beta_1 = hyper[1];
+    settings_.beta_2 = hyper[2];
+    settings_.one_minus_beta_1 = hyper[3];
+    settings_.one_minus_beta_2 = hyper[4];
+    settings_.rho = hyper[5];
+    settings_.one_minus_rho = hyper[6];
+    settings_.weight_decay = hyper[7];
+    const std::map<std::string, ClipKind> clips = {{"none", ClipKind::kNone},
+                                                   {"clipnorm", ClipKind::kNorm},
+                                                   {"global_clipnorm", ClipKind::kGlobalNorm},
+                                                   {"clipvalue", ClipKind::kValue}};
+    OP_REQUIRES(context, clips.count(clip), absl::InvalidArgumentError("unknown clip " + clip));
+    clip_ = clips.at(clip);
+    for (const std::string& cell : cells_) {
+      OP_REQUIRES(context, cell == "lstm" || cell == "gru" || cell == "simple_rnn",
+                  absl::InvalidArgumentError("unknown cell " + cell));
+    }
+  }
+
+  void Compute(OpKernelContext* context) override {
+    const Tensor &x = context->input(0), &y = context->input(1);
+    const Tensor &batches = context->input(2), &sizes = context->input(3);
+    const int layers = static_cast<int>(cells_.size());
+    const int variable_count = 3 * layers + 2;
+    const int slot_count = variable_count * settings_.slots();
+    const int iterations_input = 4 + variable_count + slot_count;
+    OP_REQUIRES(context, context->num_inputs() == iterations_input + 2,
+                absl::InvalidArgumentError("expected " + std::to_string(variable_count) + " variables and " +
+                                           std::to_string(slot_count) + " optimizer slots"));
+    OP_REQUIRES(context, x.dims() == 3 && y.dims() == 2 && x.dim_size(0) == y.dim_size(0),
+                absl::InvalidArgumentError("x must be (N, T, F) and y (N, K)"));
+    OP_REQUIRES(context, batches.dims() == 2 && sizes.dims() == 1 && sizes.dim_size(0) == batches.dim_size(0),
+                absl::InvalidArgumentError("batches must be (steps, batch) and sizes (steps,)"));
+    const int64_t steps = batches.dim_size(0), batch = batches.dim_size(1), windows = x.dim_size(0);
+    auto indices = batches.matrix<int32_t>();
+    auto real = sizes.flat<int32_t>();
+    for (int64_t s = 0; s < steps; ++s) {  // before anything changes
+      OP_REQUIRES(context, real(s) > 0 && real(s) <= batch,
+                  absl::InvalidArgumentError("sizes must lie in 1.." + std::to_string(batch)));
+      for (int64_t b = 0; b < real(s); ++b) {
+        OP_REQUIRES(context, indices(s, b) >= 0 && indices(s, b) < windows,
+                    absl::InvalidArgumentError("batch index " + std::to_string(indices(s, b)) + " outside the " +
+                                               std::to_string(windows) + " windows"));
       }
     }
-    InputAndKernelGradients(inputs, kernel, states, pre, pre, d, grads);
-    SumRows(pre, d.rows(), units, grads.bias);
+
+    // Every variable, locked for the whole chunk (in address order, as TensorFlow's own
+    // training ops lock several), with a buffer of its own to update in place.
+    std::vector<tensorflow::core::RefCountPtr<tensorflow::Var>> vars(iterations_input + 2 - 4);
+    for (int i = 4; i < iterations_input + 2; ++i) {
+      OP_REQUIRES_OK(context, tensorflow::LookupResource(context, tensorflow::HandleFromInput(context, i),
+                                                         &vars[i - 4]));
+    }
+    std::vector<tensorflow::Var*> order;
+    for (auto& var : vars) order.push_back(var.get());
+    std::sort(order.begin(), order.end());
+    order.erase(std::unique(order.begin(), order.end()), order.end());
+    std::vector<std::unique_ptr<tensorflow::mutex_lock>> locks;
+    for (tensorflow::Var* var : order) locks.push_back(std::make_unique<tensorflow::mutex_lock>(*var->mu()));
+    std::vector<float*> values(variable_count + slot_count);
+    std::vector<int64_t> counts(variable_count);
+    for (int i = 0; i < variable_count + slot_count; ++i) {
+      OP_REQUIRES_OK(context, OwnBuffer(context, vars[i].get(), tensorflow::DT_FLOAT));
+      values[i] = vars[i]->tensor()->flat<float>().data();
+      if (i < variable_count) counts[i] = vars[i]->tensor()->NumElements();
+    }
+    tensorflow::Var* iterations = vars[iterations_input - 4].get();
+    OP_REQUIRES_OK(context, OwnBuffer(context, iterations, tensorflow::DT_INT64));
+    const Tensor* rate = vars[iterations_input + 1 - 4]->tensor();
+    OP_REQUIRES(context, rate->dtype() == tensorflow::DT_FLOAT && rate->NumElements() == 1,
+                absl::InvalidArgumentError("learning_rate must be a float scalar"));
+    const float learning_rate = rate->flat<float>()(0);
+
+    // The layers' shapes, checked against their weights.
+    std::vector<Dims> dims(layers);
+    int64_t inputs_width = x.dim_size(2);
+    for (int l = 0; l < layers; ++l) {
+      const Tensor* recurrent = vars[3 * l + 1]->tensor();
+      const int64_t gate_count = cells_[l] == "lstm" ? 4 : cells_[l] == "gru" ? 3 : 1;
+      OP_REQUIRES(context, recurrent->dims() == 2, absl::InvalidArgumentError("recurrent kernels must be 2-D"));
+      dims[l] = Dims{x.dim_size(1), batch, inputs_width, recurrent->dim_size(0), gate_count};
+      const int64_t bias_size = (cells_[l] == "gru" ? 2 : 1) * dims[l].gates();
+      OP_REQUIRES(context,
+                  counts[3 * l] == dims[l].features * dims[l].gates() &&
+                      counts[3 * l + 1] == dims[l].units * dims[l].gates() && counts[3 * l + 2] == bias_size,
+                  absl::InvalidArgumentError("layer " + std::to_string(l) + "'s weights do not fit a " + cells_[l] +
+                                             " layer on " + std::to_string(dims[l].features) + " inputs"));
+      inputs_width = dims[l].units;
+    }
+    OP_REQUIRES(context, counts[3 * layers] == inputs_width * y.dim_size(1) && counts[3 * layers + 1] == y.dim_size(1),
+                absl::InvalidArgumentError("the head's weights must be (units, K) and (K,)"));
+
+    Tensor* losses_tensor;
+    OP_REQUIRES_OK(context, context->allocate_output(0, TensorShape({steps}), &losses_tensor));
+    auto losses = losses_tensor->flat<float>();
+    std::vector<Share> shares(halves_ ? 2 : 1);
+    for (Share& share : shares) {
+      share.stack.resize(layers);
+      for (int l = 0; l < layers; ++l) share.stack[l] = LayerBuffers{cells_[l], dims[l]};
+      share.grads.resize(variable_count);
+      for (int i = 0; i < variable_count; ++i) share.grads[i].resize(counts[i]);
+    }
+    std::vector<float*> grads(variable_count);
+    for (int i = 0; i < variable_count; ++i) grads[i] = shares[0].grads[i].data();
+    std::unique_ptr<Helper> helper = halves_ ? std::make_unique<Helper>() : nullptr;
+    int64_t* iteration = iterations->tensor()->flat<int64_t>().data();
+    for (int64_t s = 0; s < steps; ++s) {
+      const int64_t rows = real(s);
+      const float count = static_cast<float>(rows * y.dim_size(1));
+      const int32_t* step_indices = &indices(s, 0);
+      if (helper != nullptr && rows >= 2) {  // the second half on the helper, the first here
+        const int64_t first = rows / 2;
+        helper->Run([&] { Pass(values, x, y, step_indices + first, rows - first, count, &shares[1]); });
+        Pass(values, x, y, step_indices, first, count, &shares[0]);
+        helper->Wait();
+        for (int i = 0; i < variable_count; ++i) {
+          Eigen::Map<Eigen::ArrayXf>(grads[i], counts[i]) += Eigen::Map<Eigen::ArrayXf>(shares[1].grads[i].data(), counts[i]);
+        }
+        losses(s) = static_cast<float>((shares[0].total + shares[1].total) / count);
+      } else {
+        Pass(values, x, y, step_indices, rows, count, &shares[0]);
+        losses(s) = static_cast<float>(shares[0].total / count);
+      }
+      ClipGradients(clip_, clip_value_, grads, counts);
+      const float step_count = static_cast<float>(*iteration + 1);
+      for (int i = 0; i < variable_count; ++i) {
+        float* first_slot = settings_.slots() > 0 ? values[variable_count + i] : nullptr;
+        float* second_slot = settings_.slots() > 1 ? values[2 * variable_count + i] : nullptr;
+        UpdateVariable(settings_, learning_rate, step_count, values[i], first_slot, second_slot, grads[i], counts[i]);
+      }
+      *iteration += 1;
+    }
   }
+
+ private:
+  // Makes `var`'s buffer its own before it is changed in place (a tensor read from it earlier
+  // may share it), as TensorFlow's training ops do.
+  static absl::Status OwnBuffer(OpKernelContext* context, tensorflow::Var* var, tensorflow::DataType dtype) {
+    Tensor* tensor = var->tensor();
+    if (tensor->dtype() != dtype || !tensor->IsInitialized()) {
+      return absl::InvalidArgumentError("a variable of the training op is uninitialized or of another type");
+    }
+    if (!tensor->RefCountIsOne() || var->copy_on_read_mode.load()) {
+      Tensor copy;
+      TF_RETURN_IF_ERROR(context->allocate_temp(dtype, tensor->shape(), &copy));
+      std::memcpy(copy.data(), tensor->data(), tensor->TotalBytes());
+      *tensor = copy;
+    }
+    return absl::OkStatus();
+  }
+
+  static Weights WeightsAt(const std::vector<float*>& values, int layer) {
+    return {values[3 * layer], values[3 * layer + 1], values[3 * layer + 2]};
+  }
+
+  // Forward and backward over the windows `indices[0..rows)`: the sum of squared errors into
+  // share->total and the gradients of the batch's mean (over `count` values) into share->grads.
+  static void Pass(const std::vector<float*>& values, const Tensor& x, const Tensor& y, const int32_t* indices,
+                   int64_t rows, float count, Share* share) {
+    const int layers = static_cast<int>(share->stack.size());
+    const int64_t time = x.dim_size(1), features = x.dim_size(2), outputs = y.dim_size(1);
+    const float* x_data = x.flat<float>().data();
+    const float* y_data = y.flat<float>().data();
+    share->inputs.resize(time * rows * features);
+    for (int64_t b = 0; b < rows; ++b) {  // time-major: inputs[t][b] = x[indices[b]][t]
+      const float* window = x_data + indices[b] * time * features;
+      for (int64_t t = 0; t < time; ++t) {
+        std::copy(window + t * features, window + (t + 1) * features, share->inputs.data() + (t * rows + b) * features);
+      }
+    }
+    const float* layer_inputs = share->inputs.data();
+    for (int l = 0; l < layers; ++l) {
+      LayerBuffers& layer = share->stack[l];
+      layer.d.batch = rows;
+      Forward(layer, WeightsAt(values, l), layer_inputs, &share->scratch);
+      layer_inputs = layer.states.data();
+    }
+    // The head on the last layer's final states, the squared errors and their gradient.
+    LayerBuffers& top = share->stack[layers - 1];
+    const int64_t units = top.d.units;
+    const float* last = top.states.data() + (top.d.time - 1) * rows * units;
+    const float* head_kernel = values[3 * layers];
+    share->prediction.resize(rows * outputs);
+    share->prediction_grad.resize(rows * outputs);
+    MatrixMap predicted(share->prediction.data(), rows, outputs);
+    predicted.noalias() = ConstMatrixMap(last, rows, units) * ConstMatrixMap(head_kernel, units, outputs);
+    predicted.rowwise() += Eigen::Map<const Eigen::RowVectorXf>(values[3 * layers + 1], outputs);
+    double total = 0.0;
+    for (int64_t b = 0; b < rows; ++b) {
+      const float* target = y_data + indices[b] * outputs;
+      for (int64_t k = 0; k < outputs; ++k) {
+        const float error = share->prediction[b * outputs + k] - target[k];
+        total += error * error;
+        share->prediction_grad[b * outputs + k] = 2.0f * error / count;
+      }
+    }
+    share->total = total;
+    ConstMatrixMap predicted_grad(share->prediction_grad.data(), rows, outputs);
+    MatrixMap(share->grads[3 * layers].data(), units, outputs).noalias() =
+        ConstMatrixMap(last, rows, units).transpose() * predicted_grad;
+    SumRows(share->prediction_grad.data(), rows, outputs, share->grads[3 * layers + 1].data());
+    top.states_grad.assign(top.d.rows() * units, 0.0f);
+    MatrixMap(top.states_grad.data() + (top.d.time - 1) * rows * units, rows, units).noalias() =
+        predicted_grad * ConstMatrixMap(head_kernel, units, outputs).transpose();
+    for (int l = layers - 1; l >= 0; --l) {
+      float* inputs_grad = nullptr;  // the first layer's is not needed
+      if (l > 0) {
+        LayerBuffers& below = share->stack[l - 1];
+        below.states_grad.resize(below.d.rows() * below.d.units);
+        inputs_grad = below.states_grad.data();
+      }
+      const float* below_states = l > 0 ? share->stack[l - 1].states.data() : share->inputs.data();
+      Gradients g{inputs_grad, share->grads[3 * l].data(), share->grads[3 * l + 1].data(), share->grads[3 * l + 2].data()};
+      Backward(share->stack[l], WeightsAt(values, l), below_states, g, &share->scratch);
+    }
+  }
+
+  static void Forward(LayerBuffers& layer, const Weights& w, const float* inputs, Buffer* scratch) {
+    const Dims& d = layer.d;
+    const int64_t sequence = d.rows() * d.units;
+    layer.states.resize(sequence);
+    if (layer.cell == "lstm") {
+      layer.cells.resize(sequence);
+      layer.cell_tanh.resize(sequence);
+      layer.gates.resize(d.rows() * d.gates());
+      LstmForward(inputs, w, d, layer.states.data(), layer.cells.data(), layer.cell_tanh.data(), layer.gates.data());
+    } else if (layer.cell == "gru") {
+      layer.gates.resize(d.rows() * d.gates());
+      layer.extra.resize(sequence);
+      scratch->resize(std::max<int64_t>(scratch->size(), GruForwardScratch(d)));
+      GruForward(inputs, w, d, layer.states.data(), layer.gates.data(), layer.extra.data(), scratch->data());
+    } else {
+      SimpleRnnForward(inputs, w, d, layer.states.data());
+    }
+  }
+
+  static void Backward(LayerBuffers& layer, const Weights& w, const float* inputs, const Gradients& g,
+                       Buffer* scratch) {
+    const Dims& d = layer.d;
+    if (layer.cell == "lstm") {
+      scratch->resize(std::max<int64_t>(scratch->size(), LstmScratch(d)));
+      LstmBackward(inputs, w, d, layer.states.data(), layer.cells.data(), layer.cell_tanh.data(),
+                   layer.gates.data(), layer.states_grad.data(), scratch->data(), g);
+    } else if (layer.cell == "gru") {
+      scratch->resize(std::max<int64_t>(scratch->size(), GruScratch(d)));
+      GruBackward(inputs, w, d, layer.states.data(), layer.gates.data(), layer.extra.data(),
+                  layer.states_grad.data(), scratch->data(), g);
+    } else {
+      scratch->resize(std::max<int64_t>(scratch->size(), SimpleRnnScratch(d)));
+      SimpleRnnBackward(inputs, w, d, layer.states.data(), layer.states_grad.data(), scratch->data(), g);
+    }
+  }
+
+  std::vector<std::string> cells_;
+  OptimizerSettings settings_;
+  ClipKind clip_ = ClipKind::kNone;
+  float clip_value_ = 0.0f;
+  bool halves_ = false;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -580,11 +705,41 @@ REGISTER_OP("TfSineSimpleRnnGrad")
     .SetShapeFn([](InferenceContext* c) { return GradientShape(c, 0); })
     .Doc("The gradient of TfSineSimpleRnn's hidden states with respect to its inputs and weights.");
 
+REGISTER_OP("TfSineTrain")
+    .Input("x: float")
+    .Input("y: float")
+    .Input("batches: int32")
+    .Input("sizes: int32")
+    .Input("variables: variable_count * resource")
+    .Input("slots: slot_count * resource")
+    .Input("iterations: resource")
+    .Input("learning_rate: resource")
+    .Output("losses: float")
+    .Attr("cells: list(string)")
+    .Attr("optimizer: string")
+    .Attr("hyper: list(float)")
+    .Attr("clip: string")
+    .Attr("clip_value: float")
+    .Attr("variable_count: int >= 5")
+    .Attr("slot_count: int >= 0")
+    .Attr("halves: bool = false")
+    .SetIsStateful()
+    .SetShapeFn([](InferenceContext* c) {
+      c->set_output(0, c->Vector(c->Dim(c->input(2), 0)));
+      return absl::OkStatus();
+    })
+    .Doc("Optimizer steps of a stacked recurrent model with a Dense head and the mean squared "
+         "error, one per row of batches (window indices; the first sizes[s] of row s are real): "
+         "gathers, forward, backward, clipping and Keras's update of the variables in place, and "
+         "the iteration count; with halves, each batch's second half runs on a second thread. "
+         "Returns each step's loss.");
+
 REGISTER_KERNEL_BUILDER(Name("TfSineLstm").Device(::tensorflow::DEVICE_CPU), LstmOp);
 REGISTER_KERNEL_BUILDER(Name("TfSineLstmGrad").Device(::tensorflow::DEVICE_CPU), LstmGradOp);
 REGISTER_KERNEL_BUILDER(Name("TfSineGru").Device(::tensorflow::DEVICE_CPU), GruOp);
 REGISTER_KERNEL_BUILDER(Name("TfSineGruGrad").Device(::tensorflow::DEVICE_CPU), GruGradOp);
 REGISTER_KERNEL_BUILDER(Name("TfSineSimpleRnn").Device(::tensorflow::DEVICE_CPU), SimpleRnnOp);
 REGISTER_KERNEL_BUILDER(Name("TfSineSimpleRnnGrad").Device(::tensorflow::DEVICE_CPU), SimpleRnnGradOp);
+REGISTER_KERNEL_BUILDER(Name("TfSineTrain").Device(::tensorflow::DEVICE_CPU), TrainOp);
 
 }  // namespace tf_sine

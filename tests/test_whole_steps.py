@@ -1,0 +1,90 @@
+"""The native training op makes the updates Keras's own step makes: every optimizer, every clip."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from conftest import native_ops
+
+from tf_sine.config import OPTIMIZERS
+from tf_sine.data import sine_windows
+from tf_sine.engines import FastEngine
+from tf_sine.models import build_model
+from tf_sine.training import batch_order, datafeeder_order
+from tf_sine.whole_steps import coverage, whole_step_trainer
+
+STEPS = 6
+
+
+def _trained(route: str, options: dict, layout: str, batches: np.ndarray, sizes=None):
+    """A model built from seed 0 and trained on `batches` by the graph (Keras's step) or the op."""
+    native_ops()  # skips, saying why, where this machine is not expected to build the library
+    train_x, train_y, _, _ = sine_windows(layout=layout)
+    keras.utils.set_random_seed(0)
+    model = build_model(layout=layout, units=5, **options)
+    engine = FastEngine(model, train_x, train_y, batches.shape[1])
+    if route == "graph":
+        engine.whole_steps = None  # Keras's optimizer.apply inside the traced step
+    else:
+        assert engine.whole_steps is not None, coverage(model)
+    losses = engine(batches, sizes)
+    return (
+        losses,
+        [v.numpy() for v in model.trainable_variables],
+        [v.numpy() for v in model.optimizer.variables],
+    )
+
+
+def _assert_same_updates(options: dict, layout: str, batches: np.ndarray, sizes=None) -> None:
+    graph = _trained("graph", options, layout, batches, sizes)
+    op = _trained("op", options, layout, batches, sizes)
+    np.testing.assert_allclose(op[0], graph[0], rtol=1e-5, atol=1e-7)
+    for ours, keras_own in zip(op[1] + op[2], graph[1] + graph[2], strict=True):
+        np.testing.assert_allclose(ours, keras_own, rtol=2e-5, atol=2e-7)
+    assert graph[2][0] == op[2][0] == len(batches)  # the iteration count
+
+
+@pytest.mark.parametrize("optimizer", tuple(OPTIMIZERS))
+def test_every_optimizer_updates_as_keras_does(optimizer):
+    train_x, _, _, _ = sine_windows(layout="sequence")
+    batches = batch_order(len(train_x), 32, 0, 0, STEPS)
+    _assert_same_updates({"optimizer": optimizer, "learning_rate": 0.01}, "sequence", batches)
+
+
+@pytest.mark.parametrize("clip", ["clipnorm", "global_clipnorm", "clipvalue"])
+def test_every_clip_clips_as_keras_does(clip):
+    train_x, _, _, _ = sine_windows()
+    batches = batch_order(len(train_x), 32, 0, 0, STEPS)
+    _assert_same_updates({"optimizer": "adam", clip: 0.01}, "legacy", batches)
+
+
+@pytest.mark.parametrize("cell", ["gru", "simple_rnn"])
+def test_other_cells_and_short_batches_train_as_the_graph_does(cell):
+    train_x, _, _, _ = sine_windows()
+    batches, sizes = datafeeder_order(len(train_x), 32, 310, 310 + STEPS)  # a batch of 5 at 313
+    assert sizes.min() == 5
+    _assert_same_updates({"cell": cell, "num_layers": 3}, "legacy", batches, sizes)
+
+
+@pytest.mark.parametrize(
+    ("options", "reason"),
+    [({"bidirectional": True}, "is not a recurrent layer the native kernels compute"),
+     ({"dropout": 0.2}, "is not a recurrent layer the native kernels compute")],
+)  # fmt: skip
+def test_models_the_op_does_not_cover_train_on_the_graph(options, reason):
+    native_ops()
+    train_x, train_y, _, _ = sine_windows()
+    model = build_model(units=4, **options)
+    assert reason in coverage(model)
+    assert FastEngine(model, train_x, train_y, 32).whole_steps is None
+
+
+def test_the_op_refuses_a_batch_index_outside_the_windows():
+    native_ops()
+    train_x, train_y, _, _ = sine_windows()
+    model = build_model(units=4)
+    run = whole_step_trainer(model, tf.constant(train_x), tf.constant(train_y))
+    before = [v.numpy() for v in model.trainable_variables]
+    with pytest.raises(tf.errors.InvalidArgumentError, match=f"batch index {len(train_x)} outside"):
+        run(np.full((2, 32), len(train_x), np.int32))
+    assert all(np.array_equal(a, v.numpy()) for a, v in zip(before, model.trainable_variables, strict=True))
