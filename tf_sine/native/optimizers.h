@@ -15,6 +15,8 @@
 #include <string>
 #include <vector>
 
+#include "Eigen/Core"
+
 namespace tf_sine {
 
 enum class OptimizerKind { kAdagrad, kAdam, kRmsprop, kSgd };
@@ -31,40 +33,39 @@ struct OptimizerSettings {
 };
 
 // One variable's update: `var` (n values) along `grad`, with its slots (`first`, `second`).
-// `lr` is the learning rate; `step` the update's 1-based count (Adam's bias correction).
+// `lr` is the learning rate; `step` the update's 1-based count (Adam's bias correction). Eigen
+// arrays keep the loops vectorized (a scalar square root would check errno at every value) with
+// the same operations in the same order.
 inline void UpdateVariable(const OptimizerSettings& s, float lr, float step, float* var, float* first,
                            float* second, const float* grad, int64_t n) {
-  if (s.weight_decay != 0.0f) {  // variable.assign_sub(variable * wd * lr), before the update
-    for (int64_t k = 0; k < n; ++k) var[k] -= var[k] * s.weight_decay * lr;
-  }
+  using Values = Eigen::Map<Eigen::ArrayXf>;
+  Values v(var, n);
+  const Eigen::Map<const Eigen::ArrayXf> g(grad, n);
+  if (s.weight_decay != 0.0f) v -= v * s.weight_decay * lr;  // variable * wd * lr, before the update
   switch (s.kind) {
-    case OptimizerKind::kAdagrad:
-      for (int64_t k = 0; k < n; ++k) {
-        const float g = grad[k];
-        first[k] += g * g;
-        var[k] -= (lr * g) / std::sqrt(first[k] + s.epsilon);
-      }
+    case OptimizerKind::kAdagrad: {
+      Values accumulator(first, n);
+      accumulator += g.square();
+      v -= (lr * g) / (accumulator + s.epsilon).sqrt();
       break;
+    }
     case OptimizerKind::kAdam: {
       const float beta_1_power = std::pow(s.beta_1, step), beta_2_power = std::pow(s.beta_2, step);
       const float alpha = lr * std::sqrt(1.0f - beta_2_power) / (1.0f - beta_1_power);
-      for (int64_t k = 0; k < n; ++k) {
-        const float g = grad[k];
-        first[k] += (g - first[k]) * s.one_minus_beta_1;
-        second[k] += (g * g - second[k]) * s.one_minus_beta_2;
-        var[k] -= (first[k] * alpha) / (std::sqrt(second[k]) + s.epsilon);
-      }
+      Values m(first, n), velocity(second, n);
+      m += (g - m) * s.one_minus_beta_1;
+      velocity += (g.square() - velocity) * s.one_minus_beta_2;
+      v -= (m * alpha) / (velocity.sqrt() + s.epsilon);
       break;
     }
-    case OptimizerKind::kRmsprop:
-      for (int64_t k = 0; k < n; ++k) {
-        const float g = grad[k];
-        first[k] = s.rho * first[k] + s.one_minus_rho * (g * g);
-        var[k] -= (lr * g) / std::sqrt(first[k] + s.epsilon);
-      }
+    case OptimizerKind::kRmsprop: {
+      Values velocity(first, n);
+      velocity = s.rho * velocity + s.one_minus_rho * g.square();
+      v -= (lr * g) / (velocity + s.epsilon).sqrt();
       break;
+    }
     case OptimizerKind::kSgd:
-      for (int64_t k = 0; k < n; ++k) var[k] -= grad[k] * lr;
+      v -= g * lr;
       break;
   }
 }
@@ -72,9 +73,7 @@ inline void UpdateVariable(const OptimizerSettings& s, float lr, float step, flo
 enum class ClipKind { kNone, kNorm, kGlobalNorm, kValue };
 
 inline float SumOfSquares(const float* values, int64_t n) {
-  float sum = 0.0f;
-  for (int64_t k = 0; k < n; ++k) sum += values[k] * values[k];
-  return sum;
+  return Eigen::Map<const Eigen::ArrayXf>(values, n).square().sum();
 }
 
 // Keras's `_clip_gradients` over all gradients (`grads[i]` holds `sizes[i]` values).
