@@ -79,6 +79,18 @@ def test_models_the_op_does_not_cover_train_on_the_graph(options, reason):
     assert FastEngine(model, train_x, train_y, 32).whole_steps is None
 
 
+def test_a_regularized_or_mixed_precision_model_is_left_to_keras():
+    native_ops()
+    model = keras.Sequential([keras.Input((1, 10)), keras.layers.LSTM(4, kernel_regularizer="l2"),
+                              keras.layers.Dense(1)])  # fmt: skip
+    model.compile(optimizer="adagrad", loss="mse")
+    assert coverage(model) == "a layer adds a regularization loss"
+    model = keras.Sequential([keras.Input((1, 10)), keras.layers.LSTM(4, dtype="mixed_float16"),
+                              keras.layers.Dense(1)])  # fmt: skip
+    model.compile(optimizer="adagrad", loss="mse")
+    assert "mixed precision" in coverage(model)
+
+
 def test_the_op_refuses_a_batch_index_outside_the_windows():
     native_ops()
     train_x, train_y, _, _ = sine_windows()
@@ -88,3 +100,21 @@ def test_the_op_refuses_a_batch_index_outside_the_windows():
     with pytest.raises(tf.errors.InvalidArgumentError, match=f"batch index {len(train_x)} outside"):
         run(np.full((2, 32), len(train_x), np.int32))
     assert all(np.array_equal(a, v.numpy()) for a, v in zip(before, model.trainable_variables, strict=True))
+
+
+def test_halves_on_two_threads_give_one_threads_updates_and_repeat_bit_for_bit():
+    native_ops()
+    train_x, train_y, _, _ = sine_windows(layout="sequence")
+    batches = batch_order(len(train_x), 32, 0, 0, STEPS)
+    results = []
+    for halves in (False, True, True):
+        keras.utils.set_random_seed(0)
+        model = build_model(layout="sequence", units=5)
+        run = whole_step_trainer(model, tf.constant(train_x), tf.constant(train_y), halves=halves)
+        results.append((run(batches), [v.numpy() for v in model.trainable_variables]))
+    (one_losses, one), (two_losses, two), (again_losses, again) = results
+    np.testing.assert_allclose(two_losses, one_losses, rtol=1e-5)
+    for a, b, c in zip(one, two, again, strict=True):
+        np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-7)
+        np.testing.assert_array_equal(c, b)  # the same threads' split: the same bits
+    np.testing.assert_array_equal(again_losses, two_losses)

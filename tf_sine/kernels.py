@@ -73,7 +73,7 @@ def kernel_name(model: keras.Model, kernel: str | None = None) -> str:
         return "keras"
     if (kernel or default_kernel()) == "tensorflow":
         return "fused_lstm"
-    kinds = sorted({_cell_kind(layer) for layer in _recurrent_layers(model)})
+    kinds = sorted({cell_kind(layer) for layer in _recurrent_layers(model)})
     return "native_" + "+".join(kinds)
 
 
@@ -106,9 +106,9 @@ def fused_forward(model: keras.Model, shards: int = 1, kernel: str | None = None
             if isinstance(layer, keras.layers.Dense):
                 output = _dense(sequence if output is None else output, layer)
             elif isinstance(layer, keras.layers.Bidirectional):
-                sequence, output = _bidirectional(sequence, layer, runners[_cell_kind(layer.forward_layer)])
+                sequence, output = _bidirectional(sequence, layer, runners[cell_kind(layer.forward_layer)])
             else:
-                sequence, output = _recurrent_layer(sequence, layer, runners[_cell_kind(layer)])
+                sequence, output = _recurrent_layer(sequence, layer, runners[cell_kind(layer)])
         return output
 
     if shards == 1:
@@ -147,7 +147,7 @@ def _runners(model: keras.Model, kernel: str | None) -> dict[str, CellRunner] | 
     if family == "keras":
         return None
     runners = _NATIVE if family == "native" else _TENSORFLOW
-    if not all(_cell_kind(layer) in runners for layer in _recurrent_layers(model)):
+    if not all(cell_kind(layer) in runners for layer in _recurrent_layers(model)):
         return None
     return runners
 
@@ -172,18 +172,18 @@ def _dense(inputs: tf.Tensor, layer: keras.layers.Dense) -> tf.Tensor:
 
 
 def _fusable(layer: keras.layers.Layer) -> bool:
-    """A plain Dense layer, or a recurrent layer some kernel may compute (see `_cell_kind`) not
+    """A plain Dense layer, or a recurrent layer some kernel may compute (see `cell_kind`) not
     reading backwards."""
     if isinstance(layer, keras.layers.Dense):
         return getattr(layer, "lora_rank", None) is None  # _dense computes the plain kernel only
     if isinstance(layer, keras.layers.Bidirectional):
         return layer.merge_mode == "concat" and all(
-            _cell_kind(inner) is not None for inner in (layer.forward_layer, layer.backward_layer)
+            cell_kind(inner) is not None for inner in (layer.forward_layer, layer.backward_layer)
         )
-    return _cell_kind(layer) is not None and not layer.go_backwards
+    return cell_kind(layer) is not None and not layer.go_backwards
 
 
-def _cell_kind(layer: keras.layers.Layer) -> str | None:
+def cell_kind(layer: keras.layers.Layer) -> str | None:
     """``"lstm"``, ``"gru"`` or ``"simple_rnn"`` for a layer computing exactly what the kernels
     compute (Keras's default activations, biases, GRU's `reset_after`), else None."""
     kind = RECURRENT.get(type(layer))

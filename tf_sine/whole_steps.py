@@ -11,9 +11,9 @@ numbers). The model, its optimizer state and its saved file stay plain Keras.
 
 `whole_step_trainer(model, x, y)` returns the chunk runner where the op covers the model
 (`coverage` says why not otherwise): a `keras.Sequential` of LSTM, GRU or SimpleRNN layers that
-the native kernels compute (no dropout, no Bidirectional), a linear Dense head, the mean squared
-error, and Adagrad, Adam, AdamW, RMSprop or SGD at Keras's defaults apart from the learning rate,
-`weight_decay` and one clip option.
+the native kernels compute (no dropout, no Bidirectional), a linear Dense head, float32 throughout,
+no regularization losses, the mean squared error, and Adagrad, Adam, AdamW, RMSprop or SGD at
+Keras's defaults apart from the learning rate, `weight_decay` and one clip option.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_sine import native
-from tf_sine.kernels import _cell_kind
+from tf_sine.kernels import cell_kind
 
 ChunkRunner = Callable[[np.ndarray, np.ndarray | None], np.ndarray]
 
@@ -60,10 +60,14 @@ def coverage(model: keras.Model) -> str | None:
     if not head.use_bias or getattr(head, "lora_rank", None) is not None:
         return "the head has no bias or is LoRA"
     for index, layer in enumerate(recurrent):
-        if _cell_kind(layer) is None or layer.go_backwards:
+        if cell_kind(layer) is None or layer.go_backwards:
             return f"layer {layer.name} is not a recurrent layer the native kernels compute"
         if layer.return_sequences != (index < len(recurrent) - 1):
             return f"layer {layer.name} returns sequences where the stack does not (or not where it does)"
+    if any(layer.compute_dtype != "float32" for layer in model.layers):
+        return "a layer computes in another dtype than float32 (mixed precision)"
+    if model.losses or any(_regularized(layer) for layer in model.layers):
+        return "a layer adds a regularization loss"
     variables = model.trainable_variables
     if len(variables) != 3 * len(recurrent) + 2 or any(v.dtype != "float32" for v in variables):
         return "the model's trainable variables are not the layers' float32 weights"
@@ -73,6 +77,14 @@ def coverage(model: keras.Model) -> str | None:
     if type(loss) is not keras.losses.MeanSquaredError or loss.reduction != "sum_over_batch_size":
         return "the loss is not the mean squared error"
     return _optimizer_coverage(model.optimizer)
+
+
+def _regularized(layer: keras.layers.Layer) -> bool:
+    owners = [layer, getattr(layer, "cell", None)]
+    names = ("kernel_regularizer", "recurrent_regularizer", "bias_regularizer", "activity_regularizer")
+    return any(
+        getattr(owner, name, None) is not None for owner in owners if owner is not None for name in names
+    )
 
 
 def _optimizer_coverage(optimizer: keras.optimizers.Optimizer) -> str | None:
@@ -120,7 +132,7 @@ def whole_step_trainer(
         slots=[v.value.handle for v in slots],
         iterations=optimizer.iterations.value.handle,
         learning_rate=optimizer._learning_rate.value.handle,
-        cells=[_cell_kind(layer) for layer in model.layers[:-1]],
+        cells=[cell_kind(layer) for layer in model.layers[:-1]],
         optimizer=name,
         hyper=_hyperparameters(config),
         clip=clip,
