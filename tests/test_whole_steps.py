@@ -1,5 +1,7 @@
 """The native training op makes the updates Keras's own step makes: every optimizer, every clip."""
 
+import json
+
 import keras
 import numpy as np
 import pytest
@@ -118,3 +120,16 @@ def test_halves_on_two_threads_give_one_threads_updates_and_repeat_bit_for_bit()
         np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-7)
         np.testing.assert_array_equal(c, b)  # the same threads' split: the same bits
     np.testing.assert_array_equal(again_losses, two_losses)
+
+
+def test_metrics_say_which_route_trained(tmp_path, monkeypatch, cli):
+    native_ops()
+    status, _, stderr = cli("train", "--preset", "tiny", "--run-dir", str(tmp_path / "op"), "--quiet")
+    assert status == 0, stderr
+    monkeypatch.setenv("TF_SINE_WHOLE_STEPS", "0")
+    status, _, stderr = cli("train", "--preset", "tiny", "--run-dir", str(tmp_path / "graph"), "--quiet")
+    assert status == 0, stderr
+    op, graph = (json.loads((tmp_path / name / "metrics.json").read_text()) for name in ("op", "graph"))
+    assert op["whole_steps"] is True and graph["whole_steps"] is False
+    assert op["kernel"] == graph["kernel"] == "native_lstm"
+    assert op["rmse"] == pytest.approx(graph["rmse"], rel=1e-4)

@@ -232,6 +232,7 @@ def _train_into(
         kernel=training.kernel,
         device=training.device,
         batch_shards=training.shards,
+        whole_steps=training.whole_steps,
         seed=config.seed,
         **summary,
     )

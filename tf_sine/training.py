@@ -135,6 +135,8 @@ class TrainingResult:
         kernel: the engine's recurrent kernel (`tf_sine.kernels.kernel_name`, e.g.
             ``"native_lstm"``), else ``"keras"`` (Keras's own layers, or the ``"fit"`` engine).
         shards: the independent slices each batch ran as (`tf_sine.engines`).
+        whole_steps: the fast engine ran each chunk as one call of the native training op
+            (`tf_sine.whole_steps`), not as a graph of per-layer ops.
         device: ``"CPU"`` or ``"GPU"``, where training ran (`tf_sine.kernels.training_device`).
         stopped_early: training stopped before `steps` (patience, or a callback that set
             `model.stop_training`).
@@ -145,6 +147,7 @@ class TrainingResult:
     checkpoint_seconds: float = 0.0
     kernel: str = "keras"
     shards: int = 1
+    whole_steps: bool = False
     device: str = "CPU"
     stopped_early: bool = False
 
@@ -355,6 +358,7 @@ def train(
     clock = _Clock(state, result)
     run_chunk = ENGINE_CLASSES[engine](model, x, y, batch_size, strategy)
     result.kernel, result.shards, result.device = run_chunk.kernel, run_chunk.shards, training_device()
+    result.whole_steps = getattr(run_chunk, "whole_steps", None) is not None
 
     def checkpoint(step: int) -> None:
         if on_checkpoint is not None:
