@@ -60,6 +60,31 @@ def test_fast_and_fit_engines_compute_the_same_updates():
     np.testing.assert_allclose(results["fast"], results["fit"], rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("where", ["kernel", "activity"])
+def test_regularization_losses_train_on_the_fast_engine_as_in_fit(where):
+    """A user's regularized model: the fast engine adds `model.losses` as Keras's step does."""
+    results = {}
+    for engine in ("fast", "fit", "unregularized"):
+        _, x, y = _tiny()
+        keras.utils.set_random_seed(0)
+        penalty = {} if engine == "unregularized" else {f"{where}_regularizer": keras.regularizers.L2(0.05)}
+        model = keras.Sequential([keras.Input((1, 8)), keras.layers.LSTM(4, return_sequences=True),
+                                  keras.layers.LSTM(4, **penalty), keras.layers.Dense(1)])  # fmt: skip
+        model.compile(optimizer=keras.optimizers.Adagrad(0.1), loss="mse")
+        train(
+            model,
+            x,
+            y,
+            steps=40,
+            batch_size=16,
+            engine=engine.replace("unregularized", "fast"),
+            progress=False,
+        )
+        results[engine] = tf_sine.predict(model, x)
+    np.testing.assert_allclose(results["fast"], results["fit"], rtol=1e-4, atol=1e-5)
+    assert np.abs(results["fast"] - results["unregularized"]).max() > 1e-3  # the penalty mattered
+
+
 def test_checkpoints_at_the_interval_and_at_the_end():
     model, x, y = _tiny()
     seen = []

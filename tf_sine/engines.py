@@ -22,7 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_sine.errors import ConfigError
-from tf_sine.kernels import fused_forward, kernel_name
+from tf_sine.kernels import fused_forward, kernel_name, regularized
 from tf_sine.threads import current_plan
 from tf_sine.whole_steps import whole_step_trainer
 
@@ -88,6 +88,8 @@ class FastEngine:
         with strategy.scope() if strategy is not None else contextlib.nullcontext():
             model.optimizer.build(self.variables)  # its slots are created like the model's variables
         self.loss = _lean_loss(model.loss)
+        # Regularization losses join the loss as in Keras's own step (`compute_loss`).
+        self.regularized = any(regularized(layer) for layer in model.layers)
         shards = _shards(model, batch_size, strategy)
         fused = fused_forward(model, shards=shards)
         self.fused = fused is not None
@@ -124,10 +126,16 @@ class FastEngine:
         def loss() -> tf.Tensor:
             # Each replica's mean weighs 1/replicas of the global mean: the optimizer sums the
             # replicas' gradients, which then equal the gradient of the global mean.
-            mean = self.loss(yb, self.forward(xb))
+            mean = self._with_penalty(self.loss(yb, self.forward(xb)))
             return mean / self.replicas if self.replicas > 1 else mean
 
         return self._descend(loss)
+
+    def _with_penalty(self, loss: tf.Tensor) -> tf.Tensor:
+        """`loss` plus the model's regularization losses, once the forward pass has run."""
+        if not self.regularized:
+            return loss
+        return loss + tf.add_n([tf.reduce_sum(penalty) for penalty in self.model.losses])
 
     def _descend(self, loss: Callable[[], tf.Tensor]) -> tf.Tensor:
         """One optimizer update along the gradient of `loss()`; returns the loss."""
@@ -150,7 +158,7 @@ class FastEngine:
 
         def loss() -> tf.Tensor:
             errors = tf.reduce_mean(tf.math.squared_difference(self.forward(xb), yb), axis=-1)
-            return tf.reduce_sum(errors * weights) / tf.reduce_sum(weights)
+            return self._with_penalty(tf.reduce_sum(errors * weights) / tf.reduce_sum(weights))
 
         return self._descend(loss)
 
@@ -184,11 +192,22 @@ def _loop(count: tf.Tensor, update: Callable[[tf.Tensor], tf.Tensor]) -> tf.Tens
     return losses.stack()
 
 
-def _lean_loss(loss: object) -> object:
-    """Keras's mean squared error in two ops instead of its rank and dtype bookkeeping."""
+def _lean_loss(loss: object) -> Callable[[tf.Tensor, tf.Tensor], tf.Tensor]:
+    """The compiled loss as a function of `(labels, outputs)` to a scalar mean.
+
+    Keras's mean squared error becomes two ops instead of its rank and dtype bookkeeping. A loss
+    given to `compile` by name or as a function (``"mse"``, `keras.losses.mean_absolute_error`)
+    is averaged over the batch, as `compile` does with the default reduction.
+    """
+    mse = lambda labels, outputs: tf.reduce_mean(tf.math.squared_difference(outputs, labels))  # noqa: E731
     if type(loss) is keras.losses.MeanSquaredError and loss.reduction == "sum_over_batch_size":
-        return lambda labels, outputs: tf.reduce_mean(tf.math.squared_difference(outputs, labels))
-    return loss
+        return mse
+    if isinstance(loss, keras.losses.Loss):
+        return loss
+    function = keras.losses.get(loss)
+    if function is keras.losses.mean_squared_error:
+        return mse
+    return lambda labels, outputs: tf.reduce_mean(function(labels, outputs))
 
 
 def _shards(model: keras.Model, batch_size: int, strategy: tf.distribute.Strategy | None) -> int:

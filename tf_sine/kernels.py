@@ -173,7 +173,9 @@ def _dense(inputs: tf.Tensor, layer: keras.layers.Dense) -> tf.Tensor:
 
 def _fusable(layer: keras.layers.Layer) -> bool:
     """A plain Dense layer, or a recurrent layer some kernel may compute (see `cell_kind`) not
-    reading backwards."""
+    reading backwards; none with an activity regularizer (it is added by the layer's own call)."""
+    if getattr(layer, "activity_regularizer", None) is not None:
+        return False
     if isinstance(layer, keras.layers.Dense):
         return getattr(layer, "lora_rank", None) is None  # _dense computes the plain kernel only
     if isinstance(layer, keras.layers.Bidirectional):
@@ -181,6 +183,15 @@ def _fusable(layer: keras.layers.Layer) -> bool:
             cell_kind(inner) is not None for inner in (layer.forward_layer, layer.backward_layer)
         )
     return cell_kind(layer) is not None and not layer.go_backwards
+
+
+def regularized(layer: keras.layers.Layer) -> bool:
+    """True when `layer` (or its recurrent cell) adds a regularization loss to `model.losses`."""
+    owners = [layer, getattr(layer, "cell", None)]
+    names = ("kernel_regularizer", "recurrent_regularizer", "bias_regularizer", "activity_regularizer")
+    return any(
+        getattr(owner, name, None) is not None for owner in owners if owner is not None for name in names
+    )
 
 
 def cell_kind(layer: keras.layers.Layer) -> str | None:

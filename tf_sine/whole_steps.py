@@ -26,7 +26,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_sine import native
-from tf_sine.kernels import cell_kind
+from tf_sine.kernels import cell_kind, regularized
 
 ChunkRunner = Callable[[np.ndarray, np.ndarray | None], np.ndarray]
 
@@ -66,7 +66,7 @@ def coverage(model: keras.Model) -> str | None:
             return f"layer {layer.name} returns sequences where the stack does not (or not where it does)"
     if any(layer.compute_dtype != "float32" for layer in model.layers):
         return "a layer computes in another dtype than float32 (mixed precision)"
-    if model.losses or any(_regularized(layer) for layer in model.layers):
+    if model.losses or any(regularized(layer) for layer in model.layers):
         return "a layer adds a regularization loss"
     variables = model.trainable_variables
     if len(variables) != 3 * len(recurrent) + 2 or any(v.dtype != "float32" for v in variables):
@@ -77,14 +77,6 @@ def coverage(model: keras.Model) -> str | None:
     if type(loss) is not keras.losses.MeanSquaredError or loss.reduction != "sum_over_batch_size":
         return "the loss is not the mean squared error"
     return _optimizer_coverage(model.optimizer)
-
-
-def _regularized(layer: keras.layers.Layer) -> bool:
-    owners = [layer, getattr(layer, "cell", None)]
-    names = ("kernel_regularizer", "recurrent_regularizer", "bias_regularizer", "activity_regularizer")
-    return any(
-        getattr(owner, name, None) is not None for owner in owners if owner is not None for name in names
-    )
 
 
 def _optimizer_coverage(optimizer: keras.optimizers.Optimizer) -> str | None:
