@@ -133,3 +133,9 @@ def test_metrics_say_which_route_trained(tmp_path, monkeypatch, cli):
     assert op["whole_steps"] is True and graph["whole_steps"] is False
     assert op["kernel"] == graph["kernel"] == "native_lstm"
     assert op["rmse"] == pytest.approx(graph["rmse"], rel=1e-4)
+
+
+def test_the_op_is_never_chosen_on_a_gpu(monkeypatch):
+    native_ops()
+    monkeypatch.setattr("tf_sine.whole_steps.training_device", lambda: "GPU")
+    assert coverage(build_model(units=4)) == "training runs on a GPU"

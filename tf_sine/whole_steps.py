@@ -26,7 +26,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_sine import native
-from tf_sine.kernels import cell_kind, regularized
+from tf_sine.kernels import cell_kind, regularized, training_device
 
 ChunkRunner = Callable[[np.ndarray, np.ndarray | None], np.ndarray]
 
@@ -49,6 +49,8 @@ def coverage(model: keras.Model) -> str | None:
     """
     if os.environ.get("TF_SINE_WHOLE_STEPS", "1").strip().lower() in ("0", "false", "no", "off"):
         return "TF_SINE_WHOLE_STEPS=0 turns the training op off"
+    if training_device() != "CPU":  # the op is the CPU's; Keras's layers run on cuDNN there
+        return "training runs on a GPU"
     ops = native.load()
     if ops is None or not hasattr(ops, "tf_sine_train"):
         return "the native library is not loaded"
