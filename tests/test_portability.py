@@ -84,16 +84,21 @@ def test_sapphire_rapids_compiles_with_avx512fp16_off(climbed):
 
 WRAPPER = """#!{python}
 # A C++ compiler for the test: breaks the library of one rung, refuses others, runs c++ otherwise.
-import os, sys
+import glob, os, shutil, sys
 args = sys.argv[1:]
 rung = " ".join(arg for arg in args if arg.startswith(("-march=", "-mno-")))
 if "-shared" in args and rung == os.environ["TEST_SABOTAGE"]:
+    # The sources copied beside each other, the sigmoid of cells.h broken in the copy.
     source = next(arg for arg in args if arg.endswith("rnn_ops.cc"))
-    text = open(source).read()
+    broken_dir = os.environ["TEST_BROKEN_DIR"]
+    for file in [source, *glob.glob(os.path.join(os.path.dirname(source), "*.h"))]:
+        shutil.copy(file, broken_dir)
+    cells = os.path.join(broken_dir, "cells.h")
+    text = open(cells).read()
     broken = text.replace("0.5f + 0.5f * (0.5f * z).tanh()", "0.5f + 0.45f * (0.5f * z).tanh()")
     assert broken != text, "the sigmoid this test breaks has changed"
-    path = os.path.join(os.environ["TEST_BROKEN_DIR"], "rnn_ops.cc")
-    open(path, "w").write(broken)
+    open(cells, "w").write(broken)
+    path = os.path.join(broken_dir, "rnn_ops.cc")
     args = [path if arg == source else arg for arg in args]
 elif "-shared" in args and rung in os.environ["TEST_REFUSE"].split("|"):
     sys.exit("error: refused by the test's compiler")
