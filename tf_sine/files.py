@@ -13,9 +13,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tf_sine.errors import ModelError
+from tf_sine.errors import ModelError, TfSineError
 
 TEMPORARY_MARK = ".tf_sine-tmp-"
+
+
+def given_path(
+    path: str | os.PathLike, argument: str, expected: str, error: type[TfSineError] = TfSineError
+) -> Path:
+    """`path` as a `Path`; an empty string, which `Path` would read as the current directory, is
+    refused with `error` naming `argument` and what was `expected` ("a directory path", ...)."""
+    if str(path) == "":
+        raise error(argument, f"expected {expected}, got an empty string")
+    return Path(path)
 
 
 def atomic_write(

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from tf_sine.errors import RunError, RunFailedError
-from tf_sine.files import TEMPORARY_MARK, atomic_write, json_text, read_json, write_json
+from tf_sine.files import TEMPORARY_MARK, atomic_write, given_path, json_text, read_json, write_json
 
 BOOKKEEPING = ".tf_sine"
 MANIFEST_FORMAT = "tf_sine-files/1"
@@ -70,9 +70,7 @@ class OwnedFolder:
         shared: bool = False,
         working: tuple[str, ...] = (),
     ):
-        if str(path) == "":  # Path("") would quietly mean the current directory
-            raise RunError(argument, "expected a directory path, got an empty string")
-        self.path = Path(path)
+        self.path = given_path(path, argument, "a directory path", RunError)
         self.argument = argument
         self.shared = shared  # a folder tf_sine writes into beside other files (forecasts, exports)
         # Folders of tf_sine's working state (checkpoints), which it reads back and checks itself:

@@ -29,7 +29,7 @@ import numpy as np
 
 from tf_sine.data import as_series
 from tf_sine.errors import DataError
-from tf_sine.files import atomic_write
+from tf_sine.files import atomic_write, given_path
 
 # Tried in order after `datetime.fromisoformat`; a column is a date column when ONE format
 # reads every one of its cells.
@@ -65,7 +65,7 @@ def read_values(path: str | os.PathLike, argument: str = "input") -> np.ndarray:
     Raises:
         DataError: the file is missing, unreadable, or holds something other than numbers.
     """
-    path = _named_path(path, argument)
+    path = given_path(path, argument, "a file path", DataError)
     if not path.is_file():
         raise DataError(argument, f"expected an existing file, got {str(path)!r}")
     if path.suffix == ".npy":
@@ -98,17 +98,11 @@ def check_output_path(path: str | os.PathLike, argument: str = "output") -> Path
     Raises:
         DataError: `path` is empty, a directory, or in a missing directory.
     """
-    path = _named_path(path, argument)
+    path = given_path(path, argument, "a file path", DataError)
     if path.is_dir() or not path.parent.is_dir():
         what = "a directory" if path.is_dir() else "in a missing directory"
         raise DataError(argument, f"expected a file in an existing directory, got {what}: {str(path)!r}")
     return path
-
-
-def _named_path(path: str | os.PathLike, argument: str) -> Path:
-    if str(path) == "":  # Path("") would quietly mean the current directory
-        raise DataError(argument, "expected a file path, got an empty string")
-    return Path(path)
 
 
 def write_values(path: str | os.PathLike, values: np.ndarray, argument: str = "output") -> Path:

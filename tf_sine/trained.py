@@ -30,7 +30,7 @@ from tf_sine.config import Config, check_positive_int
 from tf_sine.data import as_series, layout_of
 from tf_sine.dataset import Dataset, Transform, first_target, load_dataset, season_of
 from tf_sine.errors import ConfigError, DataError, ModelError, RunError
-from tf_sine.files import atomic_write, first_line, load_keras
+from tf_sine.files import atomic_write, first_line, given_path, load_keras
 from tf_sine.owned import OwnedFolder, write_together
 from tf_sine.runs import (
     CHECKPOINT_DIR,
@@ -339,9 +339,7 @@ def open_run(path: str | os.PathLike) -> Run:
             ``.keras`` file nor a file of a run, or the model cannot be loaded.
         RunError: the run's ``config.json`` or ``scaling.json`` cannot be read.
     """
-    if str(path) == "":  # Path("") would quietly mean the current directory
-        raise ModelError("model", "expected a .keras file or a run directory, got an empty string")
-    model_path, directory = _locate(Path(path))
+    model_path, directory = _locate(given_path(path, "model", "a .keras file or a run directory", ModelError))
     if directory is None:
         model = load_keras(model_path)
         timesteps, layout = layout_of(model.input_shape)
