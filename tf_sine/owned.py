@@ -216,8 +216,15 @@ class OwnedFolder:
             self._writable(name)
 
     def _writable(self, relative: str) -> Path:
-        target = self.path / relative
         owned = self.owned_files()
+        self._refuse_foreign(relative, owned)
+        if relative in owned:
+            self.refuse_edited([relative])
+        return self.path / relative
+
+    def _refuse_foreign(self, relative: str, owned: dict[str, str]) -> None:
+        """Raises `RunError` when `relative` exists here and is not tf_sine's (`owned`)."""
+        target = self.path / relative
         if (
             os.path.lexists(target)
             and relative not in owned
@@ -227,9 +234,6 @@ class OwnedFolder:
                 self.argument,
                 f"{str(target)!r} exists and tf_sine did not write it; move it away or choose another folder",
             )
-        if relative in owned:
-            self.refuse_edited([relative])
-        return target
 
     def remove(self, relative: str) -> None:
         """Deletes one of tf_sine's files; one the manifest does not list, or edited since, stays."""
@@ -401,8 +405,9 @@ class OwnedFolder:
         if self._visible_handle is None:  # stepped aside while the replacement was built
             self._visible_handle = self._take("visible", exclusive=True, wait=True)
         self.refuse_edited(names)  # before anything moves
+        owned = self.owned_files()
         for relative in staging.owned_files():
-            self._writable(relative)
+            self._refuse_foreign(relative, owned)
         write_json(self._bookkeeping / "commit", {"names": names})  # atomic: whole or absent
         self._roll_forward()
 
