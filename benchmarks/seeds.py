@@ -18,13 +18,12 @@ import statistics
 import tempfile
 import time
 
-import numpy as np
-
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from tf_sine.compat import LegacyRegressor
 from tf_sine.config import ENGINES, MODEL_FIELDS, PRESETS, Config, get_preset
 from tf_sine.data import generate_data, sine_series
+from tf_sine.evaluation import rmse
 from tf_sine.pipeline import run_experiment
 
 
@@ -41,8 +40,8 @@ def script_runs(config: Config, fits: list[int], seed: int, model_dir: str) -> d
     for steps in fits:
         regressor = LegacyRegressor(model_dir, seed=seed, batches=config.batches, **options)
         regressor.fit(train_x, train_y, batch_size=config.batch_size, steps=steps)
-    rmse = float(np.sqrt(np.mean((regressor.predict(test_x) - test_y.reshape(-1)) ** 2)))
-    return {"rmse": rmse, "train_seconds": time.perf_counter() - start}
+    seconds = time.perf_counter() - start
+    return {"rmse": rmse(regressor.predict(test_x), test_y.reshape(-1)), "train_seconds": seconds}
 
 
 def main() -> None:
