@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT, TINY, run_cli, write_seasonal_csv
+from conftest import ROOT, TINY, write_seasonal_csv
 
 import tf_sine
 from tf_sine.errors import RunError, RunFailedError
@@ -150,7 +150,9 @@ def test_a_failed_overwrite_leaves_the_old_run_byte_identical(tiny_run, tmp_path
     assert after == before
 
 
-def test_an_interrupted_overwrite_leaves_the_old_run_and_the_same_command_finishes_it(tiny_run, tmp_path):
+def test_an_interrupted_overwrite_leaves_the_old_run_and_the_same_command_finishes_it(
+    tiny_run, tmp_path, cli
+):
     run_dir = _copy_run(tiny_run, tmp_path)
     before = _tree(run_dir)
     flags = _long_training(2000)
@@ -161,9 +163,9 @@ def test_an_interrupted_overwrite_leaves_the_old_run_and_the_same_command_finish
     process.wait()
     assert {n: d for n, d in _tree(run_dir).items() if not n.startswith(".tf_sine/staging/")} == before
     assert tf_sine.open_run(run_dir).config.steps == TINY.steps  # readers still see the old run
-    done = run_cli("train", *flags, "--run-dir", str(run_dir), "--overwrite")
-    assert done.returncode == 0, done.stderr
-    assert "resuming" in done.stderr and "staging" in done.stderr
+    status, _, stderr = cli("train", *flags, "--run-dir", str(run_dir), "--overwrite")
+    assert status == 0, stderr
+    assert "resuming" in stderr and "staging" in stderr
     assert tf_sine.open_run(run_dir).config.steps == 2000 and not (run_dir / ".tf_sine" / "staging").exists()
 
 

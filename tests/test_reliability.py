@@ -12,7 +12,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-from conftest import ROOT, default_sigint, run_cli, write_seasonal_csv
+from conftest import ROOT, call_main, default_sigint, write_seasonal_csv
 
 # Long enough to be killed in the middle (about 2 s of training on the native kernels, 3 with
 # checkpoints), small enough for CI.
@@ -53,6 +53,12 @@ def _interrupted(
     pytest.fail("training finished before the signal arrived, three times")
 
 
+def _train(*argv: str) -> subprocess.CompletedProcess:
+    """Training in this process (`main(argv)`): only the interrupted runs need a process of their own."""
+    status, out, err = call_main(*argv)
+    return subprocess.CompletedProcess(argv, status, out, err)
+
+
 def _predictions(run_dir: Path) -> np.ndarray:
     import tf_sine
 
@@ -63,7 +69,7 @@ def _predictions(run_dir: Path) -> np.ndarray:
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory) -> np.ndarray:
     run_dir = tmp_path_factory.mktemp("whole") / "run"
-    done = run_cli("train", *FLAGS, "--run-dir", str(run_dir))
+    done = _train("train", *FLAGS, "--run-dir", str(run_dir))
     assert done.returncode == 0, done.stderr
     return _predictions(run_dir)
 
@@ -83,7 +89,7 @@ def test_sigkill_at_random_moments_then_resume_gives_the_same_model(tmp_path, un
         for checkpoint in (run_dir / "checkpoints").glob("step-*.keras"):
             keras.models.load_model(checkpoint)
             assert checkpoint.with_name(checkpoint.name.replace(".keras", ".state.json")).is_file()
-    done = run_cli("train", *FLAGS, "--run-dir", str(run_dir))
+    done = _train("train", *FLAGS, "--run-dir", str(run_dir))
     assert done.returncode == 0, done.stderr
     if "resuming" not in done.stderr:
         assert (run_dir / "metrics.json").exists()  # finished before a kill landed: nothing to resume
@@ -103,7 +109,7 @@ def test_sigterm_and_ctrl_c_write_a_final_checkpoint_and_resume(
     assert f"tf-sine: {word}; run the same command to resume" in stderr
     assert "Traceback" not in stderr
     steps = sorted(int(p.stem.split("-")[1]) for p in (run_dir / "checkpoints").glob("step-*.keras"))
-    done = run_cli("train", *FLAGS, "--run-dir", str(run_dir))
+    done = _train("train", *FLAGS, "--run-dir", str(run_dir))
     assert done.returncode == 0, done.stderr
     assert f"resuming {run_dir} from step {steps[-1]} of 2500" in done.stderr
     np.testing.assert_array_equal(_predictions(run_dir), uninterrupted)
@@ -114,11 +120,11 @@ def test_a_series_run_with_validation_resumes_to_the_same_best_model(tmp_path):
     csv_path = write_seasonal_csv(tmp_path / "sales.csv")
     flags = ["--data", str(csv_path), *FLAGS, "--validate-every", "50"]
     whole = tmp_path / "whole"
-    assert run_cli("train", *flags, "--run-dir", str(whole)).returncode == 0
+    assert _train("train", *flags, "--run-dir", str(whole)).returncode == 0
     run_dir = tmp_path / "run"
     _interrupted(run_dir, flags, signal.SIGTERM, checkpoints=2)
     assert list((run_dir / "checkpoints").glob("step-*.best.npz"))
-    done = run_cli("train", *flags, "--run-dir", str(run_dir))
+    done = _train("train", *flags, "--run-dir", str(run_dir))
     assert done.returncode == 0 and "resuming" in done.stderr, done.stderr
     for got, expected in zip(keras.models.load_model(run_dir / "model.keras").get_weights(),
                              keras.models.load_model(whole / "model.keras").get_weights(), strict=True):  # fmt: skip
@@ -140,7 +146,7 @@ def test_half_written_and_corrupt_checkpoints_are_reported_and_skipped(tmp_path,
     users = run_dir / ".notes.tmp-12345.txt"  # hidden, named like a temporary, not tf_sine's
     users.write_text("the user's")
     newest.write_bytes(newest.read_bytes()[:500])
-    done = run_cli("train", *FLAGS, "--run-dir", str(run_dir))
+    done = _train("train", *FLAGS, "--run-dir", str(run_dir))
     assert done.returncode == 0, done.stderr
     assert f"checkpoint {newest} is unreadable" in done.stderr and "using the one before it" in done.stderr
     assert "half-written" in done.stderr and str(users) not in done.stderr
@@ -163,7 +169,7 @@ def test_a_finished_run_is_not_overwritten_without_the_flag(tiny_run):
         "20",
         "--quiet",
     ]
-    done = run_cli(*args, "--run-dir", str(run_dir))
+    done = _train(*args, "--run-dir", str(run_dir))
     assert done.returncode == 2
     assert "argument --run-dir:" in done.stderr and "holds a finished run; pass --overwrite" in done.stderr
     assert (run_dir / "model.keras").read_bytes() == before
@@ -183,17 +189,17 @@ def test_overwrite_and_another_configuration(tmp_path):
         "--run-dir",
         str(run_dir),
     ]
-    assert run_cli(*args).returncode == 0
-    assert run_cli(*args, "--overwrite").returncode == 0
+    assert _train(*args).returncode == 0
+    assert _train(*args, "--overwrite").returncode == 0
     (run_dir / "metrics.json").unlink()  # now an unfinished run with checkpoints
-    done = run_cli(*args[:-2], "--units", "5", "--run-dir", str(run_dir))
+    done = _train(*args[:-2], "--units", "5", "--run-dir", str(run_dir))
     assert done.returncode == 2
     assert "holds an unfinished run of another configuration (units=5 (saved 4))" in done.stderr
 
 
 def test_divergence_stops_with_the_step_and_writes_no_nan_model(tmp_path):
     run_dir = tmp_path / "run"
-    done = run_cli("train", "--preset", "tiny", "--optimizer", "sgd", "--learning-rate", "1e30", "--quiet",
+    done = _train("train", "--preset", "tiny", "--optimizer", "sgd", "--learning-rate", "1e30", "--quiet",
                    "--run-dir", str(run_dir))  # fmt: skip
     assert done.returncode == 1
     lines = [line for line in done.stderr.splitlines() if line.startswith("tf-sine")]

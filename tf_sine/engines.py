@@ -100,7 +100,13 @@ class FastEngine:
         # graph below stays for the rest, and under a strategy.
         self.whole_steps = None
         if strategy is None:
-            self.whole_steps = whole_step_trainer(model, self.x, self.y, halves=shards == 2)
+            # The op runs a batch's second half on a thread of its own, whatever TensorFlow's
+            # pools: the same halves, so the same numbers, from the CLI and from a Python
+            # process whose TensorFlow started first.
+            halves = _splittable(model, batch_size)
+            self.whole_steps = whole_step_trainer(model, self.x, self.y, halves=halves)
+            if self.whole_steps is not None:
+                self.shards = 2 if halves else 1
         self.step_update = self._update if strategy is None else self._distributed_update
         self.run_chunk = tf.function(
             self._run_chunk, input_signature=[tf.TensorSpec([None, batch_size], tf.int32)], autograph=False
@@ -218,9 +224,13 @@ def _shards(model: keras.Model, batch_size: int, strategy: tf.distribute.Strateg
     legacy layout's single step gains nothing but longer tracing, nor do 4 halves on 2 cores
     (README has the numbers).
     """
-    recurrent = model.input_shape[1] > 1  # the sequence layout
-    halves = current_plan().halves and recurrent and strategy is None and batch_size % 2 == 0
+    halves = current_plan().halves and strategy is None and _splittable(model, batch_size)
     return 2 if halves else 1
+
+
+def _splittable(model: keras.Model, batch_size: int) -> bool:
+    """Whether halves of a batch pay: an even batch of the sequence layout."""
+    return model.input_shape[1] > 1 and batch_size % 2 == 0
 
 
 class FitEngine:
