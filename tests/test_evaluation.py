@@ -56,3 +56,31 @@ def test_predict_runs_covered_models_on_the_native_kernels_with_kerass_answers(o
     np.testing.assert_allclose(
         tf_sine.predict(model, x[:3]), model.predict(x[:3], verbose=0), rtol=1e-5, atol=1e-6
     )
+
+
+def test_scale_free_metrics_by_hand():
+    from tf_sine.evaluation import scale_free_metrics
+
+    truth, forecast = np.array([2.0, -4.0, 5.0]), np.array([1.0, -5.0, 5.0])
+    metrics = scale_free_metrics(truth, forecast, scale=0.5)
+    assert metrics["mase"] == pytest.approx((1 + 1 + 0) / 3 / 0.5)
+    assert metrics["smape"] == pytest.approx(100 * (2 / 3 + 2 / 9 + 0) / 3)
+    assert metrics["mape"] == pytest.approx(100 * (1 / 2 + 1 / 4 + 0) / 3)
+    with_zero = scale_free_metrics(np.array([0.0, 1.0]), np.array([0.0, 2.0]), scale=None)
+    assert with_zero["mase"] is None and "mape" not in with_zero
+    assert with_zero["mape_omitted"] == "1 of the 2 true values are 0, which MAPE divides by"
+    assert with_zero["smape"] == pytest.approx(100 * (0 + 2 / 3) / 2)  # a pair of zeros counts 0
+
+
+def test_the_seasonal_naive_forecast_of_the_training_part_has_mase_one():
+    from tf_sine.dataset import split_series
+    from tf_sine.evaluation import mase_scale, scale_free_metrics
+
+    levels = np.random.default_rng(3).normal(size=120).cumsum()
+    data = split_series(levels, (0.7, 0.15, 0.15), 5)
+    train = levels[: data.train_end]
+    for period in (None, 12):
+        lag = period or 1
+        scale = mase_scale(data, period)
+        assert scale_free_metrics(train[lag:], train[:-lag], scale)["mase"] == pytest.approx(1.0)
+    assert mase_scale(split_series(np.ones(50), (0.7, 0.15, 0.15), 3), None) is None  # constant: no scale

@@ -76,9 +76,13 @@ def test_missing_file_and_missing_column(tmp_path):
 
 
 def test_date_formats_and_their_continuation():
-    assert parse_dates(["2020-01-31", "2020-02-29"]) == [dt.datetime(2020, 1, 31), dt.datetime(2020, 2, 29)]
+    assert list(parse_dates(["2020-01-31", "2020-02-29"])) == [
+        dt.datetime(2020, 1, 31),
+        dt.datetime(2020, 2, 29),
+    ]
     assert parse_dates(["01/31/2020", "02/01/2020"])[1] == dt.datetime(2020, 2, 1)
-    assert parse_dates(["2020-01-01T00:00:00Z"]) == [dt.datetime(2020, 1, 1)]
+    assert parse_dates(["31.01.2020", "01.02.2020"])[1] == dt.datetime(2020, 2, 1)  # day first: one reading
+    assert list(parse_dates(["2020-01-01T01:00:00+01:00"])) == [dt.datetime(2020, 1, 1)]  # naive UTC
     assert parse_dates(["a", "2020-01"]) is None
     quarterly = [dt.datetime(2020, m, 1) for m in (1, 4, 7, 10)]
     assert future_dates(quarterly, 2) == [dt.datetime(2021, 1, 1), dt.datetime(2021, 4, 1)]
@@ -91,3 +95,54 @@ def test_a_saved_dataframe_index_column_is_not_a_value(tmp_path):
     path.write_text(",Month,Passengers\n0,1949-01,112\n1,1949-02,118\n2,1949-03,132\n")
     series = read_series_file(path)
     assert (series.name, series.time_name, series.values.tolist()) == ("Passengers", "Month", [112, 118, 132])
+
+
+def _with_gaps(path, empty, n=60):
+    """`write_seasonal_csv` with the value cells at positions `empty` left empty."""
+    write_seasonal_csv(path, n=n)
+    lines = path.read_text().splitlines()
+    for position in empty:
+        lines[position + 1] = lines[position + 1].split(",")[0] + ","
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_gaps_are_refused_with_their_count_or_filled_and_marked(tmp_path):
+    path = _with_gaps(tmp_path / "s.csv", [0, 20, 21, 59])
+    with pytest.raises(ValueError) as caught:
+        read_series_file(path)
+    assert "got an empty cell on line 2 of s.csv (4 empty in all; `fill` can fill them" in str(caught.value)
+    truth = seasonal_series(60)
+    interpolated = read_series_file(path, fill="interpolate")
+    np.testing.assert_array_equal(np.flatnonzero(interpolated.filled), [0, 20, 21, 59])
+    # In time: January to March spans 59 days of 90 between December and March's neighbours.
+    days = (interpolated.dates - interpolated.dates[0]).days.to_numpy()
+    known = ~interpolated.filled
+    expected = np.interp(days, days[known], np.round(truth, 4)[known])  # the ends take the nearest value
+    np.testing.assert_allclose(interpolated.values, expected, atol=1e-9)
+    forward = read_series_file(path, fill="ffill")
+    np.testing.assert_allclose(
+        forward.values[[0, 20, 21, 59]], np.round(truth[[1, 19, 19, 58]], 4), atol=1e-9
+    )
+    with pytest.raises(
+        ValueError, match=r"^fill: expected one of 'none', 'interpolate', 'ffill', got 'mean'"
+    ):
+        read_series_file(path, fill="mean")
+
+
+def test_filled_values_are_never_validation_or_test_targets(tmp_path):
+    from tf_sine.dataset import split_series
+
+    series = read_series_file(_with_gaps(tmp_path / "s.csv", [5, 45, 55]), fill="interpolate")
+    data = split_series(series.values, (0.7, 0.15, 0.15), 4, filled=series.filled)
+    assert 5 in data.train_targets and 45 not in data.val_targets and 55 not in data.test_targets
+    assert len(data.val_targets) == 8 and len(data.test_targets) == 8  # 9 positions each, one filled
+
+
+def test_frequencies_pandas_infers_continue_the_dates():
+    month_ends = parse_dates(["2020-01-31", "2020-02-29", "2020-03-31"])
+    assert future_dates(month_ends, 2) == [dt.datetime(2020, 4, 30), dt.datetime(2020, 5, 31)]
+    business = parse_dates(["2024-01-04", "2024-01-05", "2024-01-08", "2024-01-09"])  # Thu Fri Mon Tue
+    assert future_dates(business, 3)[-1] == dt.datetime(2024, 1, 12)  # Wed Thu Fri
+    irregular = [dt.datetime(2020, 1, 1), dt.datetime(2020, 1, 3), dt.datetime(2020, 1, 4)]
+    assert future_dates(irregular, 1) == [dt.datetime(2020, 1, 5, 12)]  # the median spacing, 1.5 days

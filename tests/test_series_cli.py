@@ -244,3 +244,34 @@ def test_predict_refuses_a_missing_or_directory_path_in_one_line(series_run, tmp
     argv = ["predict", "--model", str(run_dir), "--input", str(tmp_path / "in.txt")]
     status, _, stderr = cli(*argv, *[flag.format(tmp=tmp_path) for flag in flags])
     assert status == 2 and stderr.count("\n") == 1 and message in stderr, stderr
+
+
+def test_a_series_with_gaps_is_filled_reported_and_never_scored(tmp_path, cli):
+    path = write_seasonal_csv(tmp_path / "sales.csv", n=120)
+    lines = path.read_text().splitlines()
+    for position in (30, 103, 104):  # one in training, two in the test part (102..119)
+        lines[position + 1] = lines[position + 1].split(",")[0] + ","
+    path.write_text("\n".join(lines) + "\n")
+    run_dir = tmp_path / "run"
+    flags = ["--data", str(path), "--preset", "tiny", "--run-dir", str(run_dir), "--quiet"]
+    status, _, stderr = cli("train", *flags)
+    assert (
+        status == 2
+        and "argument --data: expected a number in column 'sales', got an empty cell on line 32" in stderr
+    )
+    assert "(3 empty in all; --fill can fill them: 'interpolate', 'ffill')" in stderr and not run_dir.exists()
+    status, stdout, stderr = cli("train", *flags, "--fill", "interpolate")
+    assert status == 0, stderr
+    assert (
+        "3 filled values of the series are never scored as truth" in stdout and "scale-free: MASE" in stdout
+    )
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["filled"] == 3 and metrics["baseline_metrics"]["persistence"]["mase"] > 0
+    assert (
+        cli(
+            "forecast", "--model", str(run_dir), "--horizon", "4", "--origin", "test", "--out", str(tmp_path)
+        )[0]
+        == 0
+    )
+    truth = [row["truth"] for row in csv.DictReader((tmp_path / "forecast.csv").open())]
+    assert truth[0] and truth[1:3] == ["", ""] and truth[3]  # positions 102..105: the gaps are not truth

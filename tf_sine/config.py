@@ -77,6 +77,13 @@ SCALES: dict[str, str] = {
     "minmax": "map the training part's range to [0, 1]",
 }
 
+# What to do with empty cells in a series file's value column (never scored as truth).
+FILLS: dict[str, str] = {
+    "none": "refuse the file, naming the first empty cell and how many there are",
+    "interpolate": "a straight line between the values around each gap (in time, where there are dates)",
+    "ffill": "the last value before each gap (the first value for a gap at the start)",
+}
+
 CLIP_OPTIONS = ("clipnorm", "clipvalue", "global_clipnorm")
 
 
@@ -276,6 +283,7 @@ class Config:
     # --- data (default: the source's sine; see tf_sine.dataset) ---
     data: str | None = None  # a CSV or .npy series file instead of the sine
     column: str | None = None  # the CSV value column; default the only numeric one
+    fill: str = "none"  # one of FILLS: empty cells in the value column
     split: tuple[float, float, float] = DEFAULT_SPLIT  # chronological train/validation/test
     scale: str = "auto"  # one of SCALES, fitted on the training part
     difference: bool | None = None  # model the change between values; None: when trending (a file)
@@ -311,6 +319,8 @@ class Config:
                 raise ConfigTypeError(name, f"expected a non-empty string or None, got {value!r}")
         if self.column is not None and self.data is None:
             raise ConfigError("column", f"applies to a `data` file only, got {self.column!r} without one")
+        if check_choice("fill", self.fill, FILLS) != "none" and self.data is None:
+            raise ConfigError("fill", f"applies to a `data` file only, got {self.fill!r} without one")
         if self.data is None and tuple(self.split) != DEFAULT_SPLIT:
             raise ConfigError(
                 "split",

@@ -52,6 +52,9 @@ class Dataset:
         dates: the time of each value, or None.
         name: what the values are (a column name, or ``"sin"``).
         difference: the windows are differenced (targets start one step later).
+        filled: bool `(N,)`, True where an empty cell was filled (`tf_sine.series.fill_gaps`);
+            None when none was. Filled values feed windows and training but are never a
+            validation or test target: they are not truth.
     """
 
     levels: np.ndarray
@@ -62,6 +65,7 @@ class Dataset:
     dates: list | None = None
     name: str = "sin"  # the source labelled its curve 'real_sin'
     difference: bool = False  # whether targets leave room for one differenced window
+    filled: np.ndarray | None = None
 
     def windows(
         self, transform: Transform, targets: np.ndarray, timesteps: int, layout: str
@@ -120,10 +124,13 @@ def split_series(
     split: tuple[float, float, float],
     timesteps: int,
     difference: bool = False,
-    dates: list | None = None,
+    dates: Any = None,
     name: str = "values",
+    filled: np.ndarray | None = None,
 ) -> Dataset:
     """Splits a series in time: the first `split[0]` for training, then validation, then test.
+
+    Positions marked in `filled` are left out of the validation and test targets.
 
     Raises:
         ValueError: the series is too short for one training window plus a value in each part.
@@ -139,15 +146,23 @@ def split_series(
             f"{' (differenced)' if difference else ''} plus the split {shown}, got {n}",
         )
     train_end, val_end = _boundaries(n, split)
+    validation, test = np.arange(train_end, val_end), np.arange(val_end, n)
+    if filled is not None:
+        validation, test = validation[~filled[validation]], test[~filled[test]]
+        if not len(test):
+            raise DataError(
+                "data", f"expected a value in the test part that was not filled, got {n - val_end} filled"
+            )
     return Dataset(
         np.asarray(levels, dtype=np.float64),
         np.arange(first, train_end),
-        np.arange(train_end, val_end),
-        np.arange(val_end, n),
+        validation,
+        test,
         train_end,
         dates,
         name,
         difference,
+        filled,
     )
 
 
@@ -260,12 +275,13 @@ def load_dataset(config: Config) -> Dataset:
         return sine_dataset(config.timesteps, bool(config.difference))
     from tf_sine.series import read_series_file
 
-    series = read_series_file(config.data, config.column)
+    series = read_series_file(config.data, config.column, config.fill)
     difference = config.difference
     if difference is None:
         train_end, _ = _boundaries(len(series.values), config.split)
         difference = has_trend(series.values[: max(train_end, 2)])
-    return split_series(series.values, config.split, config.timesteps, difference, series.dates, series.name)
+    return split_series(series.values, config.split, config.timesteps, difference, series.dates, series.name,
+                        series.filled)  # fmt: skip
 
 
 def data_fingerprint(config: Config, data: Dataset) -> dict[str, Any]:

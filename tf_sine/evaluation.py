@@ -100,18 +100,66 @@ def score(
     """The model's one-step errors on the test part, beside the baselines', in the series' units.
 
     Returns:
-        `(metrics, predictions)`: `rmse`, `mse`, `mae`, `baselines` (name -> RMSE on the same
-        targets, see `baseline_forecasts`) and `period`; predictions of shape `(n, 1)`.
+        `(metrics, predictions)`: `rmse`, `mse`, `mae`, the scale-free `mase`, `smape` and
+        `mape` (`scale_free_metrics`), `baselines` (name -> RMSE on the same targets, see
+        `baseline_forecasts`), `baseline_metrics` (name -> each of those scores), `period`,
+        `mase_scale` and, for a series with filled gaps, `filled` (how many; never targets);
+        predictions of shape `(n, 1)`.
     """
     targets = data.test_targets
+    truth = data.levels[targets]
     predictions = predict_levels(model, data, transform, targets).reshape(-1, 1)
-    metrics: dict[str, Any] = regression_metrics(data.levels[targets].reshape(-1, 1), predictions)
+    metrics: dict[str, Any] = regression_metrics(truth.reshape(-1, 1), predictions)
+    scale = mase_scale(data, period)
+    metrics.update(scale_free_metrics(truth, predictions[:, 0], scale))
     baselines = baseline_forecasts(data, targets - 1, 1, period)
-    metrics["baselines"] = {
-        name: rmse(values[:, 0], data.levels[targets]) for name, values in baselines.items()
-    }
+    metrics["baselines"] = {name: rmse(values[:, 0], truth) for name, values in baselines.items()}
+    metrics["baseline_metrics"] = {
+        name: {"rmse": metrics["baselines"][name], "mae": float(np.mean(np.abs(values[:, 0] - truth))),
+               **scale_free_metrics(truth, values[:, 0], scale)}
+        for name, values in baselines.items()
+    }  # fmt: skip
     metrics["period"] = period
+    metrics["mase_scale"] = scale
+    if data.filled is not None:
+        metrics["filled"] = int(data.filled.sum())
     return metrics, predictions
+
+
+def mase_scale(data: Dataset, period: int | None) -> float | None:
+    """MASE's denominator: the training part's in-sample MAE of the seasonal-naive forecast
+    (`period` steps back; one step, the naive forecast, without a period). None when it is 0
+    (a constant training part), where no error can be scaled by it."""
+    train = data.levels[: data.train_end]
+    lag = period if period and period < len(train) else 1
+    scale = float(np.mean(np.abs(train[lag:] - train[:-lag])))
+    return scale if scale > 0 else None
+
+
+def scale_free_metrics(truth: np.ndarray, forecast: np.ndarray, scale: float | None) -> dict[str, Any]:
+    """MASE, sMAPE and MAPE of `forecast` against `truth` (same shape `(n,)`), in percent but MASE.
+
+    * ``mase``: the MAE divided by `scale` (`mase_scale`); below 1 beats the training part's
+      seasonal-naive forecast. None without a scale.
+    * ``smape``: the mean of `200 |f - y| / (|f| + |y|)`; a pair of zeros counts 0.
+    * ``mape``: the mean of `100 |f - y| / |y|`, only where no truth is zero (it divides by
+      each value); otherwise left out, with ``mape_omitted`` saying why.
+    """
+    truth, forecast = np.asarray(truth, np.float64), np.asarray(forecast, np.float64)
+    error = np.abs(forecast - truth)
+    size = np.abs(forecast) + np.abs(truth)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        smape = np.where(size > 0, 2 * error / size, 0.0)
+    metrics: dict[str, Any] = {
+        "mase": float(np.mean(error) / scale) if scale else None,
+        "smape": float(100 * np.mean(smape)),
+    }
+    zeros = int(np.sum(truth == 0))
+    if zeros:
+        metrics["mape_omitted"] = f"{zeros} of the {len(truth)} true values are 0, which MAPE divides by"
+    else:
+        metrics["mape"] = float(100 * np.mean(error / np.abs(truth)))
+    return metrics
 
 
 def baseline_forecasts(

@@ -2,8 +2,10 @@
 
 A CSV file holds one value column and, optionally, a date/time column (kept for plots and
 forecast dates) and other columns (ignored). The value column is `column`, or the only numeric
-column besides the time column. Every problem is one `ConfigError` naming the argument, the
-line and the value, so the CLI can print it as one line.
+column besides the time column. pandas reads the table (`read_csv`), the dates (`to_datetime`,
+one format for the whole column) and continues them (`infer_freq`, `date_range`). Every problem
+is one `DataError` naming the argument, the line and the value, so the CLI can print it as one
+line. Empty cells in the value column are refused or filled (`fill`, one of `FILLS`).
 
 >>> import tempfile, pathlib
 >>> path = pathlib.Path(tempfile.mkdtemp()) / "sales.csv"
@@ -18,22 +20,24 @@ line and the value, so the CLI can print it as one line.
 from __future__ import annotations
 
 import csv
-import datetime as dt
-import itertools
-import math
+import io
+import numbers
 import os
+import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
+from pandas.tseries.api import guess_datetime_format
+from pandas.tseries.frequencies import to_offset
 
+from tf_sine.config import FILLS, check_choice
 from tf_sine.data import as_series
 from tf_sine.errors import DataError
-from tf_sine.files import atomic_write, given_path
+from tf_sine.files import atomic_write, first_line, given_path
 
-# Tried in order after `datetime.fromisoformat`; a column is a date column when ONE format
-# reads every one of its cells.
-DATE_FORMATS = ("%Y-%m", "%Y/%m/%d", "%Y/%m", "%m/%d/%Y", "%d.%m.%Y", "%Y-%m-%d %H:%M", "%d/%m/%Y %H:%M")
 # A numeric first column with one of these names is a time axis (e.g. yearly counts), not a value.
 TIME_NAMES = frozenset({"year", "date", "time", "timestamp", "datetime", "month", "day", "week", "period",
                         "quarter", "index", "t", "ds"})  # fmt: skip
@@ -50,13 +54,15 @@ class Series:
         name: the value column's name (``"values"`` for ``.npy``).
         time_name: the time column's name, or None.
         path: the file read.
+        filled: bool `(N,)`, True where an empty cell was filled (`FILLS`); None when none was.
     """
 
     values: np.ndarray
-    dates: list | None
+    dates: pd.DatetimeIndex | list[int] | None
     name: str
     time_name: str | None
     path: str
+    filled: np.ndarray | None = None
 
 
 def read_values(path: str | os.PathLike, argument: str = "input") -> np.ndarray:
@@ -116,7 +122,7 @@ def write_values(path: str | os.PathLike, values: np.ndarray, argument: str = "o
     return atomic_write(path, lambda temporary: temporary.write_text(text, encoding="utf-8"))
 
 
-def read_series_file(path: str | os.PathLike, column: str | None = None) -> Series:
+def read_series_file(path: str | os.PathLike, column: str | None = None, fill: str = "none") -> Series:
     """Reads a series from a ``.npy`` file or a CSV file with a header row.
 
     Args:
@@ -124,14 +130,17 @@ def read_series_file(path: str | os.PathLike, column: str | None = None) -> Seri
             as CSV (comma, semicolon or tab separated, sniffed from the first lines).
         column: the CSV column holding the values; default the only numeric column that is
             not the time column.
+        fill: what to do with empty cells in the value column, one of `FILLS`; filled values
+            are marked in `Series.filled`.
 
     Returns:
         A `Series` in file order (dates must increase).
 
     Raises:
-        ValueError: a missing or unreadable file, a missing column, text or an empty cell in
-            the value column, dates that do not increase, or no numeric column.
+        DataError: a missing or unreadable file, a missing column, text or (unless filled) an
+            empty cell in the value column, dates that do not increase, or no numeric column.
     """
+    check_choice("fill", fill, FILLS)
     path = Path(path)
     if not path.is_file():
         raise DataError("data", f"expected an existing .csv or .npy file, got {str(path)!r}")
@@ -139,7 +148,7 @@ def read_series_file(path: str | os.PathLike, column: str | None = None) -> Seri
         if column is not None:
             raise DataError("column", f"applies to CSV files only, got {column!r} for {str(path)!r}")
         return _read_npy(path)
-    return _read_csv(path, column)
+    return _read_csv(path, column, fill)
 
 
 def _read_npy(path: Path) -> Series:
@@ -168,33 +177,17 @@ def _read_npy(path: Path) -> Series:
     return Series(values, None, "values", None, str(path))
 
 
-def _read_csv(path: Path, column: str | None) -> Series:
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as error:
-        raise DataError("data", f"cannot read {str(path)!r} as UTF-8 text: {error}") from None
-    try:
-        dialect = csv.Sniffer().sniff(text[:4096], delimiters=",;\t")
-    except csv.Error:
-        dialect = csv.excel
-    rows = [(number, row) for number, row in enumerate(csv.reader(text.splitlines(), dialect), start=1)
-            if any(cell.strip() for cell in row)]  # fmt: skip
-    if len(rows) < 2:
-        raise DataError("data", f"expected a header row and at least one row of values in {str(path)!r}")
-    _, header = rows[0]
-    header = [name.strip() for name in header]
-    body = _drop_footer(rows[1:], len(header), path)
-    columns = {
-        name: [(number, row[index].strip()) for number, row in body] for index, name in enumerate(header)
-    }
-    numeric = [name for name in header if all(_is_number(cell) for _, cell in columns[name])]
-    time_name, dates = _time_column(header, columns, numeric)
+def _read_csv(path: Path, column: str | None, fill: str) -> Series:
+    header, body, lines = _read_table(path)
+    numbers = body.apply(pd.to_numeric, errors="coerce")
+    finite = np.isfinite(numbers.to_numpy(dtype=np.float64))
+    numeric = [name for index, name in enumerate(header) if finite[:, index].all()]
+    time_name, dates = _time_column(header, body, numeric)
     # A value column with a stray word or an empty cell is still the value column: it is
     # chosen when most of its cells are numbers, and the bad cell is then reported.
-    mostly_numeric = [name for name in header
-                      if 2 * sum(_is_number(cell) for _, cell in columns[name]) > len(body)]  # fmt: skip
+    mostly_numeric = [name for index, name in enumerate(header) if 2 * finite[:, index].sum() > len(body)]
     if column is not None:
-        if column not in columns:
+        if column not in header:
             names = ", ".join(repr(name) for name in header)
             raise DataError("column", f"expected one of {names} (the columns of {path.name}), got {column!r}")
         value_name = column
@@ -211,119 +204,171 @@ def _read_csv(path: Path, column: str | None) -> Series:
         value_name = candidates[0]
     if value_name == time_name:
         raise DataError("column", f"expected a value column, got the time column {value_name!r}")
-    values = np.array([_number(cell, number, value_name, path) for number, cell in columns[value_name]])
+    index = header.index(value_name)
+    cells = body.iloc[:, index].tolist()
+    values = numbers.iloc[:, index].to_numpy(dtype=np.float64)
+    gaps = np.array([cell == "" for cell in cells], dtype=bool)
+    for position in np.flatnonzero(~gaps & ~np.isfinite(values)):
+        what = "finite numbers" if _is_float(cells[position]) else "numbers"
+        raise DataError(
+            "data",
+            f"expected {what} in column {value_name!r}, got {cells[position]!r} on line {lines[position]} "
+            f"of {path.name}",
+        )
     if dates is not None:
-        _check_increasing(dates, columns[time_name], time_name, path)
-    return Series(values, dates, value_name, time_name, str(path))
-
-
-def _drop_footer(rows: list[tuple[int, list[str]]], width: int, path: Path) -> list[tuple[int, list[str]]]:
-    # Some published CSV exports end with a one-cell description line; a short row in the
-    # middle of the file is an error.
-    while rows and len(rows[-1][1]) < width and sum(bool(cell.strip()) for cell in rows[-1][1]) <= 1:
-        rows = rows[:-1]
-    for number, row in rows:
-        if len(row) != width:
+        _check_increasing(dates, body.iloc[:, header.index(time_name)].tolist(), lines, time_name, path)
+    if gaps.any():
+        if fill == "none":
             raise DataError(
                 "data",
-                f"expected {width} fields like the header on line {number} of {path.name}, got {len(row)}",
+                f"expected a number in column {value_name!r}, got an empty cell on line "
+                f"{lines[np.argmax(gaps)]} of {path.name} ({int(gaps.sum())} empty in all; `fill` "
+                f"can fill them: {', '.join(repr(name) for name in FILLS if name != 'none')})",
             )
-    return rows
+        values = fill_gaps(values, dates, fill)
+    return Series(values, dates, value_name, time_name, str(path), gaps if gaps.any() else None)
 
 
-def _is_number(cell: str) -> bool:
+def _read_table(path: Path) -> tuple[list[str], pd.DataFrame, np.ndarray]:
+    """The header, the body (text cells, stripped) and each body row's line number."""
     try:
-        return math.isfinite(float(cell))
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as error:
+        raise DataError("data", f"cannot read {str(path)!r} as UTF-8 text: {error}") from None
+    try:
+        delimiter = csv.Sniffer().sniff(text[:4096], delimiters=",;\t").delimiter
+    except csv.Error:
+        delimiter = ","
+    try:
+        # Every cell as text, blank lines kept: row i is line i + 1, and each cell can be named.
+        table = pd.read_csv(io.StringIO(text), sep=delimiter, header=None, dtype=str, engine="python",
+                            keep_default_na=False, skip_blank_lines=False)  # fmt: skip
+    except pd.errors.EmptyDataError:
+        table = pd.DataFrame()
+    except pd.errors.ParserError as error:
+        match = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(error))
+        if match is None:
+            raise DataError("data", f"cannot read {path.name} as CSV: {first_line(error)}") from None
+        width, line, got = match.groups()
+        raise DataError(
+            "data", f"expected {width} fields like the header on line {line} of {path.name}, got {got}"
+        ) from None
+    table = table.apply(lambda cells: cells.str.strip())
+    table = table[(table.fillna("") != "").any(axis=1)]  # blank lines
+    if len(table) < 2:
+        raise DataError("data", f"expected a header row and at least one row of values in {str(path)!r}")
+    header = table.iloc[0].fillna("").tolist()
+    body = table.iloc[1:]
+    # Some published CSV exports end with a one-cell description line; a short row in the
+    # middle of the file is an error (pandas fills a short row's missing cells with NaN).
+    while len(body) and body.iloc[-1].isna().any() and (body.iloc[-1].fillna("") != "").sum() <= 1:
+        body = body.iloc[:-1]
+    short = body.isna().any(axis=1).to_numpy()
+    if short.any():
+        row = body[short].iloc[0]
+        raise DataError(
+            "data", f"expected {len(header)} fields like the header on line {row.name + 1} of {path.name}, "
+            f"got {int(row.notna().sum())}",
+        )  # fmt: skip
+    return header, body.reset_index(drop=True), body.index.to_numpy() + 1
+
+
+def _is_float(cell: str) -> bool:
+    try:
+        float(cell)
     except ValueError:
         return False
+    return True
 
 
-def _number(cell: str, line: int, name: str, path: Path) -> float:
-    if not cell:
-        raise DataError(
-            "data", f"expected a number in column {name!r}, got an empty cell on line {line} of {path.name}"
-        )
-    try:
-        value = float(cell)
-    except ValueError:
-        raise DataError(
-            "data", f"expected numbers in column {name!r}, got {cell!r} on line {line} of {path.name}"
-        ) from None
-    if not math.isfinite(value):
-        raise DataError(
-            "data", f"expected finite numbers in column {name!r}, got {cell!r} on line {line} of {path.name}"
-        )
-    return value
+def fill_gaps(values: np.ndarray, dates: pd.DatetimeIndex | list | None, fill: str) -> np.ndarray:
+    """`values` with its NaN entries filled as `fill` says (one of `FILLS` but ``"none"``).
+
+    ``"interpolate"`` draws a straight line in time where there are dates (in position
+    otherwise); a gap at either end takes the nearest value.
+    """
+    series = pd.Series(values, index=dates if isinstance(dates, pd.DatetimeIndex) else None)
+    if fill == "interpolate":
+        method = "time" if isinstance(series.index, pd.DatetimeIndex) else "linear"
+        series = series.interpolate(method=method, limit_direction="both")
+    else:
+        series = series.ffill().bfill()
+    return series.to_numpy(dtype=np.float64)
 
 
-def _time_column(header: list[str], columns: dict, numeric: list[str]) -> tuple[str | None, list | None]:
+def _time_column(
+    header: list[str], body: pd.DataFrame, numeric: list[str]
+) -> tuple[str | None, pd.DatetimeIndex | list[int] | None]:
     """The first column whose every cell is a date in one format, or a numeric time column."""
-    for name in header:
+    for index, name in enumerate(header):
         if name in numeric:
             continue
-        dates = parse_dates([cell for _, cell in columns[name]])
+        dates = parse_dates(body.iloc[:, index].tolist())
         if dates is not None:
             return name, dates
     first = header[0]
     if first in numeric and first.lower() in TIME_NAMES and len(numeric) > 1:
-        cells = [float(cell) for _, cell in columns[first]]
+        cells = [float(cell) for cell in body.iloc[:, 0]]
         if all(value.is_integer() for value in cells):
             return first, [int(value) for value in cells]
     return None, None
 
 
-def parse_dates(cells: list[str]) -> list[dt.datetime] | None:
-    """Parses every cell with one date format; None when no format reads them all."""
+def parse_dates(cells: list[str]) -> pd.DatetimeIndex | None:
+    """Parses every cell with one date format, guessed from the first cell (month first where
+    the order is ambiguous, then day first); None when no format reads them all.
+
+    Times with a UTC offset become naive UTC, so that they compare and plot alike.
+    """
     if not cells or not all(cells):
         return None
-    try:
-        parsed = [dt.datetime.fromisoformat(cell.replace("Z", "+00:00")) for cell in cells]
-        # Aware times become naive UTC, so that they compare and plot alike.
-        return [d if d.tzinfo is None else d.astimezone(dt.timezone.utc).replace(tzinfo=None) for d in parsed]
-    except ValueError:
-        pass
-    for fmt in DATE_FORMATS:
-        try:
-            return [dt.datetime.strptime(cell, fmt) for cell in cells]
-        except ValueError:
-            continue
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pandas's notes on the guessed order
+        for dayfirst in (False, True):
+            pattern = guess_datetime_format(cells[0], dayfirst=dayfirst)
+            if pattern is None:
+                continue
+            try:
+                return pd.to_datetime(pd.Index(cells), format=pattern, utc=True).tz_localize(None)
+            except (ValueError, TypeError, OverflowError):
+                continue
     return None
 
 
-def _check_increasing(dates: list, cells: list[tuple[int, str]], name: str, path: Path) -> None:
-    for index in range(1, len(dates)):
-        if not dates[index] > dates[index - 1]:
-            (line_before, before), (line, cell) = cells[index - 1], cells[index]
-            raise DataError(
-                "data",
-                f"expected increasing dates in column {name!r} of {path.name}, "
-                f"got {cell!r} on line {line} after {before!r} on line {line_before}",
-            )
+def _check_increasing(dates: pd.DatetimeIndex | list[int], cells: list[str], lines: np.ndarray,
+                      name: str, path: Path) -> None:  # fmt: skip
+    order = np.asarray(dates.asi8 if isinstance(dates, pd.DatetimeIndex) else dates, dtype=np.int64)
+    wrong = np.flatnonzero(np.diff(order) <= 0)
+    if wrong.size:
+        index = int(wrong[0]) + 1
+        raise DataError(
+            "data",
+            f"expected increasing dates in column {name!r} of {path.name}, got {cells[index]!r} on line "
+            f"{lines[index]} after {cells[index - 1]!r} on line {lines[index - 1]}",
+        )
 
 
-def future_dates(dates: list, count: int) -> list:
-    """The `count` times after `dates`, continuing its spacing.
+def future_dates(dates: pd.DatetimeIndex | list, count: int) -> list:
+    """The `count` times after `dates`, continuing its frequency.
 
-    Monthly (or quarterly, yearly) dates on one day of the month continue by calendar
-    months; other dates by the median spacing; integer times (years) by their median step.
+    Dates continue by the frequency pandas infers (monthly, quarterly, month ends, business
+    days...), else by their median spacing; integer times (years) by their median step.
     """
     if len(dates) < 2:
         raise DataError("dates", f"expected at least 2 dates to continue, got {len(dates)}")
-    last = dates[-1]
-    if isinstance(last, int):
+    if not isinstance(dates, pd.DatetimeIndex) and isinstance(dates[-1], numbers.Integral):
         step = int(np.median(np.diff(dates)))
-        return [last + step * (k + 1) for k in range(count)]
-    months = [d.year * 12 + d.month - 1 for d in dates]
-    month_steps = set(np.diff(months).tolist())
-    if len({d.day for d in dates}) == 1 and len(month_steps) == 1 and month_steps.pop() > 0:
-        step = months[1] - months[0]
-        return [_add_months(last, step * (k + 1)) for k in range(count)]
-    spacing = dt.timedelta(
-        seconds=float(np.median([(b - a).total_seconds() for a, b in itertools.pairwise(dates)]))
-    )
-    return [last + spacing * (k + 1) for k in range(count)]
+        return [int(dates[-1]) + step * (k + 1) for k in range(count)]
+    index = pd.DatetimeIndex(dates)
+    return list(pd.date_range(index[-1], periods=count + 1, freq=frequency(index))[1:])
 
 
-def _add_months(date: dt.datetime, months: int) -> dt.datetime:
-    index = date.year * 12 + date.month - 1 + months
-    return date.replace(year=index // 12, month=index % 12 + 1)
+def frequency(index: pd.DatetimeIndex) -> pd.DateOffset | pd.Timedelta:
+    """The frequency of `index`: the one pandas infers, else the median spacing."""
+    if len(index) >= 3:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # pandas 3 announces an offset instead of a string
+            inferred = pd.infer_freq(index)
+        if inferred is not None:
+            return to_offset(inferred)
+    return pd.Series(index).diff().median()

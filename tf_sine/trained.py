@@ -82,13 +82,15 @@ class Run:
         column: str | None = None,
         split: tuple[float, float, float] | None = None,
         period: int | None = None,
+        fill: str | None = None,
     ) -> Run:
-        """The same model and transform on another series, split or season (None: unchanged).
+        """The same model and transform on another series, split, season or gap filling (None:
+        unchanged).
 
         Raises:
             ConfigError: a bad `split` or `period` (the checks of `Config`).
         """
-        changes: dict[str, Any] = {"column": column, "split": split, "period": period}
+        changes: dict[str, Any] = {"column": column, "split": split, "period": period, "fill": fill}
         if data is not None:
             changes["data"] = str(Path(data).resolve())
         changes = {name: value for name, value in changes.items() if value is not None}
@@ -188,7 +190,7 @@ class Run:
             times=self._times(range(position, position + horizon + 1)),
             values=values,
             baselines=baselines,
-            truth=data.levels[position + 1 : position + 1 + horizon],
+            truth=_truth(data, position + 1, horizon),
             history_times=self._times(history),
             history=data.levels[history.start : history.stop],
             period=self.period,
@@ -240,7 +242,8 @@ class Forecast:
             positions for a series without dates.
         values: the model's forecast, float64 `(horizon,)`.
         baselines: name -> the baseline's forecast, `(horizon,)` each.
-        truth: the known values after the origin, `(k,)` with `k <= horizon`.
+        truth: the known values after the origin, `(k,)` with `k <= horizon`; NaN where
+            the series' gap was filled (not truth).
         history_times, history: the stretch of the series drawn before the forecast.
         period: the season of the seasonal-naive baseline, or None.
     """
@@ -267,11 +270,12 @@ class Forecast:
         """RMSE against the known truth: ``model`` and each baseline (empty without truth)."""
         from tf_sine.evaluation import rmse
 
-        known = len(self.truth)
-        if not known:
+        known = ~np.isnan(self.truth)
+        if not known.any():
             return {}
         forecasts = {"model": self.values, **self.baselines}
-        return {name: rmse(values[:known], self.truth) for name, values in forecasts.items()}
+        steps = len(self.truth)
+        return {name: rmse(values[:steps][known], self.truth[known]) for name, values in forecasts.items()}
 
     def to_csv(self, path: str | os.PathLike) -> Path:
         """Writes `time, forecast, <baselines>, truth` (truth empty where unknown), atomically."""
@@ -284,7 +288,7 @@ class Forecast:
         writer = csv.writer(table, lineterminator="\n")
         writer.writerow(["time", "forecast", *self.baselines, "truth"])
         for h, time in enumerate(self.labels()[1:]):
-            known = f"{self.truth[h]:.9g}" if h < len(self.truth) else ""
+            known = f"{self.truth[h]:.9g}" if h < len(self.truth) and not np.isnan(self.truth[h]) else ""
             baselines = (f"{values[h]:.9g}" for values in self.baselines.values())
             writer.writerow([time, f"{self.values[h]:.9g}", *baselines, known])
         return table.getvalue()
@@ -317,6 +321,14 @@ class Forecast:
 
         written = write_together(folder, [FORECAST_CSV, FORECAST_PLOT], build)
         return [written.path / FORECAST_CSV, written.path / FORECAST_PLOT]
+
+
+def _truth(data: Dataset, start: int, horizon: int) -> np.ndarray:
+    """The known values from `start` on, at most `horizon`; NaN where a gap was filled."""
+    truth = data.levels[start : start + horizon].copy()
+    if data.filled is not None:
+        truth[data.filled[start : start + horizon]] = np.nan
+    return truth
 
 
 def _time_text(time: Any) -> str:

@@ -90,24 +90,55 @@ def report_bug(error: Exception) -> int:
     return EXIT_FAILED
 
 
+def choices(table: dict[str, str]) -> dict:
+    """`choices` and `help` of a flag from its table in `tf_sine.config` (name -> meaning)."""
+    return {
+        "choices": tuple(table),
+        "help": "; ".join(f"{name}: {meaning}" for name, meaning in table.items()),
+    }
+
+
 def format_metrics(metrics: dict[str, Any]) -> str:
     """The test scores, then the baselines' RMSE on the same targets (when computed)."""
     lines = [
         f"test RMSE {metrics['rmse']:.6f} (root mean squared error; the source printed it as "
         f"'Mean Square Error'), MSE {metrics['mse']:.3e}, MAE {metrics['mae']:.6f}"
     ]
+    if "smape" in metrics:
+        omitted = f" ({metrics['mape_omitted']})" if "mape_omitted" in metrics else ""
+        lines.append("scale-free: " + _scale_free(metrics) + omitted)
     if metrics.get("baselines"):
         lines.append(
-            "baselines, same test targets: " + format_baselines(metrics["baselines"], metrics.get("period"))
+            "baselines, same test targets: "
+            + format_baselines(metrics["baselines"], metrics.get("period"), metrics.get("baseline_metrics"))
         )
+    if metrics.get("filled"):
+        lines.append(f"{metrics['filled']} filled values of the series are never scored as truth")
     return "\n".join(lines)
 
 
-def format_baselines(baselines: dict[str, float], period: int | None) -> str:
-    """``persistence RMSE 0.0072, seasonal naive (period 628) RMSE 0.0058, mean RMSE 0.69``."""
+def _scale_free(scores: dict[str, Any]) -> str:
+    """``MASE 0.41, sMAPE 2.3%, MAPE 2.2%`` (MASE without a scale, MAPE where omitted: left out)."""
+    shown = [f"MASE {scores['mase']:.3g}"] if scores.get("mase") is not None else []
+    shown.append(f"sMAPE {scores['smape']:.3g}%")
+    if "mape" in scores:
+        shown.append(f"MAPE {scores['mape']:.3g}%")
+    return ", ".join(shown)
+
+
+def format_baselines(
+    baselines: dict[str, float], period: int | None, scores: dict[str, dict[str, Any]] | None = None
+) -> str:
+    """``persistence RMSE 0.0072, seasonal naive (period 628) RMSE 0.0058, mean RMSE 0.69``, each
+    with its scale-free scores in parentheses where `scores` (name -> scores) has them."""
     names = {"persistence": "persistence", "seasonal_naive": f"seasonal naive (period {period})",
              "mean": "training mean"}  # fmt: skip
-    shown = [f"{names[name]} RMSE {value:.6g}" for name, value in baselines.items() if name in names]
+    scores = scores or {}
+    shown = [
+        f"{names[name]} RMSE {value:.6g}" + (f" ({_scale_free(scores[name])})" if name in scores else "")
+        for name, value in baselines.items()
+        if name in names
+    ]
     if "seasonal_naive" not in baselines:
         shown.append("no seasonal naive (no season found; give --period)" if not period
                      else f"no seasonal naive (the history is shorter than the period {period})")  # fmt: skip

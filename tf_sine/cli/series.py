@@ -12,8 +12,8 @@ import json
 import sys
 from typing import Any
 
-from tf_sine.cli.common import format_baselines, format_horizon_table, format_metrics, step_notes
-from tf_sine.config import check_positive_int
+from tf_sine.cli.common import choices, format_baselines, format_horizon_table, format_metrics, step_notes
+from tf_sine.config import FILLS, check_positive_int
 
 
 def split_fractions(text: str) -> tuple[float, ...]:
@@ -27,11 +27,12 @@ def split_fractions(text: str) -> tuple[float, ...]:
 
 
 def add_data_flags(parser: argparse.ArgumentParser, suppress: bool) -> None:
-    """`--data`, `--column`, `--split`, `--period`: shared by train, evaluate and forecast."""
+    """`--data`, `--column`, `--fill`, `--split`, `--period`: shared by train, evaluate and forecast."""
     group = parser.add_argument_group("series (default: the source's sine, or the run's own series)")
     add = group.add_argument
     add("--data", help="a CSV file with a header row (a date column is kept) or a .npy array")
     add("--column", help="the CSV column of values (default: the only numeric one)")
+    add("--fill", **choices(FILLS))
     add(
         "--split",
         type=split_fractions,
@@ -88,7 +89,8 @@ def _open(args: argparse.Namespace) -> Any:
     if getattr(args, "horizon", None) is not None:
         check_positive_int("horizon", args.horizon)  # before the model is loaded
     run = open_run(args.model)
-    return run.with_series(data=args.data, column=args.column, split=args.split, period=args.period)
+    return run.with_series(data=args.data, column=args.column, split=args.split, period=args.period,
+                           fill=args.fill)  # fmt: skip
 
 
 def _evaluate(args: argparse.Namespace) -> int:

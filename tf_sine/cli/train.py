@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from tf_sine.cli import series as series_commands
-from tf_sine.cli.common import format_metrics, note
+from tf_sine.cli.common import choices, format_metrics, note
 from tf_sine.config import (
     BATCH_ORDERS,
     CELLS,
@@ -64,16 +64,16 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     add("--clipvalue", type=float, help="clip each gradient element to [-v, v]")
     add("--global-clipnorm", type=float, help="clip all gradients by their joint L2 norm")
     add("--timesteps", type=int, help="values per window (default 10)")
-    add("--layout", **_choices(LAYOUTS))
-    add("--initializer", **_choices(INITIALIZERS))
+    add("--layout", **choices(LAYOUTS))
+    add("--initializer", **choices(INITIALIZERS))
     add("--steps", type=int, help="optimizer steps (default 3000)")
     add("--batch-size", type=int, help="windows per step (default 32)")
     add("--seed", type=int, help="seed for weights, dropout and data order (default 0)")
     add("--checkpoint-every", type=int, help="steps between checkpoints (default 500)")
-    add("--batches", **_choices(BATCH_ORDERS))
-    add("--engine", **_choices(ENGINES))
-    add("--distribute", **_choices(DISTRIBUTIONS))
-    add("--scale", **_choices(SCALES))
+    add("--batches", **choices(BATCH_ORDERS))
+    add("--engine", **choices(ENGINES))
+    add("--distribute", **choices(DISTRIBUTIONS))
+    add("--scale", **choices(SCALES))
     add("--difference", action=argparse.BooleanOptionalAction,
         help="model the change between values (undone on every output); helps with trends")  # fmt: skip
     add("--validate-every", type=int, help="steps between validation losses (default 100)")
@@ -82,14 +82,6 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
         if action.dest != "preset":
             action.default = argparse.SUPPRESS
     series_commands.add_data_flags(parser, suppress=True)
-
-
-def _choices(table: dict[str, str]) -> dict:
-    """`choices` and `help` of a flag from its table in `tf_sine.config` (name -> meaning)."""
-    return {
-        "choices": tuple(table),
-        "help": "; ".join(f"{name}: {meaning}" for name, meaning in table.items()),
-    }
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
