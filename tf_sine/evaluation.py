@@ -9,6 +9,7 @@ a root mean squared error, and we call it `rmse`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -245,19 +246,107 @@ def horizon_scores(
             f"expected at most {longest} (the steps between the first full window and the test part), "
             f"got {horizon}",
         )
-    origins = np.arange(test[0] - horizon, test[-1])  # every origin some horizon needs
-    forecasts = {"model": rollout(model, data, transform, origins, horizon, on_step)}
-    forecasts.update(baseline_forecasts(data, origins, horizon, period))
-    scores = {}
-    for name, values in forecasts.items():
-        # Row i is origin test[0] - horizon + i; target t at horizon h is row t - h - origins[0].
-        scores[name] = [
-            rmse(values[test - h - origins[0], h - 1], data.levels[test]) for h in range(1, horizon + 1)
-        ]
+    rolled = rolled_forecasts(model, data, transform, test, horizon, period, on_step)
+    scores = {name: [rmse(row, data.levels[test]) for row in values] for name, values in rolled.items()}
     return {
         "rmse_by_horizon": scores.pop("model"),
         "baselines_by_horizon": scores,
         "targets": len(test),
+    }
+
+
+def rolled_forecasts(
+    model: Any,
+    data: Dataset,
+    transform: Transform,
+    targets: np.ndarray,
+    horizon: int,
+    period: int | None = None,
+    on_step: Callable[[int, int], None] | None = None,
+) -> dict[str, np.ndarray]:
+    """Each of `targets` forecast from 1..`horizon` steps before it: the model rolled out, and
+    each baseline.
+
+    Returns:
+        name (``"model"``, then the baselines') -> float64 `(horizon, len(targets))`: row
+        `h - 1` holds the forecasts made `h` steps ahead.
+    """
+    origins = np.arange(targets[0] - horizon, targets[-1])  # every origin some horizon needs
+    forecasts = {"model": rollout(model, data, transform, origins, horizon, on_step)}
+    forecasts.update(baseline_forecasts(data, origins, horizon, period))
+    # Row i is origin targets[0] - horizon + i; target t at horizon h is row t - h - origins[0].
+    steps = range(1, horizon + 1)
+    return {name: np.stack([values[targets - h - origins[0], h - 1] for h in steps])
+            for name, values in forecasts.items()}  # fmt: skip
+
+
+def conformal_widths(
+    model: Any,
+    data: Dataset,
+    transform: Transform,
+    horizon: int,
+    level: float,
+    on_step: Callable[[int, int], None] | None = None,
+) -> np.ndarray:
+    """Half-widths of split-conformal prediction intervals, one per horizon 1..`horizon`.
+
+    The model is rolled out to every validation target from `h` steps before it; the interval
+    at horizon `h` is the forecast plus or minus the `ceil((n + 1) level)`-th smallest of those
+    `n` absolute errors, which covers a new value with probability at least `level` when the
+    errors are exchangeable (Vovk et al.; Lei et al. 2018). The validation part was not fitted
+    on, so its errors are honest; a series whose errors drift over time is covered less.
+
+    Returns:
+        float64 `(horizon,)`, in the series' units.
+
+    Raises:
+        ConfigError: `level` is not in (0, 1), there is no validation part, it is too short
+            for `level`, or `horizon` reaches back before the first full window.
+    """
+    if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0 < level < 1:
+        raise ConfigError("interval", f"expected a coverage level between 0 and 1 such as 0.9, got {level!r}")
+    validation = data.val_targets
+    if not len(validation):
+        raise ConfigError(
+            "interval", "needs a validation part to calibrate on (a validation fraction in `split`), got none"
+        )
+    earliest = first_target(layout_of(model.input_shape)[0], transform.difference) - 1
+    if validation[0] - horizon < earliest:
+        raise ConfigError(
+            "horizon",
+            f"expected at most {int(validation[0]) - earliest} steps for intervals (the steps between the "
+            f"first full window and the validation part), got {horizon}",
+        )
+    errors = np.abs(rolled_forecasts(model, data, transform, validation, horizon, None, on_step)["model"]
+                    - data.levels[validation])  # fmt: skip
+    n = len(validation)
+    rank = math.ceil((n + 1) * level)
+    if rank > n:
+        raise ConfigError(
+            "interval",
+            f"expected at most {n / (n + 1):.4g} with {n} validation values (the conformal rank "
+            f"ceil((n + 1) level) must not pass n), got {level}",
+        )
+    return np.sort(errors, axis=1)[:, rank - 1]
+
+
+def interval_coverage(
+    model: Any, data: Dataset, transform: Transform, horizon: int, level: float
+) -> dict[str, Any]:
+    """The test part's empirical coverage of `conformal_widths`' intervals, by horizon.
+
+    Returns:
+        `{"level": level, "width_by_horizon": [...], "coverage_by_horizon": [...]}`: the
+        fraction of test targets inside the interval made `h` steps before each.
+    """
+    widths = conformal_widths(model, data, transform, horizon, level)
+    test = data.test_targets
+    forecasts = rolled_forecasts(model, data, transform, test, horizon)["model"]
+    inside = np.abs(forecasts - data.levels[test]) <= widths[:, None]
+    return {
+        "level": level,
+        "width_by_horizon": widths.tolist(),
+        "coverage_by_horizon": inside.mean(axis=1).tolist(),
     }
 
 

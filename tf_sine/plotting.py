@@ -88,10 +88,17 @@ def plot_forecast(
     truth: np.ndarray | None = None,
     ax: Axes | None = None,
     title: str | None = None,
+    band: tuple[np.ndarray, np.ndarray, float] | None = None,
 ) -> Axes:
-    """The end of a series, the forecast that continues it, and the truth where it is known."""
+    """The end of a series, the forecast that continues it, and the truth where it is known.
+
+    `band`: `(lower, upper, level)`, a prediction interval drawn as a shaded band.
+    """
     ax = ax or new_axes()
     ax.plot(list(history_times), history, color="black", linewidth=1.0, label="history")
+    if band is not None:
+        lower, upper, level = band
+        ax.fill_between(list(times), lower, upper, alpha=0.25, label=f"{level:.0%} interval")
     if truth is not None and len(truth):
         ax.plot(list(times)[: len(truth)], truth, color="black", linestyle="--", label="truth")
     ax.plot(list(times), forecast, marker=".", label="forecast")

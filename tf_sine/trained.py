@@ -96,7 +96,9 @@ class Run:
         changes = {name: value for name, value in changes.items() if value is not None}
         return dataclasses.replace(self, config=self.config.replace(**changes)) if changes else self
 
-    def evaluate(self, horizon: int | None = None, out: str | os.PathLike | None = None) -> dict[str, Any]:
+    def evaluate(
+        self, horizon: int | None = None, out: str | os.PathLike | None = None, interval: float | None = None
+    ) -> dict[str, Any]:
         """One-step scores on the test part beside the baselines', and by horizon 1..`horizon`.
 
         Reads only, unless `out` is given: the run's ``metrics.json`` is training's record and
@@ -105,18 +107,24 @@ class Run:
         Args:
             horizon: also score rolled-out forecasts 1..`horizon` steps ahead.
             out: a folder to write the scores to, as ``evaluation.json``.
+            interval: also calibrate split-conformal intervals of this coverage level on the
+                validation part and measure their coverage on the test part, by horizon
+                1..`horizon` (1 without a horizon).
 
         Returns:
             `tf_sine.evaluation.score`'s metrics, with `horizon_scores`' entries when `horizon`
-            is given.
+            is given and `interval_coverage`'s under ``"interval"`` when `interval` is.
         """
-        from tf_sine.evaluation import horizon_scores, score
+        from tf_sine.evaluation import horizon_scores, interval_coverage, score
 
         if horizon is not None:
             check_positive_int("horizon", horizon)
         metrics, _ = score(self.model, self.dataset, self.transform, self.period)
         if horizon is not None:
             metrics.update(horizon_scores(self.model, self.dataset, self.transform, horizon, self.period))
+        if interval is not None:
+            metrics["interval"] = interval_coverage(self.model, self.dataset, self.transform, horizon or 1,
+                                                    interval)  # fmt: skip
         if out is not None:
             write_together(
                 out, [EVALUATION_FILE], lambda staging: staging.write_json(EVALUATION_FILE, metrics)
@@ -156,7 +164,11 @@ class Run:
         return predict_levels(self.model, data, self.transform, np.arange(first, len(series) + 1))
 
     def forecast(
-        self, horizon: int, origin: int | str = "end", on_step: Callable[[int, int], None] | None = None
+        self,
+        horizon: int,
+        origin: int | str = "end",
+        on_step: Callable[[int, int], None] | None = None,
+        interval: float | None = None,
     ) -> Forecast:
         """Continues the series `horizon` steps after `origin`, feeding predictions back.
 
@@ -166,11 +178,14 @@ class Run:
             origin: the last known value: ``"end"`` (the series' last), ``"test"`` (just before
                 the test part, so the truth is known), or a 0-based position.
             on_step: called as `on_step(done, horizon)` after each step (progress).
+            interval: a coverage level such as 0.9: split-conformal intervals by horizon,
+                calibrated on the validation part (`tf_sine.evaluation.conformal_widths`).
 
         Returns:
-            A `Forecast` with the baselines' forecasts and the truth where it is known.
+            A `Forecast` with the baselines' forecasts, the truth where it is known and the
+            interval's bounds when asked.
         """
-        from tf_sine.evaluation import baseline_forecasts, rollout
+        from tf_sine.evaluation import baseline_forecasts, conformal_widths, rollout
 
         horizon = check_positive_int("horizon", horizon)
         data = self.dataset
@@ -179,6 +194,9 @@ class Run:
                 "horizon", f"expected at most {len(data.levels)} steps (the series' length), got {horizon}"
             )
         position = self._origin(origin)
+        widths = None
+        if interval is not None:  # refused before the rollout when it cannot be calibrated
+            widths = conformal_widths(self.model, data, self.transform, horizon, interval)
         at = np.array([position])
         values = rollout(self.model, data, self.transform, at, horizon, on_step)[0]
         baselines = {name: v[0] for name, v in baseline_forecasts(data, at, horizon, self.period).items()}
@@ -194,6 +212,9 @@ class Run:
             history_times=self._times(history),
             history=data.levels[history.start : history.stop],
             period=self.period,
+            level=interval,
+            lower=None if widths is None else values - widths,
+            upper=None if widths is None else values + widths,
         )
 
     def export(self, out: str | os.PathLike, overwrite: bool = False) -> dict[str, Any]:
@@ -246,6 +267,8 @@ class Forecast:
             the series' gap was filled (not truth).
         history_times, history: the stretch of the series drawn before the forecast.
         period: the season of the seasonal-naive baseline, or None.
+        level: the prediction interval's coverage level, or None without an interval.
+        lower, upper: the interval's bounds, `(horizon,)` each, or None.
     """
 
     name: str
@@ -257,10 +280,18 @@ class Forecast:
     history_times: list
     history: np.ndarray
     period: int | None
+    level: float | None = None
+    lower: np.ndarray | None = None
+    upper: np.ndarray | None = None
 
     @property
     def horizon(self) -> int:
         return len(self.values)
+
+    @property
+    def known(self) -> int:
+        """How many of the forecast steps have a true value (filled gaps are not truth)."""
+        return int(np.sum(~np.isnan(self.truth)))
 
     def labels(self) -> list[str]:
         """`times` as text: dates without a midnight time, positions as numbers."""
@@ -278,19 +309,21 @@ class Forecast:
         return {name: rmse(values[:steps][known], self.truth[known]) for name, values in forecasts.items()}
 
     def to_csv(self, path: str | os.PathLike) -> Path:
-        """Writes `time, forecast, <baselines>, truth` (truth empty where unknown), atomically."""
+        """Writes `csv_text()` to `path`, atomically."""
         text = self.csv_text()
         return atomic_write(path, lambda temporary: temporary.write_text(text, encoding="utf-8"))
 
     def csv_text(self) -> str:
-        """The forecast as CSV: `time, forecast, <baselines>, truth` (truth empty where unknown)."""
+        """The forecast as CSV: `time, forecast, [lower, upper,] <baselines>, truth` (truth empty
+        where unknown; the bounds with an interval)."""
         table = io.StringIO()
         writer = csv.writer(table, lineterminator="\n")
-        writer.writerow(["time", "forecast", *self.baselines, "truth"])
+        bounds = {} if self.lower is None else {"lower": self.lower, "upper": self.upper}
+        writer.writerow(["time", "forecast", *bounds, *self.baselines, "truth"])
         for h, time in enumerate(self.labels()[1:]):
             known = f"{self.truth[h]:.9g}" if h < len(self.truth) and not np.isnan(self.truth[h]) else ""
-            baselines = (f"{values[h]:.9g}" for values in self.baselines.values())
-            writer.writerow([time, f"{self.values[h]:.9g}", *baselines, known])
+            others = (f"{values[h]:.9g}" for values in [*bounds.values(), *self.baselines.values()])
+            writer.writerow([time, f"{self.values[h]:.9g}", *others, known])
         return table.getvalue()
 
     def plot(self, ax: Any = None) -> Any:
@@ -298,8 +331,9 @@ class Forecast:
         from tf_sine import plotting
 
         title = f"{self.name}: {self.horizon} steps after {self.labels()[0]}"
+        band = None if self.lower is None else (self.lower, self.upper, self.level)
         return plotting.plot_forecast(self.history_times, self.history, self.times[1:], self.values,
-                                      self.truth, ax=ax, title=title)  # fmt: skip
+                                      self.truth, ax=ax, title=title, band=band)  # fmt: skip
 
     def save(self, folder: str | os.PathLike) -> list[Path]:
         """Writes ``forecast.csv`` and ``forecast.png`` into `folder` (created if missing), both or neither.

@@ -145,6 +145,16 @@ def format_baselines(
     return ", ".join(shown)
 
 
+def format_interval(interval: dict[str, Any]) -> str:
+    """``90% intervals (split conformal): test coverage by horizon 1: 0.91 (width 1.2), ...``."""
+    steps = zip(interval["coverage_by_horizon"], interval["width_by_horizon"], strict=True)
+    shown = ", ".join(
+        f"{h}: {cover:.3f} (half-width {width:.4g})" for h, (cover, width) in enumerate(steps, 1)
+    )
+    level = f"{interval['level']:.0%}"
+    return f"{level} intervals (split conformal, validation part): test coverage by horizon {shown}"
+
+
 def format_horizon_table(scores: dict[str, Any], rows: int = 24) -> str:
     """RMSE by horizon, the model beside the baselines: at most `rows` rows, spread to the longest."""
     names, model = list(scores["baselines_by_horizon"]), scores["rmse_by_horizon"]

@@ -12,8 +12,17 @@ import json
 import sys
 from typing import Any
 
-from tf_sine.cli.common import choices, format_baselines, format_horizon_table, format_metrics, step_notes
+from tf_sine.cli.common import (
+    choices,
+    format_baselines,
+    format_horizon_table,
+    format_interval,
+    format_metrics,
+    step_notes,
+)
 from tf_sine.config import FILLS, check_positive_int
+
+INTERVAL_HELP = "a coverage level such as 0.9: split-conformal intervals by horizon, from the validation part"
 
 
 def split_fractions(text: str) -> tuple[float, ...]:
@@ -50,6 +59,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--model", required=True, help="a .keras file or a run directory")
     evaluate.add_argument("--horizon", type=int, help="also score forecasts 1..H steps ahead (rolled out)")
     evaluate.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    evaluate.add_argument("--interval", type=float, help=INTERVAL_HELP + "; prints their test coverage")
     evaluate.add_argument(
         "--out", help="also write evaluation.json into this folder (default: write nothing)"
     )
@@ -58,6 +68,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     forecast = commands.add_parser("forecast", help="continue a series H steps ahead (autoregressive)")
     forecast.add_argument("--model", required=True, help="a run directory (or a .keras file with --data)")
     forecast.add_argument("--horizon", type=int, required=True, help="steps to forecast")
+    forecast.add_argument("--interval", type=float, help=INTERVAL_HELP)
     forecast.add_argument(
         "--origin",
         default="end",
@@ -94,29 +105,35 @@ def _open(args: argparse.Namespace) -> Any:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    metrics = _open(args).evaluate(args.horizon, out=args.out)
+    metrics = _open(args).evaluate(args.horizon, out=args.out, interval=args.interval)
     if args.json:
         print(json.dumps(metrics))
         return 0
     print(format_metrics(metrics))
     if args.horizon is not None:
         print(format_horizon_table(metrics))
+    if "interval" in metrics:
+        print(format_interval(metrics["interval"]))
     return 0
 
 
 def _forecast(args: argparse.Namespace) -> int:
     run = _open(args)
-    forecast = run.forecast(args.horizon, args.origin, step_notes("forecast"))
+    forecast = run.forecast(args.horizon, args.origin, step_notes("forecast"), args.interval)
     written = forecast.save(args.out) if args.out is not None else []
     labels = forecast.labels()
     print(f"forecast of {forecast.horizon} steps after {labels[0]} ({forecast.name}):")
-    print(
-        ", ".join(f"{label}: {value:.6g}" for label, value in zip(labels[1:], forecast.values, strict=True))
-    )
+    bounds = [""] * forecast.horizon
+    if forecast.lower is not None:
+        bounds = [
+            f" [{low:.6g}, {high:.6g}]" for low, high in zip(forecast.lower, forecast.upper, strict=True)
+        ]
+    steps = zip(labels[1:], forecast.values, bounds, strict=True)
+    print(", ".join(f"{label}: {value:.6g}{bound}" for label, value, bound in steps))
     errors = forecast.errors()
     if errors:
         model = errors.pop("model")
-        print(f"against the {len(forecast.truth)} known values: model RMSE {model:.6g}; "
+        print(f"against the {forecast.known} known values: model RMSE {model:.6g}; "
               + format_baselines(errors, forecast.period))  # fmt: skip
     print(format_horizon_table(run.backtest(args.horizon, step_notes("scoring by horizon"))))
     if written:
