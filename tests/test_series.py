@@ -146,3 +146,31 @@ def test_frequencies_pandas_infers_continue_the_dates():
     assert future_dates(business, 3)[-1] == dt.datetime(2024, 1, 12)  # Wed Thu Fri
     irregular = [dt.datetime(2020, 1, 1), dt.datetime(2020, 1, 3), dt.datetime(2020, 1, 4)]
     assert future_dates(irregular, 1) == [dt.datetime(2020, 1, 5, 12)]  # the median spacing, 1.5 days
+
+
+def test_a_pandas_object_reads_like_the_file_it_came_from(tmp_path):
+    import pandas as pd
+
+    from tf_sine.series import from_pandas
+
+    path = _with_gaps(tmp_path / "s.csv", [7, 8])
+    frame = pd.read_csv(path, parse_dates=["month"], index_col="month")
+    from_file, from_frame = read_series_file(path, fill="interpolate"), from_pandas(frame, fill="interpolate")
+    np.testing.assert_array_equal(from_frame.values, from_file.values)
+    np.testing.assert_array_equal(from_frame.filled, from_file.filled)
+    assert list(from_frame.dates) == list(from_file.dates) and from_frame.name == "sales"
+    series = frame["sales"].tz_localize("Europe/Paris")
+    assert from_pandas(series.fillna(0.0)).dates[0] == dt.datetime(1979, 12, 31, 23)  # naive UTC
+    with pytest.raises(
+        ValueError, match=r"^data: expected a number at 1980-08-01 00:00:00, got NaN \(2 empty"
+    ):
+        from_pandas(frame)
+    with pytest.raises(
+        ValueError,
+        match=r"^data: expected increasing dates in the index, got 1984-11-01 00:00:00 after 1984-12-01",
+    ):
+        from_pandas(frame["sales"].fillna(0.0).iloc[::-1])
+    with pytest.raises(ValueError, match=r"^column: expected the name of the DataFrame's value column"):
+        from_pandas(frame.assign(price=1.0))
+    with pytest.raises(ValueError, match=r"^data: expected a pandas Series or DataFrame, got list"):
+        from_pandas([1.0, 2.0])

@@ -275,3 +275,31 @@ def test_a_series_with_gaps_is_filled_reported_and_never_scored(tmp_path, cli):
     )
     truth = [row["truth"] for row in csv.DictReader((tmp_path / "forecast.csv").open())]
     assert truth[0] and truth[1:3] == ["", ""] and truth[3]  # positions 102..105: the gaps are not truth
+
+
+def test_pandas_in_and_out_give_the_files_answers(series_run):
+    import pandas as pd
+
+    import tf_sine
+
+    csv_path, run_dir, _ = series_run
+    run = tf_sine.open_run(run_dir)
+    frame = pd.read_csv(csv_path, parse_dates=["month"], index_col="month")
+    on_frame = run.with_series(data=frame["sales"])
+    assert on_frame.evaluate(horizon=2) == run.evaluate(horizon=2)
+    forecast = on_frame.forecast(3, interval=0.9).to_frame()
+    assert isinstance(forecast.index, pd.DatetimeIndex) and forecast.index[0] == pd.Timestamp("2021-09-01")
+    expected = run.forecast(3, interval=0.9)
+    np.testing.assert_array_equal(forecast["forecast"], expected.values)
+    np.testing.assert_array_equal(forecast["lower"], expected.lower)
+    assert list(forecast.columns) == [
+        "forecast",
+        "lower",
+        "upper",
+        "persistence",
+        "mean",
+        "seasonal_naive",
+        "truth",
+    ]
+    assert forecast["truth"].isna().all()  # after the end: nothing known
+    np.testing.assert_array_equal(run.predict(frame["sales"]), run.predict(frame["sales"].to_numpy()))

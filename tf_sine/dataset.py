@@ -265,17 +265,22 @@ def _differenced(values: np.ndarray, difference: bool) -> np.ndarray:
     return np.concatenate([[np.nan], np.diff(values)])
 
 
-def load_dataset(config: Config) -> Dataset:
+def load_dataset(config: Config, series: Any = None) -> Dataset:
     """The series `config` names (`config.data`, else the source's sine), split for training.
+
+    Args:
+        config: the split, window and differencing (and the file to read).
+        series: a `tf_sine.series.Series` to use instead of reading `config.data`.
 
     ``difference=None`` (auto) differences a file's series when `has_trend` finds a trend in
     its training part; the sine is never differenced unless asked (the source did not).
     """
-    if config.data is None:
+    if config.data is None and series is None:
         return sine_dataset(config.timesteps, bool(config.difference))
-    from tf_sine.series import read_series_file
+    if series is None:
+        from tf_sine.series import read_series_file
 
-    series = read_series_file(config.data, config.column, config.fill)
+        series = read_series_file(config.data, config.column, config.fill)
     difference = config.difference
     if difference is None:
         train_end, _ = _boundaries(len(series.values), config.split)

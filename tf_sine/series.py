@@ -27,6 +27,7 @@ import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -217,16 +218,85 @@ def _read_csv(path: Path, column: str | None, fill: str) -> Series:
         )
     if dates is not None:
         _check_increasing(dates, body.iloc[:, header.index(time_name)].tolist(), lines, time_name, path)
-    if gaps.any():
-        if fill == "none":
-            raise DataError(
-                "data",
-                f"expected a number in column {value_name!r}, got an empty cell on line "
-                f"{lines[np.argmax(gaps)]} of {path.name} ({int(gaps.sum())} empty in all; `fill` "
-                f"can fill them: {', '.join(repr(name) for name in FILLS if name != 'none')})",
-            )
-        values = fill_gaps(values, dates, fill)
-    return Series(values, dates, value_name, time_name, str(path), gaps if gaps.any() else None)
+    if gaps.any() and fill == "none":
+        raise DataError(
+            "data",
+            f"expected a number in column {value_name!r}, got an empty cell on line "
+            f"{lines[np.argmax(gaps)]} of {path.name} ({_gaps_note(gaps)})",
+        )
+    return _filled_series(values, gaps, dates, value_name, time_name, str(path), fill)
+
+
+def _gaps_note(gaps: np.ndarray) -> str:
+    others = ", ".join(repr(name) for name in FILLS if name != "none")
+    return f"{int(gaps.sum())} empty in all; `fill` can fill them: {others}"
+
+
+def _filled_series(values: np.ndarray, gaps: np.ndarray, dates: Any, name: str, time_name: str | None,
+                   source: str, fill: str) -> Series:  # fmt: skip
+    if not gaps.any():
+        return Series(values, dates, name, time_name, source)
+    return Series(
+        fill_gaps(np.where(gaps, np.nan, values), dates, fill), dates, name, time_name, source, gaps
+    )
+
+
+def from_pandas(data: pd.Series | pd.DataFrame, column: str | None = None, fill: str = "none") -> Series:
+    """A `Series` from a pandas object, checked like a file.
+
+    Args:
+        data: a `pandas.Series`, or a `DataFrame` whose value column is `column` (default its
+            only numeric column). A `DatetimeIndex` gives the dates (times with a time zone
+            become naive UTC); any other index is ignored.
+        column: the DataFrame's value column.
+        fill: what to do with missing values (NaN), one of `FILLS`.
+
+    Raises:
+        DataError: not a pandas object, no such column, no single numeric column, values that
+            are not numbers or infinite, missing values unless filled, or dates that do not
+            increase.
+    """
+    check_choice("fill", fill, FILLS)
+    if isinstance(data, pd.DataFrame):
+        if column is None:
+            numeric = [name for name in data.columns if pd.api.types.is_numeric_dtype(data[name])]
+            if len(numeric) != 1:
+                found = ", ".join(repr(name) for name in numeric) or "none"
+                raise DataError(
+                    "column", f"expected the name of the DataFrame's value column (numeric: {found})"
+                )
+            column = numeric[0]
+        if column not in data.columns:
+            names = ", ".join(repr(name) for name in data.columns)
+            raise DataError("column", f"expected one of {names} (the DataFrame's columns), got {column!r}")
+        data = data[column]
+    elif not isinstance(data, pd.Series):
+        raise DataError("data", f"expected a pandas Series or DataFrame, got {type(data).__name__}")
+    if not pd.api.types.is_numeric_dtype(data) or pd.api.types.is_bool_dtype(data):
+        raise DataError("data", f"expected numbers in {data.name!r}, got values of type {data.dtype}")
+    values = data.to_numpy(dtype=np.float64, na_value=np.nan)
+    if not len(values):
+        raise DataError("data", "expected values, got an empty Series")
+    infinite = np.flatnonzero(np.isinf(values))
+    if infinite.size:
+        raise DataError(
+            "data", f"expected finite numbers, got {values[infinite[0]]} at {data.index[infinite[0]]}"
+        )
+    dates = None
+    if isinstance(data.index, pd.DatetimeIndex):
+        dates = data.index if data.index.tz is None else data.index.tz_convert("UTC").tz_localize(None)
+        wrong = np.flatnonzero(np.diff(dates.asi8) <= 0)
+        if wrong.size:
+            after, at = dates[wrong[0]], dates[wrong[0] + 1]
+            raise DataError("data", f"expected increasing dates in the index, got {at} after {after}")
+        dates = pd.DatetimeIndex(dates, freq=None)
+    gaps = np.isnan(values)
+    if gaps.any() and fill == "none":
+        raise DataError(
+            "data", f"expected a number at {data.index[np.argmax(gaps)]}, got NaN ({_gaps_note(gaps)})"
+        )
+    name = "values" if data.name is None else str(data.name)
+    return _filled_series(values, gaps, dates, name, data.index.name, "pandas", fill)
 
 
 def _read_table(path: Path) -> tuple[list[str], pd.DataFrame, np.ndarray]:

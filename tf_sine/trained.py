@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from tf_sine.checkpoints import checkpoint_step
 from tf_sine.config import Config, check_positive_int
@@ -39,7 +40,10 @@ from tf_sine.runs import (
     SCALING_FILE,
     RunDirectory,
 )
+from tf_sine.series import Series
 
+# `Config.data` of a run given a pandas object (`Run.with_series`): the values are `Run.series`.
+PANDAS_SOURCE = "<pandas>"
 FORECAST_CSV = "forecast.csv"
 EVALUATION_FILE = "evaluation.json"
 FORECAST_PLOT = "forecast.png"
@@ -58,6 +62,8 @@ class Run:
         transform: the differencing and scaling the model sees its series through; the
             identity for a bare file.
         directory: the run directory, or None for a bare file.
+        series: a series given as a pandas object (`with_series`), used instead of
+            `config.data`; None to read `config.data`.
     """
 
     model: Any
@@ -65,11 +71,12 @@ class Run:
     config: Config
     transform: Transform
     directory: RunDirectory | None
+    series: Series | None = None
 
     @functools.cached_property
     def dataset(self) -> Dataset:
         """The series the run is scored and forecast on, split as `config` says."""
-        return load_dataset(self.config)
+        return load_dataset(self.config, self.series)
 
     @functools.cached_property
     def period(self) -> int | None:
@@ -78,7 +85,7 @@ class Run:
 
     def with_series(
         self,
-        data: str | os.PathLike | None = None,
+        data: str | os.PathLike | pd.Series | pd.DataFrame | None = None,
         column: str | None = None,
         split: tuple[float, float, float] | None = None,
         period: int | None = None,
@@ -87,14 +94,27 @@ class Run:
         """The same model and transform on another series, split, season or gap filling (None:
         unchanged).
 
+        Args:
+            data: a series file, or a pandas `Series`/`DataFrame` (`tf_sine.series.from_pandas`;
+                a `DatetimeIndex` gives the dates).
+
         Raises:
             ConfigError: a bad `split` or `period` (the checks of `Config`).
+            DataError: a pandas object that is not a series of numbers in time order.
         """
         changes: dict[str, Any] = {"column": column, "split": split, "period": period, "fill": fill}
-        if data is not None:
-            changes["data"] = str(Path(data).resolve())
+        series = self.series
+        if isinstance(data, (pd.Series, pd.DataFrame)):
+            from tf_sine.series import from_pandas
+
+            series = from_pandas(data, column, fill or "none")
+            changes.update(data=PANDAS_SOURCE, column=None, fill=None)
+        elif data is not None:
+            changes["data"], series = str(Path(data).resolve()), None
         changes = {name: value for name, value in changes.items() if value is not None}
-        return dataclasses.replace(self, config=self.config.replace(**changes)) if changes else self
+        if not changes:
+            return self
+        return dataclasses.replace(self, config=self.config.replace(**changes), series=series)
 
     def evaluate(
         self, horizon: int | None = None, out: str | os.PathLike | None = None, interval: float | None = None
@@ -307,6 +327,19 @@ class Forecast:
         forecasts = {"model": self.values, **self.baselines}
         steps = len(self.truth)
         return {name: rmse(values[:steps][known], self.truth[known]) for name, values in forecasts.items()}
+
+    def to_frame(self) -> pd.DataFrame:
+        """The forecast as a DataFrame indexed by time (a `DatetimeIndex` where the series has
+        dates): ``forecast``, ``lower``/``upper`` with an interval, each baseline, and ``truth``
+        (NaN where unknown)."""
+        columns = {"forecast": self.values}
+        if self.lower is not None:
+            columns.update(lower=self.lower, upper=self.upper)
+        columns.update(self.baselines)
+        columns["truth"] = np.concatenate([self.truth, np.full(self.horizon - len(self.truth), np.nan)])
+        times = self.times[1:]
+        index = pd.DatetimeIndex(times) if times and hasattr(times[0], "isoformat") else pd.Index(times)
+        return pd.DataFrame(columns, index=index.rename("time"))
 
     def to_csv(self, path: str | os.PathLike) -> Path:
         """Writes `csv_text()` to `path`, atomically."""
