@@ -171,6 +171,7 @@ def validate_model_options(
     layout: str,
     features: int = 1,
     initializer: str = "keras",
+    horizon: int = 1,
 ) -> None:
     """Checks the model factory's arguments; raises `ConfigError` on the first bad one.
 
@@ -200,6 +201,7 @@ def validate_model_options(
     check_choice("layout", layout, LAYOUTS)
     check_positive_int("features", features)
     check_choice("initializer", initializer, INITIALIZERS)
+    check_positive_int("horizon", horizon)
     if features > 1 and layout != "sequence":
         raise ConfigError(
             "features", f"expected 1 with the legacy layout (one step of the window), got {features}"
@@ -271,6 +273,7 @@ class Config:
     timesteps: int = 10  # TIMESTEPS: values in one input window
     features: int = 1  # values per time step (sequence layout only; the sine has 1)
     initializer: str = "keras"  # one of INITIALIZERS
+    horizon: int = 1  # values the head predicts at once: the next `horizon` (direct multi-step)
     layout: str = "legacy"  # one of LAYOUTS
     # --- training ---
     steps: int = 3000  # TRAINING_STEPS: optimizer steps, as the Estimator counted them

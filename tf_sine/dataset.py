@@ -68,16 +68,24 @@ class Dataset:
     filled: np.ndarray | None = None
 
     def windows(
-        self, transform: Transform, targets: np.ndarray, timesteps: int, layout: str
+        self, transform: Transform, targets: np.ndarray, timesteps: int, layout: str, horizon: int = 1
     ) -> tuple[np.ndarray, np.ndarray]:
         """Model inputs and labels for `targets`, in the transform's space.
 
+        Args:
+            horizon: label each window with the `horizon` values from its target on (direct
+                multi-step); those of `targets` whose last label would pass the part's last
+                target are left out, so no label crosses into the next part.
+
         Returns:
-            `(x, y)`: float32 arrays of shapes `(n, 1, T)` or `(n, T, 1)` (by `layout`) and `(n, 1)`.
+            `(x, y)`: float32 arrays of shapes `(n, 1, T)` or `(n, T, 1)` (by `layout`) and
+            `(n, horizon)`.
         """
         targets = np.asarray(targets, dtype=np.int64)
+        if horizon > 1 and len(targets):
+            targets = targets[targets + horizon - 1 <= targets[-1]]
         encoded = transform.encode(self.levels)
-        labels = encoded[targets].astype(np.float32).reshape(-1, 1)
+        labels = encoded[targets[:, None] + np.arange(horizon)].astype(np.float32)
         return _cut(encoded, targets, timesteps, layout), labels
 
     def inputs(self, transform: Transform, targets: np.ndarray, timesteps: int, layout: str) -> np.ndarray:
@@ -250,6 +258,15 @@ class Transform:
         if self.scale != "none":
             values = values * self.factor + self.offset
         return values + previous if self.difference else values
+
+    def decode_ahead(self, outputs: np.ndarray, last: np.ndarray) -> np.ndarray:
+        """A direct model's outputs `(n, horizon)` (value `k + 1` steps after each window)
+        back to the series' units; `last`: the value ending each window, `(n,)`. Differences
+        are summed from `last` on."""
+        values = self.decode(outputs, np.zeros(np.shape(outputs)))  # scaled back, not yet summed
+        return (
+            np.asarray(last, np.float64)[:, None] + np.cumsum(values, axis=1) if self.difference else values
+        )
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -35,7 +35,7 @@ def predict(model: Any, x: np.ndarray, batch_size: int = PREDICT_BATCH) -> np.nd
         batch_size: windows per forward pass.
 
     Returns:
-        float32 predictions of shape `(N, 1)`.
+        float32 predictions of shape `(N, K)`: `K` is 1, or a direct model's `horizon`.
 
     Raises:
         ValueError: `x` does not fit the model's input shape.
@@ -48,7 +48,12 @@ def predict(model: Any, x: np.ndarray, batch_size: int = PREDICT_BATCH) -> np.nd
         return np.asarray(model.predict(x, batch_size=batch_size, verbose=0), dtype=np.float32)
     x = np.asarray(x, dtype=np.float32)
     parts = [forward(x[start : start + batch_size]).numpy() for start in range(0, len(x), batch_size)]
-    return np.concatenate(parts) if parts else np.zeros((0, 1), np.float32)
+    return np.concatenate(parts) if parts else np.zeros((0, outputs_of(model)), np.float32)
+
+
+def outputs_of(model: Any) -> int:
+    """How many values `model` predicts at once: 1, or a direct model's `horizon`."""
+    return int(model.output_shape[-1])
 
 
 def check_fits_model(model: Any, x: np.ndarray) -> None:
@@ -92,7 +97,7 @@ def predict_levels(model: Any, data: Dataset, transform: Transform, targets: np.
     """One-step predictions of `data.levels[targets]`, in the series' units, shape `(len(targets),)`."""
     timesteps, layout = layout_of(model.input_shape)
     x = data.inputs(transform, targets, timesteps, layout)
-    return transform.decode(predict(model, x).reshape(-1), data.levels[np.asarray(targets) - 1])
+    return transform.decode(predict(model, x)[:, 0], data.levels[np.asarray(targets) - 1])
 
 
 def score(
@@ -193,27 +198,50 @@ def rollout(
     origins: np.ndarray,
     horizon: int,
     on_step: Callable[[int, int], None] | None = None,
+    direct: bool = False,
 ) -> np.ndarray:
     """Forecasts `horizon` steps after each origin by feeding predictions back (autoregressive).
 
     The first window ends at `origins` (the last value known); each prediction joins the
     window for the next step. `on_step(done, horizon)` is called after each step (progress).
+    With `direct`, a model that predicts `horizon` values at once answers in one pass instead
+    (`forecast_method`, `direct_forecasts`).
 
     Returns:
         float64 array `(len(origins), horizon)` in the series' units.
     """
-    timesteps, layout = layout_of(model.input_shape)
     origins = np.asarray(origins, dtype=np.int64)
+    if direct and forecast_method(model, horizon) == "direct":
+        return direct_forecasts(model, data, transform, origins)[:, :horizon]
+    timesteps, layout = layout_of(model.input_shape)
     window = data.inputs(transform, origins + 1, timesteps, "legacy")[:, 0, :]  # (n, T), model space
     previous = data.levels[origins]
     forecast = np.empty((len(origins), horizon))
     for h in range(horizon):
-        outputs = predict(model, to_layout(window[:, None, :], layout)).reshape(-1)
+        outputs = predict(model, to_layout(window[:, None, :], layout))[:, 0]  # the next value
         forecast[:, h] = previous = transform.decode(outputs, previous)
         window = np.concatenate([window[:, 1:], outputs[:, None]], axis=1)
         if on_step is not None:
             on_step(h + 1, horizon)
     return forecast
+
+
+def direct_forecasts(model: Any, data: Dataset, transform: Transform, origins: np.ndarray) -> np.ndarray:
+    """A direct model's forecasts after each origin in one pass: float64 `(n, K)`, series units.
+
+    Output `k` of the window ending at an origin is the value `k + 1` steps after it
+    (`tf_sine.build_model(horizon=K)`); nothing is fed back.
+    """
+    timesteps, layout = layout_of(model.input_shape)
+    origins = np.asarray(origins, dtype=np.int64)
+    outputs = predict(model, data.inputs(transform, origins + 1, timesteps, layout))
+    return transform.decode_ahead(outputs, data.levels[origins])
+
+
+def forecast_method(model: Any, horizon: int) -> str:
+    """``"direct"`` where `model` predicts `horizon` (> 1) values or more at once, else
+    ``"recursive"`` (each next value fed back, `rollout`)."""
+    return "direct" if outputs_of(model) >= horizon > 1 else "recursive"
 
 
 def horizon_scores(
@@ -226,6 +254,9 @@ def horizon_scores(
 ) -> dict[str, Any]:
     """RMSE by horizon 1..`horizon` over the test targets, for the model and each baseline.
 
+    The model is rolled out (recursive); a direct model (`K` outputs) is also scored on its
+    own forecasts for horizons 1..min(`K`, `horizon`), on the same targets.
+
     `on_step` sees the rollout's progress (`rollout`).
 
     Horizon `h` forecasts every test target from the origin `h` steps before it (rolled out
@@ -233,7 +264,8 @@ def horizon_scores(
     scored on the same targets, the whole test part.
 
     Returns:
-        `{"rmse_by_horizon": [...], "baselines_by_horizon": {name: [...]}, "targets": n}`.
+        `{"rmse_by_horizon": [...], "baselines_by_horizon": {name: [...]}, "targets": n}`, and
+        `"direct_rmse_by_horizon"` for a direct model.
 
     Raises:
         ValueError: `horizon` reaches back before the first full window.
@@ -248,11 +280,15 @@ def horizon_scores(
         )
     rolled = rolled_forecasts(model, data, transform, test, horizon, period, on_step)
     scores = {name: [rmse(row, data.levels[test]) for row in values] for name, values in rolled.items()}
-    return {
-        "rmse_by_horizon": scores.pop("model"),
-        "baselines_by_horizon": scores,
-        "targets": len(test),
-    }
+    result = {"rmse_by_horizon": scores.pop("model"), "baselines_by_horizon": scores, "targets": len(test)}
+    direct = min(outputs_of(model), horizon)
+    if direct > 1:  # a direct model: its own forecasts beside the rollout, on the same targets
+        origins = np.arange(test[0] - direct, test[-1])
+        forecasts = direct_forecasts(model, data, transform, origins)
+        result["direct_rmse_by_horizon"] = [
+            rmse(forecasts[test - h - origins[0], h - 1], data.levels[test]) for h in range(1, direct + 1)
+        ]
+    return result
 
 
 def rolled_forecasts(
@@ -263,16 +299,17 @@ def rolled_forecasts(
     horizon: int,
     period: int | None = None,
     on_step: Callable[[int, int], None] | None = None,
+    direct: bool = False,
 ) -> dict[str, np.ndarray]:
-    """Each of `targets` forecast from 1..`horizon` steps before it: the model rolled out, and
-    each baseline.
+    """Each of `targets` forecast from 1..`horizon` steps before it: the model rolled out (or,
+    with `direct`, in one pass where it can, see `rollout`), and each baseline.
 
     Returns:
         name (``"model"``, then the baselines') -> float64 `(horizon, len(targets))`: row
         `h - 1` holds the forecasts made `h` steps ahead.
     """
     origins = np.arange(targets[0] - horizon, targets[-1])  # every origin some horizon needs
-    forecasts = {"model": rollout(model, data, transform, origins, horizon, on_step)}
+    forecasts = {"model": rollout(model, data, transform, origins, horizon, on_step, direct)}
     forecasts.update(baseline_forecasts(data, origins, horizon, period))
     # Row i is origin targets[0] - horizon + i; target t at horizon h is row t - h - origins[0].
     steps = range(1, horizon + 1)
@@ -290,7 +327,8 @@ def conformal_widths(
 ) -> np.ndarray:
     """Half-widths of split-conformal prediction intervals, one per horizon 1..`horizon`.
 
-    The model is rolled out to every validation target from `h` steps before it; the interval
+    The model forecasts every validation target from `h` steps before it (direct where it
+    predicts `horizon` values at once, else rolled out: `rollout`); the interval
     at horizon `h` is the forecast plus or minus the `ceil((n + 1) level)`-th smallest of those
     `n` absolute errors, which covers a new value with probability at least `level` when the
     errors are exchangeable (Vovk et al.; Lei et al. 2018). The validation part was not fitted
@@ -317,8 +355,8 @@ def conformal_widths(
             f"expected at most {int(validation[0]) - earliest} steps for intervals (the steps between the "
             f"first full window and the validation part), got {horizon}",
         )
-    errors = np.abs(rolled_forecasts(model, data, transform, validation, horizon, None, on_step)["model"]
-                    - data.levels[validation])  # fmt: skip
+    forecasts = rolled_forecasts(model, data, transform, validation, horizon, None, on_step, direct=True)
+    errors = np.abs(forecasts["model"] - data.levels[validation])
     n = len(validation)
     rank = math.ceil((n + 1) * level)
     if rank > n:
@@ -341,7 +379,7 @@ def interval_coverage(
     """
     widths = conformal_widths(model, data, transform, horizon, level)
     test = data.test_targets
-    forecasts = rolled_forecasts(model, data, transform, test, horizon)["model"]
+    forecasts = rolled_forecasts(model, data, transform, test, horizon, direct=True)["model"]
     inside = np.abs(forecasts - data.levels[test]) <= widths[:, None]
     return {
         "level": level,

@@ -3,11 +3,12 @@
 The SavedModel has two signatures, both with a free batch dimension:
 
 * ``serving_default``: input ``window`` (float32, the model's window shape, e.g.
-  `(batch, 1, 10)`), output ``prediction`` (`(batch, 1)`): exactly what ``model.keras`` computes.
+  `(batch, 1, 10)`), output ``prediction`` (`(batch, K)`, K = 1 but for a direct model): exactly
+  what ``model.keras`` computes.
 * ``next_value``: input ``values`` (float32 `(batch, T)`, or `(batch, T + 1)` for a
   differenced model: the last values of the series in its own units), output ``next_value``
-  (`(batch,)`, in the series' units): the run's scaling and differencing are in the graph, so
-  a server needs nothing but TensorFlow.
+  (`(batch,)`, in the series' units), and a direct model's ``next_values`` (`(batch, K)`): the
+  run's scaling and differencing are in the graph, so a server needs nothing but TensorFlow.
 
 TensorFlow Serving, `tf.saved_model.load` and ``saved_model_cli`` read it. The TFLite file
 computes ``serving_default``. TFLite's builtin ops cannot run Keras's recurrent layers as they
@@ -77,14 +78,21 @@ def export_model(
     )
     archive.add_endpoint(
         name="next_value",
-        fn=lambda values: {"next_value": _next_value(model, transform, values, timesteps, layout)},
+        fn=lambda values: _next_values(model, transform, values, timesteps, layout),
         input_signature=[tf.TensorSpec((None, width), tf.float32, name="values")],
     )
+    ahead = int(model.output_shape[-1])
+    next_outputs: dict[str, list] = {"next_value": [None]}
+    if ahead > 1:
+        next_outputs["next_values"] = [None, ahead]
     manifest: dict[str, Any] = {
         "saved_model": SAVED_MODEL_DIR,
         "signatures": {
-            "serving_default": {"inputs": {"window": [None, *window]}, "outputs": {"prediction": [None, 1]}},
-            "next_value": {"inputs": {"values": [None, width]}, "outputs": {"next_value": [None]}},
+            "serving_default": {
+                "inputs": {"window": [None, *window]},
+                "outputs": {"prediction": [None, ahead]},
+            },
+            "next_value": {"inputs": {"values": [None, width]}, "outputs": next_outputs},
         },
         "transform": transform.to_dict(),
     }
@@ -100,19 +108,27 @@ def export_model(
     return manifest
 
 
-def _next_value(model: keras.Model, transform: Transform, values: tf.Tensor, timesteps: int, layout: str):
-    """The model's next value after each row of raw `values`, in the series' units: `(batch,)`."""
+def _next_values(
+    model: keras.Model, transform: Transform, values: tf.Tensor, timesteps: int, layout: str
+) -> dict[str, tf.Tensor]:
+    """The model's next value after each row of raw `values`, in the series' units:
+    ``next_value`` `(batch,)`; a direct model's K values ahead too, ``next_values`` `(batch, K)`
+    (differences summed from the last value, like `Transform.decode_ahead`)."""
     levels = tf.cast(values, tf.float64)
     encoded = levels[:, 1:] - levels[:, :-1] if transform.difference else levels
     if transform.scale != "none":
         encoded = (encoded - transform.offset) / transform.factor
     shape = (-1, 1, timesteps) if layout == "legacy" else (-1, timesteps, 1)
-    output = tf.cast(model(tf.reshape(tf.cast(encoded, tf.float32), shape), training=False)[:, 0], tf.float64)
+    output = tf.cast(model(tf.reshape(tf.cast(encoded, tf.float32), shape), training=False), tf.float64)
     if transform.scale != "none":
         output = output * transform.factor + transform.offset
     if transform.difference:
-        output = output + levels[:, -1]
-    return tf.cast(output, tf.float32)
+        output = tf.cumsum(output, axis=1) + levels[:, -1:]
+    output = tf.cast(output, tf.float32)
+    result = {"next_value": output[:, 0]}
+    if model.output_shape[-1] > 1:
+        result["next_values"] = output
+    return result
 
 
 def _write_tflite(model: keras.Model, folder: OwnedFolder) -> dict[str, Any]:

@@ -37,6 +37,7 @@ def build_model(
     layout: str = "legacy",
     features: int = 1,
     initializer: str = "keras",
+    horizon: int = 1,
 ) -> keras.Model:
     """Builds and compiles the source's network, or any stacked variant of it.
 
@@ -68,10 +69,13 @@ def build_model(
         initializer: how the recurrent weights start, a name in
             `tf_sine.config.INITIALIZERS`: ``"keras"`` (Keras's defaults) or
             ``"uniform_unit_scaling"`` (TF 0.12's for the source's cells).
+        horizon: values the head predicts at once: output `k` is the value `k + 1` steps after
+            the window (direct multi-step forecasting, trained on the next `horizon` values);
+            1 is the source's next value.
 
     Returns:
-        A compiled `keras.Sequential` mapping `(batch, *window_shape)` to `(batch, 1)`, with
-        MSE loss and an RMSE metric named ``"rmse"``.
+        A compiled `keras.Sequential` mapping `(batch, *window_shape)` to `(batch, horizon)`,
+        with MSE loss (the mean over the `horizon` outputs) and an RMSE metric named ``"rmse"``.
 
     Raises:
         ValueError: an argument outside its allowed values; the message names it, lists
@@ -94,6 +98,7 @@ def build_model(
         layout=layout,
         features=features,
         initializer=initializer,
+        horizon=horizon,
     )
     # Layers.
     layer_class = getattr(keras.layers, CELLS[cell])
@@ -114,7 +119,7 @@ def build_model(
             recurrent = keras.layers.Bidirectional(recurrent, name=f"bidirectional_{index}")
         model.add(recurrent)
     # A linear head: contrib's fully_connected defaulted to ReLU, the source passed None.
-    model.add(keras.layers.Dense(1, activation=None, name="prediction"))
+    model.add(keras.layers.Dense(horizon, activation=None, name="prediction"))
     # Optimizer, loss and metric.
     optimizer_class = getattr(keras.optimizers, OPTIMIZERS[optimizer])
     model.compile(

@@ -167,10 +167,10 @@ def _train_into(
     for line in range_warnings(data, transform) if chief else ():
         notify(line)
     timesteps, layout = config.timesteps, config.layout
-    train_x, train_y = data.windows(transform, data.train_targets, timesteps, layout)
+    train_x, train_y = data.windows(transform, data.train_targets, timesteps, layout, config.horizon)
     validation = None
-    if len(data.val_targets):
-        validation = data.windows(transform, data.val_targets, timesteps, layout)
+    if len(data.val_targets) >= config.horizon:
+        validation = data.windows(transform, data.val_targets, timesteps, layout, config.horizon)
     # Under a strategy, the model and its optimizer are created (or loaded) in its scope.
     with strategy.scope() if strategy is not None else contextlib.nullcontext():
         model, state = _resume(run, config, fingerprint, notify, chief)

@@ -113,14 +113,21 @@ def check_output_path(path: str | os.PathLike, argument: str = "output") -> Path
 
 
 def write_values(path: str | os.PathLike, values: np.ndarray, argument: str = "output") -> Path:
-    """Writes one number per line (9 significant digits), atomically.
+    """Writes one number per line (9 significant digits; a row of `(n, K)` values comma
+    separated), atomically.
 
     Raises:
         DataError: the folder of `path` is missing, or `path` is a directory.
     """
     path = check_output_path(path, argument)
-    text = "".join(f"{value:.9g}\n" for value in values)
+    text = values_text(values)
     return atomic_write(path, lambda temporary: temporary.write_text(text, encoding="utf-8"))
+
+
+def values_text(values: np.ndarray) -> str:
+    """`values` `(n,)` as one number per line, or `(n, K)` as comma-separated rows."""
+    rows = np.asarray(values).reshape(len(values), -1)
+    return "".join(",".join(f"{value:.9g}" for value in row) + "\n" for row in rows)
 
 
 def read_series_file(path: str | os.PathLike, column: str | None = None, fill: str = "none") -> Series:

@@ -171,9 +171,10 @@ class Run:
 
         Returns:
             float64 array `(len(values) - first + 1,)`: entry `i` follows `values[: first + i]`,
-            the last one the value after the end.
+            the last one the value after the end. A direct model's (`K` outputs): `(n, K)`, row
+            `i` the `K` values after `values[: first + i]`.
         """
-        from tf_sine.evaluation import predict_levels
+        from tf_sine.evaluation import direct_forecasts, outputs_of, predict_levels
 
         series = as_series(values, "values").astype(np.float64)
         first = first_target(self.config.timesteps, self.transform.difference)
@@ -181,6 +182,8 @@ class Run:
             raise DataError("values", f"expected at least {first} values for one window, got {len(series)}")
         empty = np.arange(0)
         data = Dataset(series, empty, empty, empty, len(series))
+        if outputs_of(self.model) > 1:
+            return direct_forecasts(self.model, data, self.transform, np.arange(first - 1, len(series)))
         return predict_levels(self.model, data, self.transform, np.arange(first, len(series) + 1))
 
     def forecast(
@@ -190,7 +193,8 @@ class Run:
         on_step: Callable[[int, int], None] | None = None,
         interval: float | None = None,
     ) -> Forecast:
-        """Continues the series `horizon` steps after `origin`, feeding predictions back.
+        """Continues the series `horizon` steps after `origin`: in one pass where the model
+        predicts `horizon` values or more at once (direct), else feeding predictions back.
 
         Args:
             horizon: steps to forecast, at most the series' length (a rollout feeds on its own
@@ -205,7 +209,7 @@ class Run:
             A `Forecast` with the baselines' forecasts, the truth where it is known and the
             interval's bounds when asked.
         """
-        from tf_sine.evaluation import baseline_forecasts, conformal_widths, rollout
+        from tf_sine.evaluation import baseline_forecasts, conformal_widths, forecast_method, rollout
 
         horizon = check_positive_int("horizon", horizon)
         data = self.dataset
@@ -218,7 +222,7 @@ class Run:
         if interval is not None:  # refused before the rollout when it cannot be calibrated
             widths = conformal_widths(self.model, data, self.transform, horizon, interval)
         at = np.array([position])
-        values = rollout(self.model, data, self.transform, at, horizon, on_step)[0]
+        values = rollout(self.model, data, self.transform, at, horizon, on_step, direct=True)[0]
         baselines = {name: v[0] for name, v in baseline_forecasts(data, at, horizon, self.period).items()}
         shown = max(4 * horizon, 3 * data.test_targets.size // 2, 50)  # history drawn before it
         history = range(max(position + 1 - shown, 0), position + 1)
@@ -232,6 +236,7 @@ class Run:
             history_times=self._times(history),
             history=data.levels[history.start : history.stop],
             period=self.period,
+            method=forecast_method(self.model, horizon),
             level=interval,
             lower=None if widths is None else values - widths,
             upper=None if widths is None else values + widths,
@@ -287,6 +292,8 @@ class Forecast:
             the series' gap was filled (not truth).
         history_times, history: the stretch of the series drawn before the forecast.
         period: the season of the seasonal-naive baseline, or None.
+        method: ``"recursive"`` (each prediction fed back) or ``"direct"`` (a model that
+            predicts `horizon` values at once).
         level: the prediction interval's coverage level, or None without an interval.
         lower, upper: the interval's bounds, `(horizon,)` each, or None.
     """
@@ -300,6 +307,7 @@ class Forecast:
     history_times: list
     history: np.ndarray
     period: int | None
+    method: str = "recursive"
     level: float | None = None
     lower: np.ndarray | None = None
     upper: np.ndarray | None = None

@@ -541,6 +541,7 @@ def _check_arrays(model: keras.Model, x: np.ndarray, y: np.ndarray) -> None:
     if not isinstance(x, np.ndarray) or x.ndim != 3 or tuple(x.shape[1:]) != expected:
         got = getattr(x, "shape", type(x).__name__)
         raise ConfigError("x", f"expected windows of shape (N, {expected[0]}, {expected[1]}), got {got}")
-    if not isinstance(y, np.ndarray) or y.shape != (len(x), 1):
+    outputs = int(model.output_shape[-1])  # 1, or a direct model's horizon
+    if not isinstance(y, np.ndarray) or y.shape != (len(x), outputs):
         got = getattr(y, "shape", type(y).__name__)
-        raise ConfigError("y", f"expected labels of shape ({len(x)}, 1), got {got}")
+        raise ConfigError("y", f"expected labels of shape ({len(x)}, {outputs}), got {got}")

@@ -156,15 +156,19 @@ def format_interval(interval: dict[str, Any]) -> str:
 
 
 def format_horizon_table(scores: dict[str, Any], rows: int = 24) -> str:
-    """RMSE by horizon, the model beside the baselines: at most `rows` rows, spread to the longest."""
+    """RMSE by horizon, the model (rolled out, and a direct model's own forecasts) beside the
+    baselines: at most `rows` rows, spread to the longest."""
     names, model = list(scores["baselines_by_horizon"]), scores["rmse_by_horizon"]
     # The first half of the rows horizon by horizon, the rest spread to the longest.
     half, last = rows // 2, len(model) - 1
     shown = sorted({*range(min(len(model), half)), *(round(i * last / (half - 1)) for i in range(half))})
     some = f", {len(shown)} of {len(model)} horizons" if len(shown) < len(model) else ""
+    direct = scores.get("direct_rmse_by_horizon")
+    header = f"{'h':>5} {'model':>12} " + (f"{'direct':>12} " if direct else "")
     lines = [f"RMSE by horizon on the {scores['targets']} test targets (rolled out, series units{some}):",
-             f"{'h':>5} {'model':>12} " + " ".join(f"{name:>15}" for name in names)]  # fmt: skip
+             header + " ".join(f"{name:>15}" for name in names)]  # fmt: skip
     for h in shown:
         row = " ".join(f"{scores['baselines_by_horizon'][name][h]:>15.6g}" for name in names)
-        lines.append(f"{h + 1:>5} {model[h]:>12.6g} {row}")
+        beside = "" if not direct else f"{direct[h]:>12.6g} " if h < len(direct) else f"{'':>12} "
+        lines.append(f"{h + 1:>5} {model[h]:>12.6g} {beside}{row}")
     return "\n".join(lines)

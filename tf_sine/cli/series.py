@@ -122,7 +122,7 @@ def _forecast(args: argparse.Namespace) -> int:
     forecast = run.forecast(args.horizon, args.origin, step_notes("forecast"), args.interval)
     written = forecast.save(args.out) if args.out is not None else []
     labels = forecast.labels()
-    print(f"forecast of {forecast.horizon} steps after {labels[0]} ({forecast.name}):")
+    print(f"forecast of {forecast.horizon} steps after {labels[0]} ({forecast.name}, {forecast.method}):")
     bounds = [""] * forecast.horizon
     if forecast.lower is not None:
         bounds = [
@@ -142,7 +142,7 @@ def _forecast(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from tf_sine.series import check_output_path, parse_values, read_values, write_values
+    from tf_sine.series import check_output_path, parse_values, read_values, values_text, write_values
     from tf_sine.trained import open_run
 
     if args.output != "-":
@@ -152,7 +152,7 @@ def _predict(args: argparse.Namespace) -> int:
     )
     predictions = open_run(args.model).predict(series)
     if args.output == "-":
-        sys.stdout.write("".join(f"{value:.9g}\n" for value in predictions))
+        sys.stdout.write(values_text(predictions))
     else:
         write_values(args.output, predictions, "output")
     return 0

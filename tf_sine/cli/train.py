@@ -66,6 +66,8 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     add("--timesteps", type=int, help="values per window (default 10)")
     add("--layout", **choices(LAYOUTS))
     add("--initializer", **choices(INITIALIZERS))
+    add("--output-steps", dest="horizon", type=int,
+        help="values the model predicts at once (direct multi-step; default 1, the next value)")  # fmt: skip
     add("--steps", type=int, help="optimizer steps (default 3000)")
     add("--batch-size", type=int, help="windows per step (default 32)")
     add("--seed", type=int, help="seed for weights, dropout and data order (default 0)")
