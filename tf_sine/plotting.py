@@ -110,6 +110,20 @@ def plot_forecast(
     return ax
 
 
+def plot_backtest(folds: Sequence[Any], rmse: dict[str, Sequence[float]], ax: Axes | None = None) -> Axes:
+    """RMSE of each backtest fold: the model's and each baseline's bars side by side."""
+    ax = ax or new_axes()
+    positions = np.arange(len(folds))
+    width = 0.8 / max(len(rmse), 1)
+    for index, (name, values) in enumerate(rmse.items()):
+        ax.bar(positions + index * width, values, width, label=name)
+    ax.set_xticks(positions + 0.4 - width / 2, [str(fold) for fold in folds])
+    ax.set_xlabel("fold")
+    ax.set_ylabel("RMSE")
+    ax.legend()
+    return ax
+
+
 def plot_scaling(
     rows: Sequence[dict[str, Any]], x_key: str, y_key: str, label: str, ax: Axes | None = None
 ) -> Axes:

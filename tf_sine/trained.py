@@ -323,7 +323,7 @@ class Forecast:
 
     def labels(self) -> list[str]:
         """`times` as text: dates without a midnight time, positions as numbers."""
-        return [_time_text(time) for time in self.times]
+        return [time_text(time) for time in self.times]
 
     def errors(self) -> dict[str, float]:
         """RMSE against the known truth: ``model`` and each baseline (empty without truth)."""
@@ -406,7 +406,8 @@ def _truth(data: Dataset, start: int, horizon: int) -> np.ndarray:
     return truth
 
 
-def _time_text(time: Any) -> str:
+def time_text(time: Any) -> str:
+    """A date without a midnight time, a datetime, or a position, as text."""
     if hasattr(time, "isoformat"):
         text = time.isoformat(sep=" ")
         return text[:10] if text.endswith("00:00:00") else text

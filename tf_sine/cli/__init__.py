@@ -6,9 +6,10 @@
     tf-sine train --data sales.csv --difference --patience 5
     tf-sine forecast --model runs/RUN --horizon 12
     tf-sine predict --model runs/RUN --input series.txt --output predictions.txt
+    tf-sine backtest --model runs/RUN --folds 4 --horizon 6 --refit --out backtests/RUN
 
 The package: this module (the parser, exit statuses, errors), `train`, `series` (evaluate,
-forecast, predict), `export`, `studies` (compare, gradients, memory, clipping), `common`
+forecast, predict), `backtest`, `export`, `studies` (compare, gradients, memory, clipping), `common`
 (names and output). Each command parses, makes one library call and prints; none writes a file.
 
 The only module that knows about argv, exit codes and the terminal. A `TfSineError` (the
@@ -28,6 +29,7 @@ import warnings
 from collections.abc import Sequence
 from typing import Any
 
+from tf_sine.cli import backtest as backtest_commands
 from tf_sine.cli import convert as convert_commands
 from tf_sine.cli import export as export_commands
 from tf_sine.cli import series as series_commands
@@ -113,5 +115,12 @@ def _stop_on_sigterm(received: list[int]) -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
-_MODULES = (train_commands, series_commands, export_commands, convert_commands, study_commands)
+_MODULES = (
+    train_commands,
+    series_commands,
+    backtest_commands,
+    export_commands,
+    convert_commands,
+    study_commands,
+)
 _COMMANDS = {name: command for module in _MODULES for name, command in module.COMMANDS.items()}

@@ -10,6 +10,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any, NoReturn
 
+from tf_sine.config import FILLS
 from tf_sine.files import first_line
 
 PROGRAM = "tf-sine"
@@ -98,77 +99,29 @@ def choices(table: dict[str, str]) -> dict:
     }
 
 
-def format_metrics(metrics: dict[str, Any]) -> str:
-    """The test scores, then the baselines' RMSE on the same targets (when computed)."""
-    lines = [
-        f"test RMSE {metrics['rmse']:.6f} (root mean squared error; the source printed it as "
-        f"'Mean Square Error'), MSE {metrics['mse']:.3e}, MAE {metrics['mae']:.6f}"
-    ]
-    if "smape" in metrics:
-        omitted = f" ({metrics['mape_omitted']})" if "mape_omitted" in metrics else ""
-        lines.append("scale-free: " + _scale_free(metrics) + omitted)
-    if metrics.get("baselines"):
-        lines.append(
-            "baselines, same test targets: "
-            + format_baselines(metrics["baselines"], metrics.get("period"), metrics.get("baseline_metrics"))
-        )
-    if metrics.get("filled"):
-        lines.append(f"{metrics['filled']} filled values of the series are never scored as truth")
-    return "\n".join(lines)
+def split_fractions(text: str) -> tuple[float, ...]:
+    """Parses ``--split 0.7,0.15,0.15`` (checked by `Config`)."""
+    try:
+        return tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected three fractions train,validation,test such as 0.7,0.15,0.15, got {text!r}"
+        ) from None
 
 
-def _scale_free(scores: dict[str, Any]) -> str:
-    """``MASE 0.41, sMAPE 2.3%, MAPE 2.2%`` (MASE without a scale, MAPE where omitted: left out)."""
-    shown = [f"MASE {scores['mase']:.3g}"] if scores.get("mase") is not None else []
-    shown.append(f"sMAPE {scores['smape']:.3g}%")
-    if "mape" in scores:
-        shown.append(f"MAPE {scores['mape']:.3g}%")
-    return ", ".join(shown)
-
-
-def format_baselines(
-    baselines: dict[str, float], period: int | None, scores: dict[str, dict[str, Any]] | None = None
-) -> str:
-    """``persistence RMSE 0.0072, seasonal naive (period 628) RMSE 0.0058, mean RMSE 0.69``, each
-    with its scale-free scores in parentheses where `scores` (name -> scores) has them."""
-    names = {"persistence": "persistence", "seasonal_naive": f"seasonal naive (period {period})",
-             "mean": "training mean"}  # fmt: skip
-    scores = scores or {}
-    shown = [
-        f"{names[name]} RMSE {value:.6g}" + (f" ({_scale_free(scores[name])})" if name in scores else "")
-        for name, value in baselines.items()
-        if name in names
-    ]
-    if "seasonal_naive" not in baselines:
-        shown.append("no seasonal naive (no season found; give --period)" if not period
-                     else f"no seasonal naive (the history is shorter than the period {period})")  # fmt: skip
-    return ", ".join(shown)
-
-
-def format_interval(interval: dict[str, Any]) -> str:
-    """``90% intervals (split conformal): test coverage by horizon 1: 0.91 (width 1.2), ...``."""
-    steps = zip(interval["coverage_by_horizon"], interval["width_by_horizon"], strict=True)
-    shown = ", ".join(
-        f"{h}: {cover:.3f} (half-width {width:.4g})" for h, (cover, width) in enumerate(steps, 1)
+def add_data_flags(parser: argparse.ArgumentParser, suppress: bool) -> None:
+    """`--data`, `--column`, `--fill`, `--split`, `--period`: shared by train, evaluate and forecast."""
+    group = parser.add_argument_group("series (default: the source's sine, or the run's own series)")
+    add = group.add_argument
+    add("--data", help="a CSV file with a header row (a date column is kept) or a .npy array")
+    add("--column", help="the CSV column of values (default: the only numeric one)")
+    add("--fill", **choices(FILLS))
+    add(
+        "--split",
+        type=split_fractions,
+        help="chronological train,validation,test fractions (default 0.7,0.15,0.15)",
     )
-    level = f"{interval['level']:.0%}"
-    return f"{level} intervals (split conformal, validation part): test coverage by horizon {shown}"
-
-
-def format_horizon_table(scores: dict[str, Any], rows: int = 24) -> str:
-    """RMSE by horizon, the model (rolled out, and a direct model's own forecasts) beside the
-    baselines: at most `rows` rows, spread to the longest."""
-    names, model = list(scores["baselines_by_horizon"]), scores["rmse_by_horizon"]
-    # The first half of the rows horizon by horizon, the rest spread to the longest.
-    half, last = rows // 2, len(model) - 1
-    shown = sorted({*range(min(len(model), half)), *(round(i * last / (half - 1)) for i in range(half))})
-    some = f", {len(shown)} of {len(model)} horizons" if len(shown) < len(model) else ""
-    direct = scores.get("direct_rmse_by_horizon")
-    header = f"{'h':>5} {'model':>12} " + (f"{'direct':>12} " if direct else "")
-    lines = [f"RMSE by horizon on the {scores['targets']} test targets (rolled out, series units{some}):",
-             header + " ".join(f"{name:>15}" for name in names)]  # fmt: skip
-    for h in shown:
-        row = " ".join(f"{scores['baselines_by_horizon'][name][h]:>15.6g}" for name in names)
-        beside = "" if not direct else f"{direct[h]:>12.6g} " if h < len(direct) else f"{'':>12} "
-        lines.append(f"{h + 1:>5} {model[h]:>12.6g} {beside}{row}")
-    return "\n".join(lines)
+    add("--period", type=int, help="season length for the seasonal-naive baseline (default: detected)")
+    if suppress:
+        for action in group._group_actions:
+            action.default = argparse.SUPPRESS

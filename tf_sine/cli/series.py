@@ -12,45 +12,17 @@ import json
 import sys
 from typing import Any
 
-from tf_sine.cli.common import (
-    choices,
+from tf_sine.cli.common import add_data_flags, step_notes
+from tf_sine.cli.tables import (
     format_baselines,
+    format_forecast,
     format_horizon_table,
     format_interval,
     format_metrics,
-    step_notes,
 )
-from tf_sine.config import FILLS, check_positive_int
+from tf_sine.config import check_positive_int
 
 INTERVAL_HELP = "a coverage level such as 0.9: split-conformal intervals by horizon, from the validation part"
-
-
-def split_fractions(text: str) -> tuple[float, ...]:
-    """Parses ``--split 0.7,0.15,0.15`` (checked by `Config`)."""
-    try:
-        return tuple(float(part) for part in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected three fractions train,validation,test such as 0.7,0.15,0.15, got {text!r}"
-        ) from None
-
-
-def add_data_flags(parser: argparse.ArgumentParser, suppress: bool) -> None:
-    """`--data`, `--column`, `--fill`, `--split`, `--period`: shared by train, evaluate and forecast."""
-    group = parser.add_argument_group("series (default: the source's sine, or the run's own series)")
-    add = group.add_argument
-    add("--data", help="a CSV file with a header row (a date column is kept) or a .npy array")
-    add("--column", help="the CSV column of values (default: the only numeric one)")
-    add("--fill", **choices(FILLS))
-    add(
-        "--split",
-        type=split_fractions,
-        help="chronological train,validation,test fractions (default 0.7,0.15,0.15)",
-    )
-    add("--period", type=int, help="season length for the seasonal-naive baseline (default: detected)")
-    if suppress:
-        for action in group._group_actions:
-            action.default = argparse.SUPPRESS
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -93,7 +65,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     )
 
 
-def _open(args: argparse.Namespace) -> Any:
+def open_from_args(args: argparse.Namespace) -> Any:
     """The run `--model` names, on the series the data flags name (default: its own)."""
     from tf_sine.trained import open_run
 
@@ -105,7 +77,7 @@ def _open(args: argparse.Namespace) -> Any:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    metrics = _open(args).evaluate(args.horizon, out=args.out, interval=args.interval)
+    metrics = open_from_args(args).evaluate(args.horizon, out=args.out, interval=args.interval)
     if args.json:
         print(json.dumps(metrics))
         return 0
@@ -118,18 +90,10 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _forecast(args: argparse.Namespace) -> int:
-    run = _open(args)
+    run = open_from_args(args)
     forecast = run.forecast(args.horizon, args.origin, step_notes("forecast"), args.interval)
     written = forecast.save(args.out) if args.out is not None else []
-    labels = forecast.labels()
-    print(f"forecast of {forecast.horizon} steps after {labels[0]} ({forecast.name}, {forecast.method}):")
-    bounds = [""] * forecast.horizon
-    if forecast.lower is not None:
-        bounds = [
-            f" [{low:.6g}, {high:.6g}]" for low, high in zip(forecast.lower, forecast.upper, strict=True)
-        ]
-    steps = zip(labels[1:], forecast.values, bounds, strict=True)
-    print(", ".join(f"{label}: {value:.6g}{bound}" for label, value, bound in steps))
+    print(format_forecast(forecast))
     errors = forecast.errors()
     if errors:
         model = errors.pop("model")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from tf_sine.cli import series as series_commands
-from tf_sine.cli.common import choices, format_metrics, note
+from tf_sine.cli.common import add_data_flags, choices, note
+from tf_sine.cli.tables import format_metrics
 from tf_sine.config import (
     BATCH_ORDERS,
     CELLS,
@@ -18,6 +18,7 @@ from tf_sine.config import (
     PRESETS,
     SCALES,
     Config,
+    check_positive_int,
     get_preset,
 )
 from tf_sine.distribute import PEER_TIMEOUT
@@ -83,12 +84,14 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     for action in group._group_actions:
         if action.dest != "preset":
             action.default = argparse.SUPPRESS
-    series_commands.add_data_flags(parser, suppress=True)
+    add_data_flags(parser, suppress=True)
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
     """The preset named by ``--preset`` with every given flag applied."""
     overrides = {name: value for name, value in vars(args).items() if name in Config.__dataclass_fields__}
+    if overrides.get("horizon") is not None:  # the flag's own name: `horizon` is --horizon elsewhere
+        check_positive_int("output_steps", overrides["horizon"])
     if overrides.get("data"):  # the run directory must find the file from anywhere
         overrides["data"] = str(Path(overrides["data"]).resolve())
     return get_preset(args.preset).replace(**overrides)

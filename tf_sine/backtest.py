@@ -1,0 +1,176 @@
+"""Rolling-origin backtests: forecasts from several origins across the test part, scored per fold.
+
+Fold `k` forecasts the `horizon` values after origin `o_k = test[0] - 1 + k * horizon`: the
+folds tile the start of the test part without overlap. Without `refit` the run's own model
+forecasts every fold (it never saw the test part). With `refit` each fold trains a new model of
+the run's configuration on the history up to its origin alone (split as the run split its
+series), in a run directory of its own under `work`: an interrupted backtest run again resumes
+the unfinished fold from its checkpoint and reopens the finished ones.
+
+>>> result = backtest(open_run("runs/sales"), folds=4, horizon=6)  # doctest: +SKIP
+>>> result.to_frame()                                              # doctest: +SKIP
+>>> result.save("out")  # backtest.csv, backtest.png                # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tf_sine.config import ConfigError, check_positive_int
+from tf_sine.dataset import Dataset
+from tf_sine.evaluation import baseline_forecasts, mase_scale, rollout, scale_free_metrics
+from tf_sine.files import atomic_write
+
+BACKTEST_CSV = "backtest.csv"
+BACKTEST_PLOT = "backtest.png"
+
+
+@dataclasses.dataclass(frozen=True)
+class Backtest:
+    """Scores of a rolling-origin backtest (`backtest`), in the series' units.
+
+    Attributes:
+        horizon: the steps forecast after each origin.
+        refit: whether each fold trained its own model.
+        folds: one row per fold: ``fold``, ``origin`` (position), ``time`` (of the origin),
+            then ``<name>_<metric>`` for the model and each baseline (``rmse``, ``mae``,
+            ``mase``, ``smape``).
+        overall: name -> the metrics over every fold's values together.
+    """
+
+    horizon: int
+    refit: bool
+    folds: list[dict[str, Any]]
+    overall: dict[str, dict[str, Any]]
+
+    def to_frame(self) -> pd.DataFrame:
+        """The folds, then an ``all`` row with the overall scores, as a DataFrame."""
+        overall = {f"{name}_{metric}": value for name, scores in self.overall.items()
+                   for metric, value in scores.items()}  # fmt: skip
+        return pd.DataFrame([*self.folds, {"fold": "all", **overall}])
+
+    def save(self, folder: str | os.PathLike) -> list[Path]:
+        """Writes ``backtest.csv`` and ``backtest.png`` into `folder`, both or neither."""
+        from tf_sine import plotting
+        from tf_sine.owned import OwnedFolder, write_together
+
+        text = self.to_frame().to_csv(index=False, float_format="%.9g", lineterminator="\n")
+        rmse = {name: [fold[f"{name}_rmse"] for fold in self.folds] for name in self.overall}
+        ax = plotting.plot_backtest([fold["fold"] for fold in self.folds], rmse)
+
+        def build(staging: OwnedFolder) -> None:
+            staging.write(BACKTEST_CSV, lambda path: path.write_text(text, encoding="utf-8"))
+            staging.write(BACKTEST_PLOT, lambda path: plotting.save_figure(ax, path))
+
+        written = write_together(folder, [BACKTEST_CSV, BACKTEST_PLOT], build)
+        return [written.path / BACKTEST_CSV, written.path / BACKTEST_PLOT]
+
+
+def backtest(
+    run: Any,
+    folds: int,
+    horizon: int,
+    refit: bool = False,
+    work: str | os.PathLike | None = None,
+    on_fold: Callable[[int, int], None] | None = None,
+    notify: Callable[[str], None] | None = None,
+) -> Backtest:
+    """Forecasts `horizon` steps from `folds` origins across the test part and scores each.
+
+    Args:
+        run: a `tf_sine.trained.Run` (its model, configuration, transform and series).
+        folds: how many origins; `folds * horizon` values of the test part are forecast.
+        horizon: steps forecast after each origin.
+        refit: train a new model for each fold on the history up to its origin (needs `work`).
+        work: the folder for the refitted folds' run directories and histories.
+        on_fold: called as `on_fold(done, folds)` after each fold (progress).
+        notify: receives the refits' notes (a fold resumed, a range warning).
+
+    Raises:
+        ConfigError: `folds` or `horizon` is not a positive integer, their product passes the
+            test part's length, or `refit` is asked without `work` or on the source's sine.
+    """
+    check_positive_int("folds", folds)
+    check_positive_int("horizon", horizon)
+    data = run.dataset
+    test = data.test_targets
+    room = len(data.levels) - int(test[0])
+    if folds * horizon > room:
+        raise ConfigError(
+            "folds", f"expected at most {room // horizon} folds of {horizon} steps in the test part's "
+            f"{room} values, got {folds}",
+        )  # fmt: skip
+    if refit and work is None:
+        raise ConfigError("work", "expected a folder for the refitted folds' runs, got None")
+    if refit and run.config.data is None:
+        raise ConfigError("refit", "applies to a series of your own (`data`), not the source's sine")
+    origins = int(test[0]) - 1 + horizon * np.arange(folds)
+    scale = mase_scale(data, run.period)
+    rows, pooled = [], {}
+    for k, origin in enumerate(origins):
+        model_run = _refitted(run, data, int(origin), k, Path(work), notify) if refit else run
+        truth, forecasts = _fold(run, model_run, data, int(origin), horizon)
+        row: dict[str, Any] = {"fold": k + 1, "origin": int(origin), "time": _time(data, int(origin))}
+        for name, values in forecasts.items():
+            scores = _scores(truth, values, scale)
+            row.update({f"{name}_{metric}": value for metric, value in scores.items()})
+            pooled.setdefault(name, []).append((truth, values))
+        rows.append(row)
+        if on_fold is not None:
+            on_fold(k + 1, folds)
+    overall = {name: _scores(*map(np.concatenate, zip(*pairs, strict=True)), scale)
+               for name, pairs in pooled.items()}  # fmt: skip
+    return Backtest(horizon, refit, rows, overall)
+
+
+def _fold(run: Any, model_run: Any, data: Dataset, origin: int, horizon: int) -> tuple[np.ndarray, dict]:
+    """The known values after `origin` (filled ones left out) and each forecast of them."""
+    at = np.array([origin])
+    model = rollout(model_run.model, data, model_run.transform, at, horizon, direct=True)[0]
+    baselines = baseline_forecasts(data, at, horizon, run.period)
+    forecasts = {"model": model, **{name: values[0] for name, values in baselines.items()}}
+    after = slice(origin + 1, origin + 1 + horizon)
+    known = np.ones(horizon, bool) if data.filled is None else ~data.filled[after]
+    return data.levels[after][known], {name: values[known] for name, values in forecasts.items()}
+
+
+def _scores(truth: np.ndarray, forecast: np.ndarray, scale: float | None) -> dict[str, Any]:
+    error = forecast - truth
+    scores = {"rmse": float(np.sqrt(np.mean(error**2))), "mae": float(np.mean(np.abs(error)))}
+    free = scale_free_metrics(truth, forecast, scale)
+    return {**scores, "mase": free["mase"], "smape": free["smape"]}
+
+
+def _time(data: Dataset, position: int) -> Any:
+    from tf_sine.trained import time_text
+
+    return time_text(data.dates[position]) if data.dates is not None else position
+
+
+def _refitted(
+    run: Any, data: Dataset, origin: int, fold: int, work: Path, notify: Callable[[str], None] | None
+) -> Any:
+    """The run of fold `fold`: the run's configuration trained on `levels[: origin + 1]` in
+    ``work/fold-<k>`` (resumed if unfinished, reopened if finished)."""
+    from tf_sine.pipeline import run_experiment
+    from tf_sine.trained import open_run
+
+    work.mkdir(parents=True, exist_ok=True)
+    history = work / f"fold-{fold + 1}.csv"
+    index = pd.Index(data.dates[: origin + 1]) if data.dates is not None else pd.RangeIndex(origin + 1)
+    values = data.levels[: origin + 1]
+    text = pd.DataFrame({data.name: values}, index=index.rename("time")).to_csv(float_format="%.17g")
+    if not history.is_file() or history.read_text(encoding="utf-8") != text:
+        atomic_write(history, lambda temporary: temporary.write_text(text, encoding="utf-8"))
+    run_dir = work / f"fold-{fold + 1}"
+    if not (run_dir / "metrics.json").is_file():
+        config = run.config.replace(data=str(history.resolve()), column=data.name, fill="none")
+        run_experiment(config, run_dir, progress=False, notify=notify)
+    return open_run(run_dir)
