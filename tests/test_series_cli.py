@@ -303,3 +303,36 @@ def test_pandas_in_and_out_give_the_files_answers(series_run):
     ]
     assert forecast["truth"].isna().all()  # after the end: nothing known
     np.testing.assert_array_equal(run.predict(frame["sales"]), run.predict(frame["sales"].to_numpy()))
+
+
+def test_a_run_trained_on_a_pandas_series_keeps_it_and_reopens_with_it(tmp_path, cli):
+    import pandas as pd
+
+    import tf_sine
+    from tf_sine.pipeline import run_experiment
+
+    path = write_seasonal_csv(tmp_path / "sales.csv", n=120)
+    frame = pd.read_csv(path, parse_dates=["month"], index_col="month")
+    frame.iloc[40, 0] = np.nan  # a gap, filled and never scored
+    from tf_sine.series import from_pandas
+
+    config = Config(units=4, steps=40, checkpoint_every=20)
+    series = from_pandas(frame, fill="interpolate")
+    result = run_experiment(config, tmp_path / "run", progress=False, series=series)
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["data"] == "<pandas>" and saved["fill"] == "interpolate"
+    run = tf_sine.open_run(tmp_path / "run")
+    np.testing.assert_array_equal(run.dataset.levels, series.values)
+    assert np.flatnonzero(run.dataset.filled).tolist() == [40]
+    assert run.dataset.dates[0] == pd.Timestamp("1980-01-01")
+    assert run.evaluate()["rmse"] == result.metrics["rmse"]
+    status, stdout, _ = cli("evaluate", "--model", str(tmp_path / "run"), "--json")
+    assert status == 0 and json.loads(stdout)["rmse"] == result.metrics["rmse"]
+    # An interrupted run resumes on the same series; another series is refused.
+    (tmp_path / "run" / "metrics.json").unlink()
+    notes = []
+    again = run_experiment(config, tmp_path / "run", progress=False, series=series, notify=notes.append)
+    assert any("resuming" in note for note in notes) and again.metrics["rmse"] == result.metrics["rmse"]
+    (tmp_path / "run" / "metrics.json").unlink()
+    with pytest.raises(ValueError, match="run_dir: "):
+        run_experiment(config, tmp_path / "run", progress=False, series=frame["sales"].fillna(0.0) * 2)

@@ -27,6 +27,7 @@ from tf_sine.config import ConfigError, check_positive_int
 from tf_sine.dataset import Dataset
 from tf_sine.evaluation import baseline_forecasts, mase_scale, rollout, scale_free_metrics
 from tf_sine.files import atomic_write
+from tf_sine.series import Series
 
 BACKTEST_CSV = "backtest.csv"
 BACKTEST_PLOT = "backtest.png"
@@ -164,9 +165,8 @@ def _refitted(
 
     work.mkdir(parents=True, exist_ok=True)
     history = work / f"fold-{fold + 1}.csv"
-    index = pd.Index(data.dates[: origin + 1]) if data.dates is not None else pd.RangeIndex(origin + 1)
-    values = data.levels[: origin + 1]
-    text = pd.DataFrame({data.name: values}, index=index.rename("time")).to_csv(float_format="%.17g")
+    dates = data.dates[: origin + 1] if data.dates is not None else None
+    text = Series(data.levels[: origin + 1], dates, data.name, None, str(history)).csv_text()
     if not history.is_file() or history.read_text(encoding="utf-8") != text:
         atomic_write(history, lambda temporary: temporary.write_text(text, encoding="utf-8"))
     run_dir = work / f"fold-{fold + 1}"

@@ -35,6 +35,10 @@ from tf_sine.config import SCALES, Config, ConfigError, check_choice
 from tf_sine.data import TESTING_EXAMPLES, sine_series, to_layout
 from tf_sine.errors import DataError
 
+# `Config.data` of a series given as a pandas object (`Run.with_series`, `run_experiment(series=)`):
+# its values live in memory, or in the run directory's ``series.csv``.
+PANDAS_SOURCE = "<pandas>"
+
 # A season is reported only when the autocorrelation at its length reaches this: weaker
 # cycles do not make the seasonal-naive baseline worth showing.
 MIN_SEASONAL_CORRELATION = 0.3
@@ -313,7 +317,7 @@ def data_fingerprint(config: Config, data: Dataset) -> dict[str, Any]:
     """
     values = np.ascontiguousarray(data.levels, dtype=np.float64)
     fingerprint: dict[str, Any] = {"values_sha256": hashlib.sha256(values.tobytes()).hexdigest()}
-    if config.data is not None:
+    if config.data is not None and config.data != PANDAS_SOURCE:
         fingerprint.update(path=str(config.data), size=os.path.getsize(config.data))
     return fingerprint
 

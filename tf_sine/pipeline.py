@@ -23,7 +23,15 @@ import tensorflow as tf
 
 from tf_sine import plotting
 from tf_sine.config import Config, ConfigError
-from tf_sine.dataset import Dataset, Transform, data_fingerprint, load_dataset, range_warnings, season_of
+from tf_sine.dataset import (
+    PANDAS_SOURCE,
+    Dataset,
+    Transform,
+    data_fingerprint,
+    load_dataset,
+    range_warnings,
+    season_of,
+)
 from tf_sine.distribute import (
     PEER_TIMEOUT,
     WorkerLostError,
@@ -37,7 +45,7 @@ from tf_sine.evaluation import score
 from tf_sine.files import load_keras
 from tf_sine.models import build_model_from_config
 from tf_sine.owned import disk_full_named
-from tf_sine.runs import LOSS_PLOT, PREDICTION_PLOT, RUN_FILES, RunDirectory
+from tf_sine.runs import LOSS_PLOT, PREDICTION_PLOT, RUN_FILES, SERIES_FILE, RunDirectory
 from tf_sine.training import TrainingResult, TrainingState, train
 
 
@@ -62,6 +70,7 @@ def run_experiment(
     overwrite: bool = False,
     notify: Callable[[str], None] | None = None,
     peer_timeout: float = PEER_TIMEOUT,
+    series: Any = None,
 ) -> ExperimentResult:
     """Trains `config` on its series (the source's sine by default) and writes a run directory.
 
@@ -79,6 +88,10 @@ def run_experiment(
         run_prefix: the name prefix of a default run directory.
         overwrite: replace a finished run in `run_dir` (or an unfinished one of another
             configuration) instead of refusing.
+        series: a pandas `Series` or `DataFrame` (a `DatetimeIndex` gives the dates), or a
+            `tf_sine.series.Series` (`from_pandas(frame, column, fill)` chooses the column and
+            fills gaps), to train on instead of `config.data`; the run keeps it as
+            ``series.csv``, so `open_run` finds it again.
         notify: receives one-line messages (resuming, unreadable checkpoints, waiting for
             other workers).
         peer_timeout: with `distribute` multi-worker, the seconds to wait for the other
@@ -99,7 +112,12 @@ def run_experiment(
     notify = notify or (lambda message: None)
     if tensorboard:
         _require_tensorboard()  # before any work is done
-    data = load_dataset(config)  # a bad data file is refused before the run directory exists
+    if series is not None:  # checked like a file; kept in the run directory as series.csv
+        from tf_sine.series import Series, from_pandas
+
+        series = series if isinstance(series, Series) else from_pandas(series)
+        config = config.replace(data=PANDAS_SOURCE, column=None, fill=series.fill)
+    data = load_dataset(config, series)  # a bad data file is refused before the run directory exists
     transform = Transform.for_config(data, config)
     strategy = make_strategy(config.distribute, peer_timeout, notify)
     chief = is_chief(strategy)  # only the chief writes the run directory
@@ -111,6 +129,8 @@ def run_experiment(
     try:
         target = _target(run, overwrite, chief, config, data_fingerprint(config, data))
         with disk_full_named(run.path):  # resumable: the same command continues once there is space
+            if series is not None and chief and not (target.path / SERIES_FILE).is_file():
+                target.save_series(series)
             result = _train_into(
                 target, data, transform, config, strategy, chief, tensorboard, progress, notify
             )

@@ -39,13 +39,15 @@ CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.json"
 HISTORY_FILE = "history.json"
 SCALING_FILE = "scaling.json"
+SERIES_FILE = "series.csv"  # the series of a run trained on a pandas object
 PREDICTION_PLOT = "prediction.png"
 LOSS_PLOT = "loss.png"
 CHECKPOINT_DIR = "checkpoints"
 TENSORBOARD_DIR = "tensorboard"
 DEFAULT_ROOT = "runs"
 # The files a finished run holds at its top level, each written at some point of a training.
-RUN_FILES = (MODEL_FILE, CONFIG_FILE, METRICS_FILE, HISTORY_FILE, SCALING_FILE, PREDICTION_PLOT, LOSS_PLOT)
+RUN_FILES = (MODEL_FILE, CONFIG_FILE, METRICS_FILE, HISTORY_FILE, SCALING_FILE, SERIES_FILE, PREDICTION_PLOT,
+             LOSS_PLOT)  # fmt: skip
 
 
 def default_run_name(prefix: str = "run") -> str:
@@ -141,6 +143,18 @@ class RunDirectory:
 
         path = self.path / SCALING_FILE
         return Transform.from_dict(read_json(path)) if path.is_file() else Transform()
+
+    def save_series(self, series: Any) -> Path:
+        """Writes ``series.csv``: a `tf_sine.series.Series` given in memory, its gaps empty
+        again, so that `load_series` reads back the same values, dates and filled cells."""
+        text = series.csv_text()
+        return self.files.write(SERIES_FILE, lambda path: path.write_text(text, encoding="utf-8"))
+
+    def load_series(self, fill: str) -> Any:
+        """The series ``series.csv`` holds (`save_series`), filled as `fill` says."""
+        from tf_sine.series import read_series_file
+
+        return read_series_file(self.path / SERIES_FILE, fill=fill)
 
     def save_metrics(self, metrics: dict[str, Any]) -> Path:
         return self.files.write_json(METRICS_FILE, metrics)

@@ -56,6 +56,7 @@ class Series:
         time_name: the time column's name, or None.
         path: the file read.
         filled: bool `(N,)`, True where an empty cell was filled (`FILLS`); None when none was.
+        fill: how the gaps were (or would have been) filled, one of `FILLS`.
     """
 
     values: np.ndarray
@@ -64,6 +65,16 @@ class Series:
     time_name: str | None
     path: str
     filled: np.ndarray | None = None
+    fill: str = "none"
+
+    def csv_text(self) -> str:
+        """The series as CSV (a time column where there are dates), every value exact, filled
+        cells empty again: `read_series_file` reads the same series back."""
+        values = self.values if self.filled is None else np.where(self.filled, np.nan, self.values)
+        frame = pd.DataFrame({self.name: values})
+        if self.dates is not None:
+            frame.index = pd.Index(self.dates, name=self.time_name or "time")
+        return frame.to_csv(index=self.dates is not None, float_format="%.17g", lineterminator="\n")
 
 
 def read_values(path: str | os.PathLike, argument: str = "input") -> np.ndarray:
@@ -242,10 +253,9 @@ def _gaps_note(gaps: np.ndarray) -> str:
 def _filled_series(values: np.ndarray, gaps: np.ndarray, dates: Any, name: str, time_name: str | None,
                    source: str, fill: str) -> Series:  # fmt: skip
     if not gaps.any():
-        return Series(values, dates, name, time_name, source)
-    return Series(
-        fill_gaps(np.where(gaps, np.nan, values), dates, fill), dates, name, time_name, source, gaps
-    )
+        return Series(values, dates, name, time_name, source, None, fill)
+    filled = fill_gaps(np.where(gaps, np.nan, values), dates, fill)
+    return Series(filled, dates, name, time_name, source, gaps, fill)
 
 
 def from_pandas(data: pd.Series | pd.DataFrame, column: str | None = None, fill: str = "none") -> Series:

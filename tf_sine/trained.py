@@ -29,7 +29,7 @@ import pandas as pd
 from tf_sine.checkpoints import checkpoint_step
 from tf_sine.config import Config, check_positive_int
 from tf_sine.data import as_series, layout_of
-from tf_sine.dataset import Dataset, Transform, first_target, load_dataset, season_of
+from tf_sine.dataset import PANDAS_SOURCE, Dataset, Transform, first_target, load_dataset, season_of
 from tf_sine.errors import ConfigError, DataError, ModelError, RunError
 from tf_sine.files import atomic_write, first_line, given_path, load_keras
 from tf_sine.owned import OwnedFolder, write_together
@@ -42,8 +42,6 @@ from tf_sine.runs import (
 )
 from tf_sine.series import Series
 
-# `Config.data` of a run given a pandas object (`Run.with_series`): the values are `Run.series`.
-PANDAS_SOURCE = "<pandas>"
 FORECAST_CSV = "forecast.csv"
 EVALUATION_FILE = "evaluation.json"
 FORECAST_PLOT = "forecast.png"
@@ -441,8 +439,11 @@ def open_run(path: str | os.PathLike) -> Run:
                 "model", f"the run {str(directory.path)!r} has an unreadable {CONFIG_FILE} or "
                 f"{SCALING_FILE}: {first_line(error)}",
             ) from None  # fmt: skip
+        # A series given in memory was kept beside the model (`run_experiment(series=...)`).
+        series = directory.load_series(config.fill) if config.data == PANDAS_SOURCE else None
     # The windows follow the transform the model was trained with, whatever series comes next.
-    return Run(model, model_path, config.replace(difference=transform.difference), transform, directory)
+    config = config.replace(difference=transform.difference)
+    return Run(model, model_path, config, transform, directory, series)
 
 
 def load_model(path: str | os.PathLike) -> tuple[Any, Config | None]:
