@@ -12,7 +12,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-from conftest import ROOT, call_main, default_sigint, run_cli
+from conftest import ROOT, call_main, default_sigint
 
 from tf_sine.distribute import local_tf_configs
 
@@ -57,8 +57,8 @@ def test_two_workers_agree_and_match_one_process_with_the_same_global_batch(tmp_
     assert "worker 1 of 2, 2 replicas in all: trained 300 steps" in outputs[1][0]
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert (metrics["distribute"], metrics["replicas"], metrics["steps"]) == ("multi-worker", 2, 300)
-    single = run_cli("train", *FLAGS, "--run-dir", str(tmp_path / "single"))
-    assert single.returncode == 0, single.stderr
+    status, _, stderr = call_main("train", *FLAGS, "--run-dir", str(tmp_path / "single"))  # one process
+    assert status == 0, stderr
     for distributed, alone in zip(_weights(tmp_path / "run" / "model.keras"),
                                   _weights(tmp_path / "single" / "model.keras"), strict=True):  # fmt: skip
         np.testing.assert_allclose(distributed, alone, atol=1e-5)
@@ -90,10 +90,10 @@ def test_a_lost_worker_stops_the_survivor_and_a_restart_resumes(tmp_path):
     assert json.loads((run_dir / "metrics.json").read_text())["steps"] == 3000
 
 
-def test_mirrored_runs_on_this_machines_devices(tmp_path):
-    done = run_cli("train", "--distribute", "mirrored", "--units", "4", "--steps", "50", "--quiet",
-                   "--run-dir", str(tmp_path / "run"))  # fmt: skip
-    assert done.returncode == 0, done.stderr
+def test_mirrored_runs_on_this_machines_devices(tmp_path, cli):
+    status, _, stderr = cli("train", "--distribute", "mirrored", "--units", "4", "--steps", "50", "--quiet",
+                            "--run-dir", str(tmp_path / "run"))  # fmt: skip
+    assert status == 0, stderr
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["distribute"] == "mirrored" and metrics["replicas"] >= 1 and metrics["steps"] == 50
 
