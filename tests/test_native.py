@@ -88,6 +88,29 @@ def _module(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
                           cwd=ROOT, env=dict(os.environ), timeout=timeout)  # fmt: skip
 
 
+MARK = "--- tf_sine.native "
+
+
+def _modules(*commands: tuple[str, ...]) -> list[subprocess.CompletedProcess]:
+    """`python -m tf_sine.native ARGS` for each of `commands`, one after another in one real
+    process (TensorFlow starts once): each one's status, stdout and stderr."""
+    script = (
+        "import sys\nfrom tf_sine.native.__main__ import main\n"
+        f"for args in {[list(command) for command in commands]!r}:\n"
+        "    status = main(args)\n"
+        f"    print({MARK!r} + str(status), flush=True)\n"
+        f"    print({MARK!r}, file=sys.stderr, flush=True)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT,
+                          env=dict(os.environ), timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    outs, errs = done.stdout.split(MARK)[:-1], done.stderr.split(MARK + "\n")[:-1]
+    statuses = [int(part.split("\n", 1)[0]) for part in done.stdout.split(MARK)[1:]]
+    outs = [out.split("\n", 1)[1] if index else out for index, out in enumerate(outs)]
+    return [subprocess.CompletedProcess(command, status, out, err)
+            for command, status, out, err in zip(commands, statuses, outs, errs, strict=True)]  # fmt: skip
+
+
 def _record(cache) -> BuildRecord:
     (path,) = cache.glob("rnn_ops-*.json")
     return BuildRecord.from_json(path.read_text())
@@ -119,7 +142,7 @@ def test_the_first_training_run_builds_a_self_tested_library_outside_the_clock(t
     built = library.stat().st_mtime_ns
     again = _train(tmp_path / "run2")
     assert again.returncode == 0 and "compiling" not in again.stderr and library.stat().st_mtime_ns == built
-    info = _module("--info")
+    info, check = _modules(("--info",), ("--check",))
     assert info.returncode == 0, info.stderr
     rows = _rows(info.stdout)
     assert (
@@ -127,7 +150,6 @@ def test_the_first_training_run_builds_a_self_tested_library_outside_the_clock(t
         and rows["families loaded"] == "lstm, gru, simple_rnn"
     )
     assert rows["library"] == str(library) and "-march=" in rows["flags"] and not info.stderr
-    check = _module("--check")
     assert check.returncode == 0 and "passes its self-test" in check.stdout
     assert not list((tmp_path / "cache").glob("*.tmp*"))  # (--force: the failed-build test)
 
@@ -177,12 +199,10 @@ def test_a_failed_build_is_remembered_and_training_falls_back(tmp_path, monkeypa
     assert metrics["kernel"] == "fused_lstm" and np.isfinite(metrics["rmse"])
     assert record_file.stat().st_mtime_ns == written
 
-    check = _module("--check")
+    check, info, forced = _modules(("--check",), ("--info",), ("--force",))  # --force tries again
     assert check.returncode == 1 and reason in check.stderr and "compiling" not in check.stderr
-    info = _module("--info")
     rows = _rows(info.stdout)
     assert info.returncode == 1 and rows["status"].startswith("failed") and rows["families loaded"] == "none"
-    forced = _module("--force")  # tries again
     assert forced.returncode == 1 and reason in forced.stderr
     assert record_file.stat().st_mtime_ns != written
 
