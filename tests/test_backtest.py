@@ -75,3 +75,12 @@ def test_what_cannot_be_backtested_is_one_line(small_run, cli):
     )
     status, _, stderr = cli("backtest", "--model", run_dir, "--folds", "0", "--horizon", "3")
     assert status == 2 and "argument --folds: expected a positive integer, got 0" in stderr
+
+
+def test_a_folds_history_of_another_series_is_never_replaced(small_run, tmp_path):
+    work = tmp_path / "folds"
+    work.mkdir()
+    (work / "fold-1.csv").write_text("the user's own file\n")
+    with pytest.raises(ValueError, match=r"^work: expected '.*fold-1\.csv' to hold fold 1's history"):
+        backtest(small_run, folds=1, horizon=3, refit=True, work=work)
+    assert (work / "fold-1.csv").read_text() == "the user's own file\n"

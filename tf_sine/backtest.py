@@ -25,7 +25,8 @@ import pandas as pd
 
 from tf_sine.config import ConfigError, check_positive_int
 from tf_sine.dataset import Dataset
-from tf_sine.evaluation import baseline_forecasts, mase_scale, rollout, scale_free_metrics
+from tf_sine.errors import RunError
+from tf_sine.evaluation import baseline_forecasts, mase_scale, rmse, rollout, scale_free_metrics
 from tf_sine.files import atomic_write
 from tf_sine.series import Series
 
@@ -97,6 +98,7 @@ def backtest(
     Raises:
         ConfigError: `folds` or `horizon` is not a positive integer, their product passes the
             test part's length, or `refit` is asked without `work` or on the source's sine.
+        RunError: `work` holds a fold's history file with other contents (another series).
     """
     check_positive_int("folds", folds)
     check_positive_int("horizon", horizon)
@@ -143,10 +145,9 @@ def _fold(run: Any, model_run: Any, data: Dataset, origin: int, horizon: int) ->
 
 
 def _scores(truth: np.ndarray, forecast: np.ndarray, scale: float | None) -> dict[str, Any]:
-    error = forecast - truth
-    scores = {"rmse": float(np.sqrt(np.mean(error**2))), "mae": float(np.mean(np.abs(error)))}
     free = scale_free_metrics(truth, forecast, scale)
-    return {**scores, "mase": free["mase"], "smape": free["smape"]}
+    mae = float(np.mean(np.abs(forecast - truth)))
+    return {"rmse": rmse(forecast, truth), "mae": mae, "mase": free["mase"], "smape": free["smape"]}
 
 
 def _time(data: Dataset, position: int) -> Any:
@@ -167,8 +168,13 @@ def _refitted(
     history = work / f"fold-{fold + 1}.csv"
     dates = data.dates[: origin + 1] if data.dates is not None else None
     text = Series(data.levels[: origin + 1], dates, data.name, None, str(history)).csv_text()
-    if not history.is_file() or history.read_text(encoding="utf-8") != text:
+    if not history.exists():
         atomic_write(history, lambda temporary: temporary.write_text(text, encoding="utf-8"))
+    elif not history.is_file() or history.read_text(encoding="utf-8") != text:  # never replaced
+        raise RunError(
+            "work", f"expected {str(history)!r} to hold fold {fold + 1}'s history (an earlier backtest "
+            "of this series), got other contents; choose another folder or remove it",
+        )  # fmt: skip
     run_dir = work / f"fold-{fold + 1}"
     if not (run_dir / "metrics.json").is_file():
         config = run.config.replace(data=str(history.resolve()), column=data.name, fill="none")
