@@ -172,5 +172,7 @@ def test_a_pandas_object_reads_like_the_file_it_came_from(tmp_path):
         from_pandas(frame["sales"].fillna(0.0).iloc[::-1])
     with pytest.raises(ValueError, match=r"^column: expected the name of the DataFrame's value column"):
         from_pandas(frame.assign(price=1.0))
+    as_column = from_pandas(frame.reset_index(), fill="ffill")  # the dates in a datetime column
+    assert list(as_column.dates) == list(from_file.dates) and as_column.name == "sales"
     with pytest.raises(ValueError, match=r"^data: expected a pandas Series or DataFrame, got list"):
         from_pandas([1.0, 2.0])

@@ -264,7 +264,7 @@ def from_pandas(data: pd.Series | pd.DataFrame, column: str | None = None, fill:
     Args:
         data: a `pandas.Series`, or a `DataFrame` whose value column is `column` (default its
             only numeric column). A `DatetimeIndex` gives the dates (times with a time zone
-            become naive UTC); any other index is ignored.
+            become naive UTC), or a DataFrame's only datetime column; any other index is ignored.
         column: the DataFrame's value column.
         fill: what to do with missing values (NaN), one of `FILLS`.
 
@@ -275,6 +275,9 @@ def from_pandas(data: pd.Series | pd.DataFrame, column: str | None = None, fill:
     """
     check_choice("fill", fill, FILLS)
     if isinstance(data, pd.DataFrame):
+        times = [name for name in data.columns if pd.api.types.is_datetime64_any_dtype(data[name])]
+        if len(times) == 1 and not isinstance(data.index, pd.DatetimeIndex):  # a long-format table
+            data = data.set_index(times[0])
         if column is None:
             numeric = [name for name in data.columns if pd.api.types.is_numeric_dtype(data[name])]
             if len(numeric) != 1:
