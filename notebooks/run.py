@@ -16,7 +16,7 @@ import nbformat
 from nbclient import NotebookClient
 
 FOLDER = Path(__file__).resolve().parent
-NOTEBOOKS = ("01_sine_lstm.ipynb", "02_rnn_lstm_gru.ipynb")
+NOTEBOOKS = ("01_sine_lstm.ipynb", "02_rnn_lstm_gru.ipynb", "03_forecasting.ipynb")
 
 
 def execute(path: Path, output: Path | None = None, timeout: int = 1800) -> nbformat.NotebookNode:

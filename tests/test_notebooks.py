@@ -11,7 +11,8 @@ sys.path.insert(0, str(NOTEBOOKS))
 import run  # noqa: E402
 
 # Printed only at TF_SINE_FAST=1's sizes.
-FAST_SIGN = {"01_sine_lstm.ipynb": "100 steps in", "02_rnn_lstm_gru.ipynb": "T=5 "}
+FAST_SIGN = {"01_sine_lstm.ipynb": "100 steps in", "02_rnn_lstm_gru.ipynb": "T=5 ",
+             "03_forecasting.ipynb": "100 steps, horizon 8"}  # fmt: skip
 
 
 def _text(notebook) -> str:

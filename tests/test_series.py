@@ -27,6 +27,14 @@ def test_column_choice_quotes_semicolons_and_a_footer_line(tmp_path):
         read_series_file(path)
 
 
+def test_compact_eight_digit_dates_are_dates(tmp_path):
+    path = tmp_path / "weekly.csv"
+    path.write_text("date,co2\n19580329,316.1\n19580405,317.3\n19580412,317.6\n")
+    series = read_series_file(path)
+    assert list(series.dates) == [dt.datetime(1958, 3, 29), dt.datetime(1958, 4, 5), dt.datetime(1958, 4, 12)]
+    assert future_dates(series.dates, 1) == [dt.datetime(1958, 4, 19)]  # weekly, on Saturdays
+
+
 def test_a_numeric_year_column_is_time_not_a_value(tmp_path):
     path = tmp_path / "yearly.csv"
     path.write_text("Year,count\n1700,5\n1701,11\n1702,16\n")

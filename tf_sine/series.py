@@ -201,10 +201,10 @@ def _read_csv(path: Path, column: str | None, fill: str) -> Series:
     numbers = body.apply(pd.to_numeric, errors="coerce")
     finite = np.isfinite(numbers.to_numpy(dtype=np.float64))
     numeric = [name for index, name in enumerate(header) if finite[:, index].all()]
-    time_name, dates = _time_column(header, body, numeric)
+    mostly_numeric = [name for index, name in enumerate(header) if 2 * finite[:, index].sum() > len(body)]
+    time_name, dates = _time_column(header, body, numeric, mostly_numeric)
     # A value column with a stray word or an empty cell is still the value column: it is
     # chosen when most of its cells are numbers, and the bad cell is then reported.
-    mostly_numeric = [name for index, name in enumerate(header) if 2 * finite[:, index].sum() > len(body)]
     if column is not None:
         if column not in header:
             names = ", ".join(repr(name) for name in header)
@@ -387,9 +387,10 @@ def fill_gaps(values: np.ndarray, dates: pd.DatetimeIndex | list | None, fill: s
 
 
 def _time_column(
-    header: list[str], body: pd.DataFrame, numeric: list[str]
+    header: list[str], body: pd.DataFrame, numeric: list[str], mostly_numeric: list[str]
 ) -> tuple[str | None, pd.DatetimeIndex | list[int] | None]:
-    """The first column whose every cell is a date in one format, or a numeric time column."""
+    """The first column whose every cell is a date in one format, or a numeric time column
+    (beside another column of numbers, which may have a gap or a stray word)."""
     for index, name in enumerate(header):
         if name in numeric:
             continue
@@ -397,8 +398,14 @@ def _time_column(
         if dates is not None:
             return name, dates
     first = header[0]
-    if first in numeric and first.lower() in TIME_NAMES and len(numeric) > 1:
-        cells = [float(cell) for cell in body.iloc[:, 0]]
+    if first in numeric and first.lower() in TIME_NAMES and len(mostly_numeric) > 1:
+        text = body.iloc[:, 0].tolist()
+        if all(len(cell) == 8 and cell.isdigit() for cell in text):  # compact dates, 19580329
+            try:
+                return first, pd.DatetimeIndex(pd.to_datetime(text, format="%Y%m%d"))
+            except ValueError:
+                pass  # eight-digit numbers that are not dates: a numeric time axis
+        cells = [float(cell) for cell in text]
         if all(value.is_integer() for value in cells):
             return first, [int(value) for value in cells]
     return None, None
