@@ -97,8 +97,9 @@ def test_window_shape_and_layout_of_are_inverse():
     for layout in ("legacy", "sequence"):
         for timesteps in (2, 10, 37):
             assert layout_of((None, *window_shape(timesteps, layout))) == (timesteps, layout)
-    with pytest.raises(ValueError, match=r"model: expected an input shape .* got \(None, 3, 4\)"):
-        layout_of((None, 3, 4))
+    assert layout_of((None, *window_shape(12, "sequence", features=3))) == (12, "sequence")
+    with pytest.raises(ValueError, match=r"model: expected an input shape .* got \(None, 3\)"):
+        layout_of((None, 3))
 
 
 @pytest.mark.parametrize(

@@ -28,7 +28,7 @@ from tf_sine.dataset import Dataset
 from tf_sine.errors import RunError
 from tf_sine.evaluation import baseline_forecasts, mase_scale, rmse, rollout, scale_free_metrics
 from tf_sine.files import atomic_write
-from tf_sine.series import Series
+from tf_sine.series import Series, time_text
 
 BACKTEST_CSV = "backtest.csv"
 BACKTEST_PLOT = "backtest.png"
@@ -151,8 +151,6 @@ def _scores(truth: np.ndarray, forecast: np.ndarray, scale: float | None) -> dic
 
 
 def _time(data: Dataset, position: int) -> Any:
-    from tf_sine.trained import time_text
-
     return time_text(data.dates[position]) if data.dates is not None else position
 
 
@@ -167,7 +165,13 @@ def _refitted(
     work.mkdir(parents=True, exist_ok=True)
     history = work / f"fold-{fold + 1}.csv"
     dates = data.dates[: origin + 1] if data.dates is not None else None
-    text = Series(data.levels[: origin + 1], dates, data.name, None, str(history)).csv_text()
+    covariates = run.config.covariates  # the first of the extra inputs, in their own units
+    series = Series(data.levels[: origin + 1], dates, data.name, None, str(history))
+    if covariates:
+        future = None if dates is None else []
+        series = dataclasses.replace(series, covariates=data.extras[: origin + 1, : len(covariates)],
+                                     covariate_names=covariates, future_dates=future)  # fmt: skip
+    text = series.csv_text()
     if not history.exists():
         atomic_write(history, lambda temporary: temporary.write_text(text, encoding="utf-8"))
     elif not history.is_file() or history.read_text(encoding="utf-8") != text:  # never replaced

@@ -84,6 +84,16 @@ FILLS: dict[str, str] = {
     "ffill": "the last value before each gap (the first value for a gap at the start)",
 }
 
+# Calendar features (`calendar`): each adds the sine and cosine of where a date lies in its cycle.
+CALENDARS: dict[str, str] = {
+    "auto": "the cycles the dates' frequency shows: hour and weekday below a day, weekday and yearday "
+    "for days, yearday for weeks, month for months and quarters",
+    "hour": "the hour of the day",
+    "weekday": "the day of the week",
+    "yearday": "the day of the year",
+    "month": "the month of the year",
+}
+
 CLIP_OPTIONS = ("clipnorm", "clipvalue", "global_clipnorm")
 
 
@@ -93,6 +103,17 @@ def check_choice(argument: str, value: Any, allowed: dict[str, str] | tuple[str,
         names = ", ".join(repr(name) for name in allowed)
         raise ConfigError(argument, f"expected one of {names}, got {value!r}")
     return value
+
+
+def check_names(argument: str, value: Any) -> tuple[str, ...]:
+    """`value` (a sequence of distinct non-empty strings, or one comma-separated string) as a tuple."""
+    names = tuple(value.split(",")) if isinstance(value, str) else value
+    if not isinstance(names, (tuple, list)) or not all(isinstance(name, str) and name for name in names):
+        raise ConfigTypeError(argument, f"expected names such as 'price,holiday', got {value!r}")
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise ConfigError(argument, f"expected each name once, got {repeated[0]!r} more than once")
+    return tuple(names)
 
 
 def check_positive_int(argument: str, value: Any) -> int:
@@ -287,6 +308,8 @@ class Config:
     data: str | None = None  # a CSV or .npy series file instead of the sine
     column: str | None = None  # the CSV value column; default the only numeric one
     fill: str = "none"  # one of FILLS: empty cells in the value column
+    covariates: tuple[str, ...] = ()  # CSV columns fed beside the values (known in the future too)
+    calendar: tuple[str, ...] = ()  # CALENDARS features of the dates fed beside the values
     split: tuple[float, float, float] = DEFAULT_SPLIT  # chronological train/validation/test
     scale: str = "auto"  # one of SCALES, fitted on the training part
     difference: bool | None = None  # model the change between values; None: when trending (a file)
@@ -330,6 +353,7 @@ class Config:
                 "applies to a `data` file only (the sine keeps the source's ranges), got "
                 + ",".join(f"{part:g}" for part in self.split),
             )
+        self._check_extra_inputs()
         # JSON gives a list back; the frozen config keeps a tuple so that configs compare equal.
         object.__setattr__(self, "split", check_split("split", self.split))
         check_choice("scale", self.scale, SCALES)
@@ -346,6 +370,36 @@ class Config:
                 raise ConfigError(
                     "patience", "needs a validation part: a `data` file and a validation fraction in `split`"
                 )
+
+    def _check_extra_inputs(self) -> None:
+        """Checks `covariates` and `calendar`, and sets `features` to the values per time step
+        they make: the value, each covariate, and a sine and cosine per calendar cycle."""
+        object.__setattr__(self, "covariates", check_names("covariates", self.covariates))
+        object.__setattr__(self, "calendar", check_names("calendar", self.calendar))
+        for name in self.calendar:
+            check_choice("calendar", name, CALENDARS)
+        if "auto" in self.calendar and len(self.calendar) > 1:
+            raise ConfigError(
+                "calendar", f"expected 'auto' alone or named cycles, got {','.join(self.calendar)}"
+            )
+        if not (self.covariates or self.calendar):
+            return
+        name = "covariates" if self.covariates else "calendar"
+        # Without `data` a pandas table may still come (`run_experiment(series=)`): checked on loading.
+        if self.layout != "sequence":
+            raise ConfigError(
+                "layout", f"expected 'sequence' with `{name}` (one time step per value, with its features), "
+                f"got {self.layout!r}",
+            )  # fmt: skip
+        if self.calendar == ("auto",):
+            return  # resolved from the dates (`tf_sine.covariates.resolve_calendar`)
+        features = 1 + len(self.covariates) + 2 * len(self.calendar)
+        if self.features not in (1, features):
+            raise ConfigError(
+                "features", f"expected {features} (the value, {len(self.covariates)} covariates and "
+                f"{len(self.calendar)} calendar cycles), got {self.features}",
+            )  # fmt: skip
+        object.__setattr__(self, "features", features)
 
     def model_options(self) -> dict[str, Any]:
         """The keyword arguments of `tf_sine.build_model` for this configuration."""

@@ -151,19 +151,18 @@ def window_shape(timesteps: int, layout: str, features: int = 1) -> tuple[int, i
 
 
 def layout_of(shape: tuple[Any, ...]) -> tuple[int, str]:
-    """Infers `(timesteps, layout)` from a model input shape `(batch, a, b)`.
+    """Infers `(timesteps, layout)` from a model input shape `(batch, a, b)`: `(batch, 1, T)`
+    is the legacy layout, `(batch, T, features)` the sequence layout.
 
     Raises:
-        ValueError: the shape is not `(batch, 1, T)` or `(batch, T, 1)`.
+        ValueError: the shape is not `(batch, 1, T)` or `(batch, T, features)`.
     """
     if len(shape) != 3 or None in shape[1:]:
-        raise ModelError("model", f"expected an input shape (batch, 1, T) or (batch, T, 1), got {shape}")
+        raise ModelError(
+            "model", f"expected an input shape (batch, 1, T) or (batch, T, features), got {shape}"
+        )
     _, first, second = shape
-    if first == 1:
-        return int(second), "legacy"
-    if second == 1:
-        return int(first), "sequence"
-    raise ModelError("model", f"expected an input shape (batch, 1, T) or (batch, T, 1), got {shape}")
+    return (int(second), "legacy") if first == 1 else (int(first), "sequence")
 
 
 def sine_series(

@@ -23,6 +23,7 @@ side, with exactly the windows of the source's `generate_data` (the last one dro
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 import os
@@ -59,6 +60,12 @@ class Dataset:
         filled: bool `(N,)`, True where an empty cell was filled (`tf_sine.series.fill_gaps`);
             None when none was. Filled values feed windows and training but are never a
             validation or test target: they are not truth.
+        extras: the inputs fed beside the values (`tf_sine.covariates`), float64 `(M, E)`,
+            `M >= N`: the covariates, then the calendar features; rows past `N` are known
+            ahead. None without them.
+        extra_names: the names of `extras`' columns, `(E,)`.
+        future_dates: the times of rows `N..M-1`, or None.
+        calendar: the calendar cycles among the extras (`tf_sine.config.CALENDARS`).
     """
 
     levels: np.ndarray
@@ -70,6 +77,10 @@ class Dataset:
     name: str = "sin"  # the source labelled its curve 'real_sin'
     difference: bool = False  # whether targets leave room for one differenced window
     filled: np.ndarray | None = None
+    extras: np.ndarray | None = None
+    extra_names: tuple[str, ...] = ()
+    future_dates: list | None = None
+    calendar: tuple[str, ...] = ()
 
     def windows(
         self, transform: Transform, targets: np.ndarray, timesteps: int, layout: str, horizon: int = 1
@@ -82,26 +93,79 @@ class Dataset:
                 target are left out, so no label crosses into the next part.
 
         Returns:
-            `(x, y)`: float32 arrays of shapes `(n, 1, T)` or `(n, T, 1)` (by `layout`) and
-            `(n, horizon)`.
+            `(x, y)`: float32 arrays of shapes `(n, 1, T)` or `(n, T, 1 + E)` (by `layout`;
+            `E` extra inputs) and `(n, horizon)`.
         """
         targets = np.asarray(targets, dtype=np.int64)
         if horizon > 1 and len(targets):
             targets = targets[targets + horizon - 1 <= targets[-1]]
         encoded = transform.encode(self.levels)
         labels = encoded[targets[:, None] + np.arange(horizon)].astype(np.float32)
-        return _cut(encoded, targets, timesteps, layout), labels
+        return self.with_extras(transform, _cut(encoded, targets, timesteps), targets, layout), labels
 
     def inputs(self, transform: Transform, targets: np.ndarray, timesteps: int, layout: str) -> np.ndarray:
         """The window before each of `targets` (a target may be `len(levels)`, the value after
-        the end), in the transform's space: float32, `(n, 1, T)` or `(n, T, 1)`."""
+        the end), in the transform's space: float32, `(n, 1, T)` or `(n, T, 1 + E)`."""
         targets = np.asarray(targets, dtype=np.int64)
-        return _cut(transform.encode(self.levels), targets, timesteps, layout)
+        return self.with_extras(transform, self.value_windows(transform, targets, timesteps), targets, layout)
+
+    def with_extras(
+        self, transform: Transform, values: np.ndarray, targets: np.ndarray, layout: str
+    ) -> np.ndarray:
+        """Model inputs from windows of values `(n, T)` (model space) predicting `targets`:
+        `(n, 1, T)` or `(n, T, 1 + E)`, each step beside the extras of the time after it.
+
+        Raises:
+            DataError: a target lies past the known future rows of a covariate.
+        """
+        x = to_layout(values.astype(np.float32)[:, None, :], layout)
+        if self.extras is None:
+            return x
+        timesteps = values.shape[1]
+        targets = np.asarray(targets, dtype=np.int64)
+        if len(targets):
+            self.check_extras(int(targets.max()))
+        extras = transform.encode_extras(self.extras)[targets[:, None] - timesteps + 1 + np.arange(timesteps)]
+        return np.concatenate([x, extras.astype(np.float32)], axis=2)
+
+    def check_extras(self, target: int) -> None:
+        """Raises `DataError` when the extra inputs stop before `target` (a covariate's future
+        rows end), naming the covariate and the first missing date."""
+        if self.extras is None or target < len(self.extras):
+            return
+        from tf_sine.series import time_text
+
+        last = len(self.extras) - 1
+        raise DataError(
+            "horizon",
+            f"expected a value of covariate {self.extra_names[0]!r} at {time_text(self.time_at(last + 1))} "
+            f"for this horizon, got none (the table's rows end at {time_text(self.time_at(last))})",
+        )
+
+    def value_windows(self, transform: Transform, targets: np.ndarray, timesteps: int) -> np.ndarray:
+        """The values before each of `targets` in the transform's space, float64 `(n, T)`."""
+        return _cut(transform.encode(self.levels), np.asarray(targets, dtype=np.int64), timesteps)
+
+    def time_at(self, position: int) -> Any:
+        """The date (or position, without dates) of `position`, past the end too."""
+        return self.times(range(position, position + 1))[0]
+
+    def times(self, positions: range) -> list:
+        """The dates of `positions` (the future rows' dates past the end, then the dates
+        continued: `tf_sine.series.future_dates`), or the positions without dates."""
+        if self.dates is None:
+            return list(positions)
+        times = [*self.dates, *(self.future_dates or [])]
+        if positions.stop > len(times):
+            from tf_sine.series import future_dates
+
+            times += future_dates(times, positions.stop - len(times))
+        return [times[p] for p in positions]
 
 
-def _cut(encoded: np.ndarray, targets: np.ndarray, timesteps: int, layout: str) -> np.ndarray:
-    x = np.lib.stride_tricks.sliding_window_view(encoded, timesteps)[targets - timesteps]
-    return to_layout(x.astype(np.float32).reshape(len(targets), 1, timesteps), layout)
+def _cut(encoded: np.ndarray, targets: np.ndarray, timesteps: int) -> np.ndarray:
+    """The `timesteps` values before each of `targets`: `(n, T)`."""
+    return np.lib.stride_tricks.sliding_window_view(encoded, timesteps)[targets - timesteps]
 
 
 def first_target(timesteps: int, difference: bool) -> int:
@@ -212,6 +276,9 @@ class Transform:
     scale: str = "none"
     offset: float = 0.0
     factor: float = 1.0
+    # The extra inputs' scaling (`Dataset.extras`), column by column; never differenced.
+    extra_offsets: tuple[float, ...] = ()
+    extra_factors: tuple[float, ...] = ()
 
     @classmethod
     def fit(cls, data: Dataset, scale: str = "none", difference: bool = False) -> Transform:
@@ -234,7 +301,8 @@ class Transform:
             )
         if not factor > 0:  # a constant training part: shift only
             factor = 1.0
-        return cls(difference, scale, offset, factor)
+        offsets, factors = _extra_scaling(data, scale)
+        return cls(difference, scale, offset, factor, offsets, factors)
 
     @classmethod
     def for_config(cls, data: Dataset, config: Config) -> Transform:
@@ -250,6 +318,12 @@ class Transform:
         if self.scale == "none":
             return values  # unchanged, so the sine's windows stay bit-identical
         return (values - self.offset) / self.factor
+
+    def encode_extras(self, extras: np.ndarray) -> np.ndarray:
+        """The extra inputs `(M, E)` as the model sees them: scaled column by column."""
+        if self.scale == "none":
+            return extras
+        return (extras - np.asarray(self.extra_offsets)) / np.asarray(self.extra_factors)
 
     def decode(self, outputs: np.ndarray, previous: np.ndarray) -> np.ndarray:
         """Model outputs back to the series' units.
@@ -273,11 +347,31 @@ class Transform:
         )
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """A JSON-ready dict; the extra inputs' scaling only where there are extra inputs."""
+        values = asdict(self)
+        if not self.extra_offsets:
+            del values["extra_offsets"], values["extra_factors"]
+        return values
 
     @classmethod
     def from_dict(cls, values: dict) -> Transform:
-        return cls(**values)
+        extras = {name: tuple(values.get(name, ())) for name in ("extra_offsets", "extra_factors")}
+        return cls(**{**values, **extras})
+
+
+def _extra_scaling(data: Dataset, scale: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Each extra input's offset and factor for `scale`, from the training part's rows."""
+    if data.extras is None:
+        return (), ()
+    seen = data.extras[: data.train_end]
+    if scale == "minmax":
+        offsets, factors = seen.min(axis=0), seen.max(axis=0) - seen.min(axis=0)
+    elif scale == "standard":
+        offsets, factors = seen.mean(axis=0), seen.std(axis=0)
+    else:
+        offsets, factors = np.zeros(seen.shape[1]), np.ones(seen.shape[1])
+    factors = np.where(factors > 0, factors, 1.0)  # a constant column: shifted only
+    return tuple(map(float, offsets)), tuple(map(float, factors))
 
 
 def _differenced(values: np.ndarray, difference: bool) -> np.ndarray:
@@ -297,17 +391,33 @@ def load_dataset(config: Config, series: Any = None) -> Dataset:
     its training part; the sine is never differenced unless asked (the source did not).
     """
     if config.data is None and series is None:
+        if config.covariates or config.calendar:
+            name = "covariates" if config.covariates else "calendar"
+            raise ConfigError(
+                name, "applies to a series of your own (`data`): the sine has no other columns or dates"
+            )
         return sine_dataset(config.timesteps, bool(config.difference))
     if series is None:
         from tf_sine.series import read_series_file
 
-        series = read_series_file(config.data, config.column, config.fill)
+        series = read_series_file(config.data, config.column, config.fill, config.covariates)
+    if series.covariate_names != config.covariates:
+        raise ConfigError(
+            "covariates", f"expected the series' covariates to be {','.join(config.covariates) or 'none'}, "
+            f"got {','.join(series.covariate_names) or 'none'}",
+        )  # fmt: skip
     difference = config.difference
     if difference is None:
         train_end, _ = _boundaries(len(series.values), config.split)
         difference = has_trend(series.values[: max(train_end, 2)])
-    return split_series(series.values, config.split, config.timesteps, difference, series.dates, series.name,
+    data = split_series(series.values, config.split, config.timesteps, difference, series.dates, series.name,
                         series.filled)  # fmt: skip
+    from tf_sine.covariates import calendar_names, extra_inputs, resolve_calendar
+
+    cycles = resolve_calendar(config.calendar, series.dates)
+    extras, future = extra_inputs(series, cycles)
+    names = series.covariate_names + calendar_names(cycles)
+    return dataclasses.replace(data, extras=extras, extra_names=names, future_dates=future, calendar=cycles)
 
 
 def data_fingerprint(config: Config, data: Dataset) -> dict[str, Any]:
@@ -316,7 +426,10 @@ def data_fingerprint(config: Config, data: Dataset) -> dict[str, Any]:
     A resume compares it with the run's, so a changed file is caught even at the same size.
     """
     values = np.ascontiguousarray(data.levels, dtype=np.float64)
-    fingerprint: dict[str, Any] = {"values_sha256": hashlib.sha256(values.tobytes()).hexdigest()}
+    digest = hashlib.sha256(values.tobytes())
+    if data.extras is not None:  # a changed covariate changes the data too
+        digest.update(np.ascontiguousarray(data.extras, dtype=np.float64).tobytes())
+    fingerprint: dict[str, Any] = {"values_sha256": digest.hexdigest()}
     if config.data is not None and config.data != PANDAS_SOURCE:
         fingerprint.update(path=str(config.data), size=os.path.getsize(config.data))
     return fingerprint

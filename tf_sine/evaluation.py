@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from tf_sine.config import ConfigError
-from tf_sine.data import layout_of, to_layout
+from tf_sine.data import layout_of
 from tf_sine.dataset import Dataset, Transform, first_target
 
 PREDICT_BATCH = 4096
@@ -214,11 +214,13 @@ def rollout(
     if direct and forecast_method(model, horizon) == "direct":
         return direct_forecasts(model, data, transform, origins)[:, :horizon]
     timesteps, layout = layout_of(model.input_shape)
-    window = data.inputs(transform, origins + 1, timesteps, "legacy")[:, 0, :]  # (n, T), model space
+    if len(origins):
+        data.check_extras(int(origins.max()) + horizon)  # before any step: covariates known that far
+    window = data.value_windows(transform, origins + 1, timesteps)  # (n, T), model space
     previous = data.levels[origins]
     forecast = np.empty((len(origins), horizon))
     for h in range(horizon):
-        outputs = predict(model, to_layout(window[:, None, :], layout))[:, 0]  # the next value
+        outputs = predict(model, data.with_extras(transform, window, origins + 1 + h, layout))[:, 0]
         forecast[:, h] = previous = transform.decode(outputs, previous)
         window = np.concatenate([window[:, 1:], outputs[:, None]], axis=1)
         if on_step is not None:

@@ -6,7 +6,10 @@ The SavedModel has two signatures, both with a free batch dimension:
   `(batch, 1, 10)`), output ``prediction`` (`(batch, K)`, K = 1 but for a direct model): exactly
   what ``model.keras`` computes.
 * ``next_value``: input ``values`` (float32 `(batch, T)`, or `(batch, T + 1)` for a
-  differenced model: the last values of the series in its own units), output ``next_value``
+  differenced model: the last values of the series in its own units) and, for a model with
+  covariates or calendar features, ``features`` (float32 `(batch, T, E)`, in their own units,
+  each step's those of the time after its value; named in order by the manifest's
+  ``features``), output ``next_value``
   (`(batch,)`, in the series' units), and a direct model's ``next_values`` (`(batch, K)`): the
   run's scaling and differencing are in the graph, so a server needs nothing but TensorFlow.
 
@@ -42,6 +45,7 @@ def export_model(
     out: str | os.PathLike,
     transform: Transform | None = None,
     overwrite: bool = False,
+    feature_names: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """Writes ``out/saved_model/``, ``out/model.tflite`` and ``out/export.json``.
 
@@ -51,6 +55,7 @@ def export_model(
         transform: the run's scaling and differencing, for the ``next_value`` signature
             (default the identity).
         overwrite: replace an earlier export in `out`.
+        feature_names: the extra inputs' names, in order (``features`` in the manifest).
 
     Returns:
         The manifest written to ``export.json``: signatures with their input and output
@@ -76,10 +81,16 @@ def export_model(
         fn=lambda w: {"prediction": model(w, training=False)},
         input_signature=[tf.TensorSpec((None, *window), tf.float32, name="window")],
     )
+    extras = len(transform.extra_offsets)  # inputs beside the values at each step (covariates)
+    next_inputs: dict[str, list] = {"values": [None, width]}
+    specs = [tf.TensorSpec((None, width), tf.float32, name="values")]
+    if extras:
+        next_inputs["features"] = [None, timesteps, extras]
+        specs.append(tf.TensorSpec((None, timesteps, extras), tf.float32, name="features"))
     archive.add_endpoint(
         name="next_value",
-        fn=lambda values: _next_values(model, transform, values, timesteps, layout),
-        input_signature=[tf.TensorSpec((None, width), tf.float32, name="values")],
+        fn=lambda *inputs: _next_values(model, transform, *inputs, timesteps=timesteps, layout=layout),
+        input_signature=specs,
     )
     ahead = int(model.output_shape[-1])
     next_outputs: dict[str, list] = {"next_value": [None]}
@@ -92,10 +103,12 @@ def export_model(
                 "inputs": {"window": [None, *window]},
                 "outputs": {"prediction": [None, ahead]},
             },
-            "next_value": {"inputs": {"values": [None, width]}, "outputs": next_outputs},
+            "next_value": {"inputs": next_inputs, "outputs": next_outputs},
         },
         "transform": transform.to_dict(),
     }
+    if feature_names:
+        manifest["features"] = list(feature_names)
 
     def build(staging: OwnedFolder) -> None:
         archive.write_out(str(staging.path / SAVED_MODEL_DIR), verbose=False)
@@ -109,17 +122,31 @@ def export_model(
 
 
 def _next_values(
-    model: keras.Model, transform: Transform, values: tf.Tensor, timesteps: int, layout: str
+    model: keras.Model,
+    transform: Transform,
+    values: tf.Tensor,
+    features: tf.Tensor | None = None,
+    *,
+    timesteps: int,
+    layout: str,
 ) -> dict[str, tf.Tensor]:
     """The model's next value after each row of raw `values`, in the series' units:
     ``next_value`` `(batch,)`; a direct model's K values ahead too, ``next_values`` `(batch, K)`
-    (differences summed from the last value, like `Transform.decode_ahead`)."""
+    (differences summed from the last value, like `Transform.decode_ahead`). `features`: the
+    extra inputs `(batch, T, E)` in their own units, step `j` those of the time after value `j`
+    (`tf_sine.covariates`)."""
     levels = tf.cast(values, tf.float64)
     encoded = levels[:, 1:] - levels[:, :-1] if transform.difference else levels
     if transform.scale != "none":
         encoded = (encoded - transform.offset) / transform.factor
     shape = (-1, 1, timesteps) if layout == "legacy" else (-1, timesteps, 1)
-    output = tf.cast(model(tf.reshape(tf.cast(encoded, tf.float32), shape), training=False), tf.float64)
+    window = tf.reshape(tf.cast(encoded, tf.float32), shape)
+    if features is not None:
+        extras = tf.cast(features, tf.float64)
+        if transform.scale != "none":
+            extras = (extras - transform.extra_offsets) / transform.extra_factors
+        window = tf.concat([window, tf.cast(extras, tf.float32)], axis=2)
+    output = tf.cast(model(window, training=False), tf.float64)
     if transform.scale != "none":
         output = output * transform.factor + transform.offset
     if transform.difference:

@@ -115,9 +115,12 @@ def run_experiment(
     if series is not None:  # checked like a file; kept in the run directory as series.csv
         from tf_sine.series import Series, from_pandas
 
-        series = series if isinstance(series, Series) else from_pandas(series)
+        if not isinstance(series, Series):
+            series = from_pandas(series, config.column, config.fill, config.covariates)
         config = config.replace(data=PANDAS_SOURCE, column=None, fill=series.fill)
     data = load_dataset(config, series)  # a bad data file is refused before the run directory exists
+    if config.calendar != data.calendar:  # "auto" resolved from the dates, for the run to keep
+        config = config.replace(calendar=data.calendar, features=1)
     transform = Transform.for_config(data, config)
     strategy = make_strategy(config.distribute, peer_timeout, notify)
     chief = is_chief(strategy)  # only the chief writes the run directory

@@ -150,11 +150,12 @@ class RunDirectory:
         text = series.csv_text()
         return self.files.write(SERIES_FILE, lambda path: path.write_text(text, encoding="utf-8"))
 
-    def load_series(self, fill: str) -> Any:
-        """The series ``series.csv`` holds (`save_series`), filled as `fill` says."""
+    def load_series(self, fill: str, covariates: tuple[str, ...] = ()) -> Any:
+        """The series ``series.csv`` holds (`save_series`), filled as `fill` says, with its
+        `covariates` columns."""
         from tf_sine.series import read_series_file
 
-        return read_series_file(self.path / SERIES_FILE, fill=fill)
+        return read_series_file(self.path / SERIES_FILE, fill=fill, covariates=covariates)
 
     def save_metrics(self, metrics: dict[str, Any]) -> Path:
         return self.files.write_json(METRICS_FILE, metrics)

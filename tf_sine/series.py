@@ -20,6 +20,7 @@ line. Empty cells in the value column are refused or filled (`fill`, one of `FIL
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import numbers
 import os
@@ -57,6 +58,10 @@ class Series:
         path: the file read.
         filled: bool `(N,)`, True where an empty cell was filled (`FILLS`); None when none was.
         fill: how the gaps were (or would have been) filled, one of `FILLS`.
+        covariates: the covariate columns, float64 `(M, C)` with `M >= N`: rows past `N` are
+            the future rows (after the last value, known ahead); None without covariates.
+        covariate_names: the covariate columns' names, `(C,)`.
+        future_dates: the times of the future rows, `(M - N,)`; None without dates.
     """
 
     values: np.ndarray
@@ -66,15 +71,32 @@ class Series:
     path: str
     filled: np.ndarray | None = None
     fill: str = "none"
+    covariates: np.ndarray | None = None
+    covariate_names: tuple[str, ...] = ()
+    future_dates: list | None = None
 
     def csv_text(self) -> str:
-        """The series as CSV (a time column where there are dates), every value exact, filled
-        cells empty again: `read_series_file` reads the same series back."""
+        """The series as CSV (a time column where there are dates, then the covariates and
+        their future rows), every value exact, filled cells empty again: `read_series_file`
+        reads the same series back."""
         values = self.values if self.filled is None else np.where(self.filled, np.nan, self.values)
-        frame = pd.DataFrame({self.name: values})
+        rows = len(values) if self.covariates is None else len(self.covariates)
+        frame = pd.DataFrame({self.name: np.concatenate([values, np.full(rows - len(values), np.nan)])})
+        for index, name in enumerate(self.covariate_names):
+            frame[name] = self.covariates[:, index]
         if self.dates is not None:
-            frame.index = pd.Index(self.dates, name=self.time_name or "time")
+            times = [*self.dates, *(self.future_dates or [])]
+            frame.index = pd.Index(times, name=self.time_name or "time")
         return frame.to_csv(index=self.dates is not None, float_format="%.17g", lineterminator="\n")
+
+    def cut(self, end: int) -> Series:
+        """The first `end` values, with the covariates of those rows only (no future rows)."""
+        covariates = None if self.covariates is None else self.covariates[:end]
+        return dataclasses.replace(
+            self, values=self.values[:end], dates=None if self.dates is None else self.dates[:end],
+            filled=None if self.filled is None else self.filled[:end], covariates=covariates,
+            future_dates=None if self.dates is None or covariates is None else [],
+        )  # fmt: skip
 
 
 def read_values(path: str | os.PathLike, argument: str = "input") -> np.ndarray:
@@ -141,7 +163,9 @@ def values_text(values: np.ndarray) -> str:
     return "".join(",".join(f"{value:.9g}" for value in row) + "\n" for row in rows)
 
 
-def read_series_file(path: str | os.PathLike, column: str | None = None, fill: str = "none") -> Series:
+def read_series_file(
+    path: str | os.PathLike, column: str | None = None, fill: str = "none", covariates: tuple[str, ...] = ()
+) -> Series:
     """Reads a series from a ``.npy`` file or a CSV file with a header row.
 
     Args:
@@ -151,6 +175,8 @@ def read_series_file(path: str | os.PathLike, column: str | None = None, fill: s
             not the time column.
         fill: what to do with empty cells in the value column, one of `FILLS`; filled values
             are marked in `Series.filled`.
+        covariates: CSV columns read beside the values (`Series.covariates`). Rows after the
+            last value, with the value cell empty, are their future rows.
 
     Returns:
         A `Series` in file order (dates must increase).
@@ -164,10 +190,11 @@ def read_series_file(path: str | os.PathLike, column: str | None = None, fill: s
     if not path.is_file():
         raise DataError("data", f"expected an existing .csv or .npy file, got {str(path)!r}")
     if path.suffix == ".npy":
-        if column is not None:
-            raise DataError("column", f"applies to CSV files only, got {column!r} for {str(path)!r}")
+        for name, value in (("column", column), ("covariates", ",".join(covariates) or None)):
+            if value is not None:
+                raise DataError(name, f"applies to CSV files only, got {value!r} for {str(path)!r}")
         return _read_npy(path)
-    return _read_csv(path, column, fill)
+    return _read_csv(path, column, fill, covariates)
 
 
 def _read_npy(path: Path) -> Series:
@@ -196,7 +223,7 @@ def _read_npy(path: Path) -> Series:
     return Series(values, None, "values", None, str(path))
 
 
-def _read_csv(path: Path, column: str | None, fill: str) -> Series:
+def _read_csv(path: Path, column: str | None, fill: str, covariates: tuple[str, ...]) -> Series:
     header, body, lines = _read_table(path)
     numbers = body.apply(pd.to_numeric, errors="coerce")
     finite = np.isfinite(numbers.to_numpy(dtype=np.float64))
@@ -212,8 +239,8 @@ def _read_csv(path: Path, column: str | None, fill: str) -> Series:
         value_name = column
     else:
         # An unnamed column (a saved DataFrame's index) is not a value column.
-        candidates = [name for name in mostly_numeric
-                      if name != time_name and name and not name.startswith("Unnamed")]  # fmt: skip
+        candidates = [name for name in mostly_numeric if name != time_name and name
+                      and not name.startswith("Unnamed") and name not in covariates]  # fmt: skip
         if len(candidates) != 1:
             found = ", ".join(repr(name) for name in candidates) or "none"
             raise DataError(
@@ -236,13 +263,43 @@ def _read_csv(path: Path, column: str | None, fill: str) -> Series:
         )
     if dates is not None:
         _check_increasing(dates, body.iloc[:, header.index(time_name)].tolist(), lines, time_name, path)
+    extra: dict[str, Any] = {}
+    if covariates:
+        end = _covariates_end(gaps, value_name, path.name)
+        for name in covariates:
+            if name not in header or name in (time_name, value_name):
+                what = "its time column" if name == time_name else "its value column"
+                others = [n for n in header if n not in (time_name, value_name)]
+                got = f"{name!r}, {what}" if name in header else repr(name)
+                listed = ", ".join(map(repr, others)) or "none"
+                raise DataError("covariates", f"expected columns of {path.name} among {listed}, got {got}")
+            index = header.index(name)
+            for position in np.flatnonzero(~finite[:, index]):
+                cell = body.iloc[position, index]
+                got = repr(cell) if cell else "an empty cell"
+                where = f"on line {lines[position]} of {path.name}"
+                raise DataError("covariates", f"expected a number in column {name!r}, got {got} {where}")
+        extra = {
+            "covariates": numbers.iloc[:, [header.index(name) for name in covariates]].to_numpy(np.float64),
+            "covariate_names": covariates,
+            "future_dates": None if dates is None else list(dates[end:]),
+        }
+        values, gaps, dates = values[:end], gaps[:end], None if dates is None else dates[:end]
     if gaps.any() and fill == "none":
         raise DataError(
             "data",
             f"expected a number in column {value_name!r}, got an empty cell on line "
             f"{lines[np.argmax(gaps)]} of {path.name} ({_gaps_note(gaps)})",
         )
-    return _filled_series(values, gaps, dates, value_name, time_name, str(path), fill)
+    return _filled_series(values, gaps, dates, value_name, time_name, str(path), fill, **extra)
+
+
+def _covariates_end(gaps: np.ndarray, value_name: str, where: str) -> int:
+    """One past the last value: the rows after it are the covariates' future rows."""
+    known = np.flatnonzero(~gaps)
+    if not known.size:
+        raise DataError("data", f"expected values in column {value_name!r} of {where}, got only empty cells")
+    return int(known[-1]) + 1
 
 
 def _gaps_note(gaps: np.ndarray) -> str:
@@ -251,14 +308,19 @@ def _gaps_note(gaps: np.ndarray) -> str:
 
 
 def _filled_series(values: np.ndarray, gaps: np.ndarray, dates: Any, name: str, time_name: str | None,
-                   source: str, fill: str) -> Series:  # fmt: skip
+                   source: str, fill: str, **covariates: Any) -> Series:  # fmt: skip
     if not gaps.any():
-        return Series(values, dates, name, time_name, source, None, fill)
+        return Series(values, dates, name, time_name, source, None, fill, **covariates)
     filled = fill_gaps(np.where(gaps, np.nan, values), dates, fill)
-    return Series(filled, dates, name, time_name, source, gaps, fill)
+    return Series(filled, dates, name, time_name, source, gaps, fill, **covariates)
 
 
-def from_pandas(data: pd.Series | pd.DataFrame, column: str | None = None, fill: str = "none") -> Series:
+def from_pandas(
+    data: pd.Series | pd.DataFrame,
+    column: str | None = None,
+    fill: str = "none",
+    covariates: tuple[str, ...] = (),
+) -> Series:
     """A `Series` from a pandas object, checked like a file.
 
     Args:
@@ -267,6 +329,8 @@ def from_pandas(data: pd.Series | pd.DataFrame, column: str | None = None, fill:
             become naive UTC), or a DataFrame's only datetime column; any other index is ignored.
         column: the DataFrame's value column.
         fill: what to do with missing values (NaN), one of `FILLS`.
+        covariates: DataFrame columns read beside the values; rows after the last value (NaN
+            in the value column) are their future rows.
 
     Raises:
         DataError: not a pandas object, no such column, no single numeric column, values that
@@ -279,7 +343,8 @@ def from_pandas(data: pd.Series | pd.DataFrame, column: str | None = None, fill:
         if len(times) == 1 and not isinstance(data.index, pd.DatetimeIndex):  # a long-format table
             data = data.set_index(times[0])
         if column is None:
-            numeric = [name for name in data.columns if pd.api.types.is_numeric_dtype(data[name])]
+            numeric = [name for name in data.columns
+                       if pd.api.types.is_numeric_dtype(data[name]) and name not in covariates]  # fmt: skip
             if len(numeric) != 1:
                 found = ", ".join(repr(name) for name in numeric) or "none"
                 raise DataError(
@@ -289,9 +354,16 @@ def from_pandas(data: pd.Series | pd.DataFrame, column: str | None = None, fill:
         if column not in data.columns:
             names = ", ".join(repr(name) for name in data.columns)
             raise DataError("column", f"expected one of {names} (the DataFrame's columns), got {column!r}")
+        extra = _frame_covariates(data, column, covariates)
         data = data[column]
     elif not isinstance(data, pd.Series):
         raise DataError("data", f"expected a pandas Series or DataFrame, got {type(data).__name__}")
+    elif covariates:
+        raise DataError(
+            "covariates", f"expected a DataFrame with the columns {', '.join(covariates)}, got a Series"
+        )
+    else:
+        extra = None
     if not pd.api.types.is_numeric_dtype(data) or pd.api.types.is_bool_dtype(data):
         raise DataError("data", f"expected numbers in {data.name!r}, got values of type {data.dtype}")
     values = data.to_numpy(dtype=np.float64, na_value=np.nan)
@@ -311,12 +383,45 @@ def from_pandas(data: pd.Series | pd.DataFrame, column: str | None = None, fill:
             raise DataError("data", f"expected increasing dates in the index, got {at} after {after}")
         dates = pd.DatetimeIndex(dates, freq=None)
     gaps = np.isnan(values)
+    name = "values" if data.name is None else str(data.name)
+    covariates_of: dict[str, Any] = {}
+    if extra is not None:
+        end = _covariates_end(gaps, name, "the DataFrame")
+        covariates_of = {
+            "covariates": extra,
+            "covariate_names": tuple(covariates),
+            "future_dates": None if dates is None else list(dates[end:]),
+        }
+        values, gaps, dates = values[:end], gaps[:end], None if dates is None else dates[:end]
     if gaps.any() and fill == "none":
         raise DataError(
             "data", f"expected a number at {data.index[np.argmax(gaps)]}, got NaN ({_gaps_note(gaps)})"
         )
-    name = "values" if data.name is None else str(data.name)
-    return _filled_series(values, gaps, dates, name, data.index.name, "pandas", fill)
+    return _filled_series(values, gaps, dates, name, data.index.name, "pandas", fill, **covariates_of)
+
+
+def _frame_covariates(frame: pd.DataFrame, column: str, covariates: tuple[str, ...]) -> np.ndarray | None:
+    """The `covariates` columns of `frame`, float64 `(M, C)`, checked; None without covariates."""
+    if not covariates:
+        return None
+    for name in covariates:
+        if name not in frame.columns or name == column:
+            others = ", ".join(repr(other) for other in frame.columns if other != column) or "none"
+            got = f"{name!r}, the value column" if name == column else repr(name)
+            raise DataError("covariates", f"expected columns of the DataFrame among {others}, got {got}")
+        cells = frame[name]
+        if not pd.api.types.is_numeric_dtype(cells) or pd.api.types.is_bool_dtype(cells):
+            raise DataError(
+                "covariates", f"expected numbers in column {name!r}, got values of type {cells.dtype}"
+            )
+        values = cells.to_numpy(dtype=np.float64, na_value=np.nan)
+        bad = np.flatnonzero(~np.isfinite(values))
+        if bad.size:
+            raise DataError(
+                "covariates",
+                f"expected a number in column {name!r} at {frame.index[bad[0]]}, got {values[bad[0]]}",
+            )
+    return frame[list(covariates)].to_numpy(dtype=np.float64)
 
 
 def _read_table(path: Path) -> tuple[list[str], pd.DataFrame, np.ndarray]:
@@ -458,6 +563,14 @@ def future_dates(dates: pd.DatetimeIndex | list, count: int) -> list:
         return [int(dates[-1]) + step * (k + 1) for k in range(count)]
     index = pd.DatetimeIndex(dates)
     return list(pd.date_range(index[-1], periods=count + 1, freq=frequency(index))[1:])
+
+
+def time_text(time: Any) -> str:
+    """A date without a midnight time, a datetime, or a position, as text."""
+    if hasattr(time, "isoformat"):
+        text = time.isoformat(sep=" ")
+        return text[:10] if text.endswith("00:00:00") else text
+    return str(time)
 
 
 def frequency(index: pd.DatetimeIndex) -> pd.DateOffset | pd.Timedelta:

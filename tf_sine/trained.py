@@ -40,7 +40,7 @@ from tf_sine.runs import (
     SCALING_FILE,
     RunDirectory,
 )
-from tf_sine.series import Series
+from tf_sine.series import Series, time_text
 
 FORECAST_CSV = "forecast.csv"
 EVALUATION_FILE = "evaluation.json"
@@ -105,7 +105,7 @@ class Run:
         if isinstance(data, (pd.Series, pd.DataFrame)):
             from tf_sine.series import from_pandas
 
-            series = from_pandas(data, column, fill or "none")
+            series = from_pandas(data, column, fill or "none", self.config.covariates)
             changes.update(data=PANDAS_SOURCE, column=None, fill=None)
         elif data is not None:
             changes["data"], series = str(Path(data).resolve()), None
@@ -174,6 +174,12 @@ class Run:
         """
         from tf_sine.evaluation import direct_forecasts, outputs_of, predict_levels
 
+        if self.transform.extra_offsets:
+            reads = ", ".join(self.dataset.extra_names)
+            raise DataError(
+                "values", f"expected a model of the values alone, got one that also reads {reads} at each "
+                "step; use forecast, or the export's next_value signature",
+            )  # fmt: skip
         series = as_series(values, "values").astype(np.float64)
         first = first_target(self.config.timesteps, self.transform.difference)
         if len(series) < first:
@@ -216,6 +222,7 @@ class Run:
                 "horizon", f"expected at most {len(data.levels)} steps (the series' length), got {horizon}"
             )
         position = self._origin(origin)
+        data.check_extras(position + horizon)  # the covariates must reach that far
         widths = None
         if interval is not None:  # refused before the rollout when it cannot be calibrated
             widths = conformal_widths(self.model, data, self.transform, horizon, interval)
@@ -244,7 +251,8 @@ class Run:
         """`tf_sine.export.export_model` with the run's transform (``next_value`` in its units)."""
         from tf_sine.export import export_model
 
-        return export_model(self.model, out, self.transform, overwrite=overwrite)
+        names = self.dataset.extra_names if self.transform.extra_offsets else ()
+        return export_model(self.model, out, self.transform, overwrite=overwrite, feature_names=names)
 
     def _origin(self, origin: int | str) -> int:
         data = self.dataset
@@ -265,14 +273,7 @@ class Run:
 
     def _times(self, positions: range) -> list:
         """The dates (or positions) of `positions`, continuing the dates past the end."""
-        dates = self.dataset.dates
-        if dates is None:
-            return list(positions)
-        if positions.stop > len(dates):
-            from tf_sine.series import future_dates
-
-            dates = [*dates, *future_dates(dates, positions.stop - len(dates))]
-        return [dates[p] for p in positions]
+        return self.dataset.times(positions)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -404,14 +405,6 @@ def _truth(data: Dataset, start: int, horizon: int) -> np.ndarray:
     return truth
 
 
-def time_text(time: Any) -> str:
-    """A date without a midnight time, a datetime, or a position, as text."""
-    if hasattr(time, "isoformat"):
-        text = time.isoformat(sep=" ")
-        return text[:10] if text.endswith("00:00:00") else text
-    return str(time)
-
-
 def open_run(path: str | os.PathLike) -> Run:
     """Opens a trained model with its configuration and transform.
 
@@ -440,7 +433,9 @@ def open_run(path: str | os.PathLike) -> Run:
                 f"{SCALING_FILE}: {first_line(error)}",
             ) from None  # fmt: skip
         # A series given in memory was kept beside the model (`run_experiment(series=...)`).
-        series = directory.load_series(config.fill) if config.data == PANDAS_SOURCE else None
+        series = (
+            directory.load_series(config.fill, config.covariates) if config.data == PANDAS_SOURCE else None
+        )
     # The windows follow the transform the model was trained with, whatever series comes next.
     config = config.replace(difference=transform.difference)
     return Run(model, model_path, config, transform, directory, series)

@@ -109,6 +109,11 @@ def split_fractions(text: str) -> tuple[float, ...]:
         ) from None
 
 
+def names(text: str) -> tuple[str, ...]:
+    """Parses ``--covariates price,holiday`` (checked by `Config`)."""
+    return tuple(part.strip() for part in text.split(","))
+
+
 def add_data_flags(parser: argparse.ArgumentParser, suppress: bool) -> None:
     """`--data`, `--column`, `--fill`, `--split`, `--period`: shared by train, evaluate and forecast."""
     group = parser.add_argument_group("series (default: the source's sine, or the run's own series)")

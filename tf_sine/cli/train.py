@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from tf_sine.cli.common import add_data_flags, choices, note
+from tf_sine.cli.common import add_data_flags, choices, names, note
 from tf_sine.cli.tables import format_metrics
 from tf_sine.config import (
     BATCH_ORDERS,
+    CALENDARS,
     CELLS,
     DISTRIBUTIONS,
     ENGINES,
@@ -79,6 +80,12 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     add("--scale", **choices(SCALES))
     add("--difference", action=argparse.BooleanOptionalAction,
         help="model the change between values (undone on every output); helps with trends")  # fmt: skip
+    add("--covariates", type=names, metavar="COL,...",
+        help="CSV columns fed beside the values (sequence layout), known ahead: their rows after the "
+        "last value are the future a forecast reads")  # fmt: skip
+    add("--calendar", type=names, nargs="?", const=("auto",), metavar="CYCLE,...",
+        help="feed the sine and cosine of each date's place in these cycles (sequence layout); alone: "
+        + "; ".join(f"{name}: {meaning}" for name, meaning in CALENDARS.items()))  # fmt: skip
     add("--validate-every", type=int, help="steps between validation losses (default 100)")
     add("--patience", type=int, help="stop after this many validations without a better loss")
     for action in group._group_actions:
