@@ -84,3 +84,22 @@ def test_a_folds_history_of_another_series_is_never_replaced(small_run, tmp_path
     with pytest.raises(ValueError, match=r"^work: expected '.*fold-1\.csv' to hold fold 1's history"):
         backtest(small_run, folds=1, horizon=3, refit=True, work=work)
     assert (work / "fold-1.csv").read_text() == "the user's own file\n"
+
+
+def test_without_a_model_the_experiment_flags_train_at_every_origin(small_run, tmp_path):
+    data = small_run.config.data
+    out = tmp_path / "bt"
+    status, stdout, stderr = call_main("backtest", "--data", data, "--preset", "tiny", "--units", "3", "--steps", "30",
+                                       "--folds", "2", "--horizon", "3", "--out", str(out))  # fmt: skip
+    assert status == 0, stderr
+    assert "(a model trained at each origin)" in stdout
+    fold = tf_sine.open_run(out / "folds" / "fold-1")
+    assert (fold.config.units, fold.config.steps) == (3, 30)  # the flags' experiment, not a run's
+    origin = int(next(csv.DictReader((out / "backtest.csv").open()))["origin"])
+    np.testing.assert_allclose(fold.dataset.levels, small_run.dataset.levels[: origin + 1])
+    status, _, stderr = call_main("backtest", "--folds", "2", "--horizon", "3", "--out", str(out))
+    assert status == 2 and "--model: expected a trained run, or --data to train at each origin" in stderr
+    status, _, stderr = call_main("backtest", "--model", str(small_run.directory.path), "--units", "5", "--folds",
+                                  "2", "--horizon", "3")  # fmt: skip
+    assert status == 2 and "--units: applies to a backtest without --model" in stderr
+    assert stderr.count("\n") == 1

@@ -102,6 +102,7 @@ def backtest(
     """
     check_positive_int("folds", folds)
     check_positive_int("horizon", horizon)
+    run.require_one_series("a backtest")
     data = run.dataset
     test = data.test_targets
     room = len(data.levels) - int(test[0])
@@ -181,6 +182,8 @@ def _refitted(
         )  # fmt: skip
     run_dir = work / f"fold-{fold + 1}"
     if not (run_dir / "metrics.json").is_file():
-        config = run.config.replace(data=str(history.resolve()), column=data.name, fill="none")
+        # The history is one series (of a long table's, the one selected).
+        one_series = {"id_column": None, "series_id": None}
+        config = run.config.replace(data=str(history.resolve()), column=data.name, fill="none", **one_series)
         run_experiment(config, run_dir, progress=False, notify=notify)
     return open_run(run_dir)

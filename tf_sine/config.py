@@ -310,6 +310,8 @@ class Config:
     fill: str = "none"  # one of FILLS: empty cells in the value column
     covariates: tuple[str, ...] = ()  # CSV columns fed beside the values (known in the future too)
     calendar: tuple[str, ...] = ()  # CALENDARS features of the dates fed beside the values
+    id_column: str | None = None  # a long table's column naming each row's series (tf_sine.panel)
+    series_id: str | None = None  # one series of such a table; None: all of them
     split: tuple[float, float, float] = DEFAULT_SPLIT  # chronological train/validation/test
     scale: str = "auto"  # one of SCALES, fitted on the training part
     difference: bool | None = None  # model the change between values; None: when trending (a file)
@@ -339,10 +341,14 @@ class Config:
                 "MultiWorkerMirroredStrategy; the fast engine runs the distributed loop), "
                 f"got {self.engine!r}",
             )
-        for name in ("data", "column"):
+        for name in ("data", "column", "id_column", "series_id"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, str) or not value):
                 raise ConfigTypeError(name, f"expected a non-empty string or None, got {value!r}")
+        if self.series_id is not None and self.id_column is None:
+            raise ConfigError(
+                "series_id", f"applies to a table of several series (`id_column`), got {self.series_id!r}"
+            )
         if self.column is not None and self.data is None:
             raise ConfigError("column", f"applies to a `data` file only, got {self.column!r} without one")
         if check_choice("fill", self.fill, FILLS) != "none" and self.data is None:

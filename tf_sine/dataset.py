@@ -397,7 +397,14 @@ def load_dataset(config: Config, series: Any = None) -> Dataset:
                 name, "applies to a series of your own (`data`): the sine has no other columns or dates"
             )
         return sine_dataset(config.timesteps, bool(config.difference))
-    if series is None:
+    if series is None and config.id_column is not None:  # one series of a long table
+        from tf_sine.panel import pick, read_panel
+
+        series_by_id = read_panel(
+            config.data, config.id_column, config.column, config.fill, config.covariates
+        )
+        series = pick(series_by_id, config.series_id)
+    elif series is None:
         from tf_sine.series import read_series_file
 
         series = read_series_file(config.data, config.column, config.fill, config.covariates)

@@ -45,6 +45,7 @@ from tf_sine.evaluation import score
 from tf_sine.files import load_keras
 from tf_sine.models import build_model_from_config
 from tf_sine.owned import disk_full_named
+from tf_sine.panel import Panel, score_panel
 from tf_sine.runs import LOSS_PLOT, PREDICTION_PLOT, RUN_FILES, SERIES_FILE, RunDirectory
 from tf_sine.training import TrainingResult, TrainingState, train
 
@@ -112,16 +113,32 @@ def run_experiment(
     notify = notify or (lambda message: None)
     if tensorboard:
         _require_tensorboard()  # before any work is done
+    several = config.id_column is not None and config.series_id is None  # a long table: tf_sine.panel
     if series is not None:  # checked like a file; kept in the run directory as series.csv
         from tf_sine.series import Series, from_pandas
 
-        if not isinstance(series, Series):
-            series = from_pandas(series, config.column, config.fill, config.covariates)
-        config = config.replace(data=PANDAS_SOURCE, column=None, fill=series.fill)
-    data = load_dataset(config, series)  # a bad data file is refused before the run directory exists
+        if several:
+            from tf_sine.panel import LongTable, read_panel
+
+            tables = read_panel(series, config.id_column, config.column, config.fill, config.covariates)
+            series = LongTable(tables, config.id_column)
+            config = config.replace(data=PANDAS_SOURCE, column=None)
+        else:
+            if not isinstance(series, Series):
+                series = from_pandas(series, config.column, config.fill, config.covariates)
+            config = config.replace(data=PANDAS_SOURCE, column=None, fill=series.fill)
+    # A bad data file is refused before the run directory exists.
+    if several:
+        from tf_sine.panel import load_panel
+
+        data = load_panel(config, None if series is None else series.series)
+        transform = data.fit_transforms(config)
+    else:
+        data = load_dataset(config, series)
     if config.calendar != data.calendar:  # "auto" resolved from the dates, for the run to keep
         config = config.replace(calendar=data.calendar, features=1)
-    transform = Transform.for_config(data, config)
+    if not several:
+        transform = Transform.for_config(data, config)
     strategy = make_strategy(config.distribute, peer_timeout, notify)
     chief = is_chief(strategy)  # only the chief writes the run directory
     if config.distribute == "multi-worker" and run_dir is None:
@@ -187,13 +204,12 @@ def _train_into(
 ) -> ExperimentResult:
     """Trains (or resumes) `config` into `run`, scores it, and writes the plots, then the metrics."""
     fingerprint = data_fingerprint(config, data)
-    for line in range_warnings(data, transform) if chief else ():
+    for line in _range_warnings(data, transform) if chief else ():
         notify(line)
-    timesteps, layout = config.timesteps, config.layout
-    train_x, train_y = data.windows(transform, data.train_targets, timesteps, layout, config.horizon)
-    validation = None
-    if len(data.val_targets) >= config.horizon:
-        validation = data.windows(transform, data.val_targets, timesteps, layout, config.horizon)
+    train_x, train_y = _windows(data, transform, "train", config)
+    validation = _windows(data, transform, "val", config)
+    if not len(validation[0]):
+        validation = None
     # Under a strategy, the model and its optimizer are created (or loaded) in its scope.
     with strategy.scope() if strategy is not None else contextlib.nullcontext():
         model, state = _resume(run, config, fingerprint, notify, chief)
@@ -247,8 +263,10 @@ def _train_into(
         # A plain copy to evaluate: Keras's predict under the strategy would wait for every worker.
         model = load_keras(run.model_path)
 
-    period = season_of(data, config.period)
-    metrics, predictions = score(model, data, transform, period)
+    if isinstance(data, Panel):
+        metrics, predictions = score_panel(model, data, transform, config.period)
+    else:
+        metrics, predictions = score(model, data, transform, season_of(data, config.period))
     metrics.update(
         checkpoint_seconds=round(training.checkpoint_seconds, 4),
         engine=config.engine,
@@ -331,14 +349,43 @@ def _check_same_data(run: RunDirectory, fingerprint: dict[str, Any]) -> None:
     )
 
 
+def _windows(
+    data: Dataset | Panel, transform: Any, part: str, config: Config
+) -> tuple[np.ndarray, np.ndarray]:
+    """The windows of `part` (``"train"``, ``"val"``), of every series for a `Panel`; none for a
+    validation part shorter than the head's horizon."""
+    timesteps, layout, horizon = config.timesteps, config.layout, config.horizon
+    if isinstance(data, Panel):
+        return data.windows(transform, part, timesteps, layout, horizon)
+    targets = getattr(data, f"{part}_targets")
+    if len(targets) < horizon:
+        targets = targets[:0]
+    return data.windows(transform, targets, timesteps, layout, horizon)
+
+
+def _range_warnings(data: Dataset | Panel, transform: Any) -> list[str]:
+    if not isinstance(data, Panel):
+        return range_warnings(data, transform)
+    return [
+        f"series {key!r}: {line}"
+        for key, one in data.datasets.items()
+        for line in range_warnings(one, transform[key])
+    ]
+
+
 def write_plots(
-    run: RunDirectory, predictions: np.ndarray, data: Dataset, training: TrainingResult, rmse: float
+    run: RunDirectory, predictions: np.ndarray, data: Dataset | Panel, training: TrainingResult, rmse: float
 ) -> None:
-    """Writes ``prediction.png`` (the test part) and ``loss.png`` into the run directory."""
-    targets = data.test_targets
-    times = None if data.dates is None else [data.dates[t] for t in targets]
+    """Writes ``prediction.png`` (the test part; every series' one after another for a `Panel`)
+    and ``loss.png`` into the run directory."""
+    if isinstance(data, Panel):
+        truth = np.concatenate([one.levels[one.test_targets] for one in data.datasets.values()])
+        times, name = None, f"{len(data.datasets)} series, one after another"
+    else:
+        truth, name = data.levels[data.test_targets], data.name
+        times = None if data.dates is None else [data.dates[t] for t in data.test_targets]
     prediction_ax = plotting.plot_prediction(
-        predictions, data.levels[targets], title=f"test RMSE {rmse:.6g}", times=times, name=data.name
+        predictions, truth, title=f"test RMSE {rmse:.6g}", times=times, name=name
     )
     run.save_plot(PREDICTION_PLOT, prediction_ax)
     loss_ax = plotting.plot_loss(training.steps, training.losses, val_steps=training.val_steps,

@@ -28,6 +28,17 @@ def new_axes(figsize: tuple[float, float] = (8.0, 4.0)) -> Axes:
     return figure.add_subplot()
 
 
+def grid_axes(count: int, columns: int = 2) -> list[Axes]:
+    """`count` axes in rows of `columns` on one new headless figure (one panel per series)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    rows = -(-count // columns)
+    figure = Figure(figsize=(8.0 * min(count, columns), 3.5 * rows), layout="constrained")
+    FigureCanvasAgg(figure)
+    return [figure.add_subplot(rows, min(count, columns), index + 1) for index in range(count)]
+
+
 def plot_prediction(
     predicted: np.ndarray,
     real: np.ndarray,

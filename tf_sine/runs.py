@@ -134,15 +134,26 @@ class RunDirectory:
         return Config.from_dict(read_json(self.config_path))
 
     def save_transform(self, transform: Any) -> Path:
-        """Writes ``scaling.json`` (a `tf_sine.dataset.Transform`)."""
+        """Writes ``scaling.json``: a `tf_sine.dataset.Transform`, or for several series
+        ``{"series": {id: transform}}``."""
+        if isinstance(transform, dict):
+            return self.files.write_json(
+                SCALING_FILE, {"series": {k: t.to_dict() for k, t in transform.items()}}
+            )
         return self.files.write_json(SCALING_FILE, transform.to_dict())
 
     def load_transform(self) -> Any:
-        """The run's `Transform`; the identity for runs written before scaling existed."""
+        """The run's `Transform` (id -> `Transform` for several series); the identity for runs
+        written before scaling existed."""
         from tf_sine.dataset import Transform
 
         path = self.path / SCALING_FILE
-        return Transform.from_dict(read_json(path)) if path.is_file() else Transform()
+        if not path.is_file():
+            return Transform()
+        values = read_json(path)
+        if "series" in values:
+            return {key: Transform.from_dict(one) for key, one in values["series"].items()}
+        return Transform.from_dict(values)
 
     def save_series(self, series: Any) -> Path:
         """Writes ``series.csv``: a `tf_sine.series.Series` given in memory, its gaps empty
@@ -150,12 +161,16 @@ class RunDirectory:
         text = series.csv_text()
         return self.files.write(SERIES_FILE, lambda path: path.write_text(text, encoding="utf-8"))
 
-    def load_series(self, fill: str, covariates: tuple[str, ...] = ()) -> Any:
-        """The series ``series.csv`` holds (`save_series`), filled as `fill` says, with its
-        `covariates` columns."""
+    def load_series(self, config: Any) -> Any:
+        """The series ``series.csv`` holds (`save_series`), read as `config` says (filled, its
+        covariates; for several series, id -> series)."""
         from tf_sine.series import read_series_file
 
-        return read_series_file(self.path / SERIES_FILE, fill=fill, covariates=covariates)
+        if config.id_column is not None:
+            from tf_sine.panel import read_panel
+
+            return read_panel(self.path / SERIES_FILE, config.id_column, None, config.fill, config.covariates)
+        return read_series_file(self.path / SERIES_FILE, fill=config.fill, covariates=config.covariates)
 
     def save_metrics(self, metrics: dict[str, Any]) -> Path:
         return self.files.write_json(METRICS_FILE, metrics)

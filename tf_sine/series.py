@@ -224,7 +224,22 @@ def _read_npy(path: Path) -> Series:
 
 
 def _read_csv(path: Path, column: str | None, fill: str, covariates: tuple[str, ...]) -> Series:
-    header, body, lines = _read_table(path)
+    return table_series(*read_table(path), path.name, str(path), column, fill, covariates)
+
+
+def table_series(
+    header: list[str],
+    body: pd.DataFrame,
+    lines: np.ndarray,
+    name: str,
+    source: str,
+    column: str | None,
+    fill: str,
+    covariates: tuple[str, ...],
+) -> Series:
+    """The series in a table's text cells (`body`, each row's file line in `lines`), checked
+    as `read_series_file` says; messages name the file `name` and its lines."""
+    path = Path(name)
     numbers = body.apply(pd.to_numeric, errors="coerce")
     finite = np.isfinite(numbers.to_numpy(dtype=np.float64))
     numeric = [name for index, name in enumerate(header) if finite[:, index].all()]
@@ -291,7 +306,7 @@ def _read_csv(path: Path, column: str | None, fill: str, covariates: tuple[str, 
             f"expected a number in column {value_name!r}, got an empty cell on line "
             f"{lines[np.argmax(gaps)]} of {path.name} ({_gaps_note(gaps)})",
         )
-    return _filled_series(values, gaps, dates, value_name, time_name, str(path), fill, **extra)
+    return _filled_series(values, gaps, dates, value_name, time_name, source, fill, **extra)
 
 
 def _covariates_end(gaps: np.ndarray, value_name: str, where: str) -> int:
@@ -424,7 +439,7 @@ def _frame_covariates(frame: pd.DataFrame, column: str, covariates: tuple[str, .
     return frame[list(covariates)].to_numpy(dtype=np.float64)
 
 
-def _read_table(path: Path) -> tuple[list[str], pd.DataFrame, np.ndarray]:
+def read_table(path: Path) -> tuple[list[str], pd.DataFrame, np.ndarray]:
     """The header, the body (text cells, stripped) and each body row's line number."""
     try:
         text = path.read_text(encoding="utf-8-sig")

@@ -21,7 +21,7 @@ import io
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -42,6 +42,9 @@ from tf_sine.runs import (
 )
 from tf_sine.series import Series, time_text
 
+if TYPE_CHECKING:
+    from tf_sine.panel import Forecasts
+
 FORECAST_CSV = "forecast.csv"
 EVALUATION_FILE = "evaluation.json"
 FORECAST_PLOT = "forecast.png"
@@ -61,7 +64,9 @@ class Run:
             identity for a bare file.
         directory: the run directory, or None for a bare file.
         series: a series given as a pandas object (`with_series`), used instead of
-            `config.data`; None to read `config.data`.
+            `config.data`; None to read `config.data`. For several series: id -> series.
+        transforms: for a model of several series (`config.id_column`, `tf_sine.panel`),
+            id -> each series' transform; `select` gives the run of one of them.
     """
 
     model: Any
@@ -69,12 +74,56 @@ class Run:
     config: Config
     transform: Transform
     directory: RunDirectory | None
-    series: Series | None = None
+    series: Series | dict[str, Series] | None = None
+    transforms: dict[str, Transform] | None = None
 
     @functools.cached_property
     def dataset(self) -> Dataset:
         """The series the run is scored and forecast on, split as `config` says."""
+        self.require_one_series("dataset")
         return load_dataset(self.config, self.series)
+
+    @functools.cached_property
+    def panel(self) -> Any:
+        """For a model of several series: each of them split (`tf_sine.panel.Panel`)."""
+        from tf_sine.panel import load_panel
+
+        return load_panel(self.config, self.series)
+
+    @property
+    def ids(self) -> list[str]:
+        """The ids of a model's several series (empty for a model of one)."""
+        return [] if self.transforms is None else list(self.transforms)
+
+    def select(self, series_id: str) -> Run:
+        """The run of one of a model's several series: its transform, series and scores.
+
+        Raises:
+            ConfigError: the model is of one series, or has no series `series_id`.
+        """
+        from tf_sine.panel import pick
+
+        if self.transforms is None:
+            raise ConfigError(
+                "series_id",
+                f"applies to a model of several series (trained with `id_column`), got {series_id!r}",
+            )
+        transform = pick(self.transforms, series_id)
+        series = pick(self.series, series_id) if isinstance(self.series, dict) else None
+        config = self.config.replace(series_id=series_id, difference=transform.difference)
+        selected = dataclasses.replace(
+            self, config=config, transform=transform, series=series, transforms=None
+        )
+        selected.__dict__["dataset"] = self.panel.datasets[series_id]  # read once for every series
+        return selected
+
+    def require_one_series(self, what: str) -> None:
+        """Refuses a model of several series (`series_id` must name one) for `what`."""
+        if self.transforms is not None:
+            count = len(self.transforms)
+            raise ConfigError(
+                "series_id", f"expected one of this model's {count} series for {what}, got none"
+            )
 
     @functools.cached_property
     def period(self) -> int | None:
@@ -102,7 +151,12 @@ class Run:
         """
         changes: dict[str, Any] = {"column": column, "split": split, "period": period, "fill": fill}
         series = self.series
-        if isinstance(data, (pd.Series, pd.DataFrame)):
+        if isinstance(data, pd.DataFrame) and self.config.id_column is not None:  # a long table
+            from tf_sine.panel import read_panel
+
+            series = read_panel(data, self.config.id_column, column, fill or "none", self.config.covariates)
+            changes.update(data=PANDAS_SOURCE, column=None, fill=None)
+        elif isinstance(data, (pd.Series, pd.DataFrame)):
             from tf_sine.series import from_pandas
 
             series = from_pandas(data, column, fill or "none", self.config.covariates)
@@ -137,6 +191,19 @@ class Run:
 
         if horizon is not None:
             check_positive_int("horizon", horizon)
+        if self.transforms is not None:  # several series: each, and all together
+            from tf_sine.panel import score_panel
+
+            metrics, _ = score_panel(self.model, self.panel, self.transforms, self.config.period)
+            if horizon is not None or interval is not None:
+                metrics["series"] = {
+                    key: self.select(key).evaluate(horizon, interval=interval) for key in self.ids
+                }
+            if out is not None:
+                write_together(
+                    out, [EVALUATION_FILE], lambda staging: staging.write_json(EVALUATION_FILE, metrics)
+                )
+            return metrics
         metrics, _ = score(self.model, self.dataset, self.transform, self.period)
         if horizon is not None:
             metrics.update(horizon_scores(self.model, self.dataset, self.transform, horizon, self.period))
@@ -156,6 +223,7 @@ class Run:
         """
         from tf_sine.evaluation import horizon_scores, max_horizon
 
+        self.require_one_series("scores by horizon")
         longest = max_horizon(self.model, self.dataset, self.transform)
         shortened = min(check_positive_int("horizon", horizon), longest)
         return horizon_scores(self.model, self.dataset, self.transform, shortened, self.period, on_step)
@@ -174,6 +242,7 @@ class Run:
         """
         from tf_sine.evaluation import direct_forecasts, outputs_of, predict_levels
 
+        self.require_one_series("predict")
         if self.transform.extra_offsets:
             reads = ", ".join(self.dataset.extra_names)
             raise DataError(
@@ -196,7 +265,7 @@ class Run:
         origin: int | str = "end",
         on_step: Callable[[int, int], None] | None = None,
         interval: float | None = None,
-    ) -> Forecast:
+    ) -> Forecast | Forecasts:
         """Continues the series `horizon` steps after `origin`: in one pass where the model
         predicts `horizon` values or more at once (direct), else feeding predictions back.
 
@@ -216,6 +285,13 @@ class Run:
         from tf_sine.evaluation import baseline_forecasts, conformal_widths, forecast_method, rollout
 
         horizon = check_positive_int("horizon", horizon)
+        if self.transforms is not None:  # several series: each of them
+            from tf_sine.panel import Forecasts
+
+            forecasts = {
+                key: self.select(key).forecast(horizon, origin, on_step, interval) for key in self.ids
+            }
+            return Forecasts(forecasts, self.config.id_column)
         data = self.dataset
         if horizon > len(data.levels):
             raise ConfigError(
@@ -251,6 +327,7 @@ class Run:
         """`tf_sine.export.export_model` with the run's transform (``next_value`` in its units)."""
         from tf_sine.export import export_model
 
+        self.require_one_series("export (each has its own scaling)")
         names = self.dataset.extra_names if self.transform.extra_offsets else ()
         return export_model(self.model, out, self.transform, overwrite=overwrite, feature_names=names)
 
@@ -405,6 +482,13 @@ def _truth(data: Dataset, start: int, horizon: int) -> np.ndarray:
     return truth
 
 
+def untrained_run(config: Config) -> Run:
+    """`config` on its series, with no model yet: what a refitting backtest trains at each origin
+    (`tf_sine.backtest.backtest(..., refit=True)`)."""
+    data = load_dataset(config)
+    return Run(None, None, config, Transform.for_config(data, config), None)
+
+
 def open_run(path: str | os.PathLike) -> Run:
     """Opens a trained model with its configuration and transform.
 
@@ -433,10 +517,10 @@ def open_run(path: str | os.PathLike) -> Run:
                 f"{SCALING_FILE}: {first_line(error)}",
             ) from None  # fmt: skip
         # A series given in memory was kept beside the model (`run_experiment(series=...)`).
-        series = (
-            directory.load_series(config.fill, config.covariates) if config.data == PANDAS_SOURCE else None
-        )
+        series = directory.load_series(config) if config.data == PANDAS_SOURCE else None
     # The windows follow the transform the model was trained with, whatever series comes next.
+    if isinstance(transform, dict):  # several series, each with its own transform
+        return Run(model, model_path, config, Transform(), directory, series, transform)
     config = config.replace(difference=transform.difference)
     return Run(model, model_path, config, transform, directory, series)
 

@@ -7,6 +7,10 @@
     tf-sine forecast --model runs/RUN --horizon 12
     tf-sine predict --model runs/RUN --input series.txt --output predictions.txt
     tf-sine backtest --model runs/RUN --folds 4 --horizon 6 --refit --out backtests/RUN
+    tf-sine train --data prices.csv --covariates price,promo --calendar --layout sequence
+    tf-sine train --data stores.csv --id store --layout sequence
+    tf-sine forecast --model runs/RUN --horizon 7 --series north
+    tf-sine backtest --data sales.csv --units 16 --folds 4 --horizon 6 --out backtests/sales
 
 The package: this module (the parser, exit statuses, errors), `train`, `series` (evaluate,
 forecast, predict), `backtest`, `export`, `studies` (compare, gradients, memory, clipping), `common`

@@ -26,6 +26,8 @@ _FLAGS = {
     "x": "--input",
     "values": "--input",
     "preset": "--preset",
+    "id_column": "--id",
+    "series_id": "--series",
 }
 
 
@@ -114,8 +116,12 @@ def names(text: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in text.split(","))
 
 
+SERIES_HELP = "one series of a model of several (trained with --id): its id"
+
+
 def add_data_flags(parser: argparse.ArgumentParser, suppress: bool) -> None:
-    """`--data`, `--column`, `--fill`, `--split`, `--period`: shared by train, evaluate and forecast."""
+    """`--data`, `--column`, `--fill`, `--split`, `--period`, `--series`: shared by train, evaluate,
+    forecast and backtest."""
     group = parser.add_argument_group("series (default: the source's sine, or the run's own series)")
     add = group.add_argument
     add("--data", help="a CSV file with a header row (a date column is kept) or a .npy array")
@@ -127,6 +133,7 @@ def add_data_flags(parser: argparse.ArgumentParser, suppress: bool) -> None:
         help="chronological train,validation,test fractions (default 0.7,0.15,0.15)",
     )
     add("--period", type=int, help="season length for the seasonal-naive baseline (default: detected)")
+    add("--series", dest="series_id", help=SERIES_HELP + "; default every series")
     if suppress:
         for action in group._group_actions:
             action.default = argparse.SUPPRESS

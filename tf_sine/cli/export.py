@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from tf_sine.cli.common import SERIES_HELP
+
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
     """Adds `export` to the CLI's parser."""
@@ -18,12 +20,15 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         "--out", required=True, help="the folder to write (saved_model/, model.tflite, export.json)"
     )
     export.add_argument("--overwrite", action="store_true", help="replace an earlier export in --out")
+    export.add_argument("--series", dest="series_id", help=SERIES_HELP)
 
 
 def _export(args: argparse.Namespace) -> int:
     from tf_sine.trained import open_run
 
-    manifest = open_run(args.model).export(args.out, overwrite=args.overwrite)
+    run = open_run(args.model)
+    run = run if args.series_id is None else run.select(args.series_id)
+    manifest = run.export(args.out, overwrite=args.overwrite)
     out = Path(args.out)
     for name, signature in manifest["signatures"].items():
         inputs = ", ".join(f"{key} {shape}" for key, shape in signature["inputs"].items())

@@ -19,8 +19,9 @@ from tf_sine.cli.tables import (
     format_horizon_table,
     format_interval,
     format_metrics,
+    format_series_table,
 )
-from tf_sine.config import check_positive_int
+from tf_sine.config import Config, ConfigError, check_positive_int
 
 INTERVAL_HELP = "a coverage level such as 0.9: split-conformal intervals by horizon, from the validation part"
 
@@ -72,8 +73,15 @@ def open_from_args(args: argparse.Namespace) -> Any:
     if getattr(args, "horizon", None) is not None:
         check_positive_int("horizon", args.horizon)  # before the model is loaded
     run = open_run(args.model)
-    return run.with_series(data=args.data, column=args.column, split=args.split, period=args.period,
-                           fill=args.fill)  # fmt: skip
+    given = {name: getattr(args, name, None) for name in ("data", "column", "split", "period", "fill")}
+    others = sorted(
+        set(vars(args)) & {*Config.__dataclass_fields__, "output_steps"} - {*given, "series_id", "horizon"}
+    )
+    if others:  # the experiment flags of a backtest without --model
+        raise ConfigError(others[0], "applies to a backtest without --model (a trained run keeps its own)")
+    run = run.with_series(**given)
+    series_id = getattr(args, "series_id", None)
+    return run if series_id is None else run.select(series_id)
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -82,6 +90,9 @@ def _evaluate(args: argparse.Namespace) -> int:
         print(json.dumps(metrics))
         return 0
     print(format_metrics(metrics))
+    if "series" in metrics:  # several series: each of them, then all together above
+        print(format_series_table(metrics["series"]))
+        return 0
     if args.horizon is not None:
         print(format_horizon_table(metrics))
     if "interval" in metrics:
@@ -93,6 +104,11 @@ def _forecast(args: argparse.Namespace) -> int:
     run = open_from_args(args)
     forecast = run.forecast(args.horizon, args.origin, step_notes("forecast"), args.interval)
     written = forecast.save(args.out) if args.out is not None else []
+    if run.ids:  # several series: each one's forecast
+        print("\n".join(format_forecast(one, key) for key, one in forecast.forecasts.items()))
+        if written:
+            print("written: " + ", ".join(map(str, written)))
+        return 0
     print(format_forecast(forecast))
     errors = forecast.errors()
     if errors:

@@ -39,7 +39,8 @@ def format_baselines(
 ) -> str:
     """``persistence RMSE 0.0072, seasonal naive (period 628) RMSE 0.0058, mean RMSE 0.69``, each
     with its scale-free scores in parentheses where `scores` (name -> scores) has them."""
-    names = {"persistence": "persistence", "seasonal_naive": f"seasonal naive (period {period})",
+    season = f"period {period}" if period else "each series' period"  # several series: one each
+    names = {"persistence": "persistence", "seasonal_naive": f"seasonal naive ({season})",
              "mean": "training mean"}  # fmt: skip
     scores = scores or {}
     shown = [
@@ -82,7 +83,22 @@ def format_horizon_table(scores: dict[str, Any], rows: int = 24) -> str:
     return "\n".join(lines)
 
 
-def format_forecast(forecast: Any) -> str:
+def format_series_table(series: dict[str, dict[str, Any]], rows: int = 24) -> str:
+    """Each series' test RMSE and MASE beside persistence's (the first `rows` series)."""
+    lines = [f"by series ({len(series)}{', the first ' + str(rows) if len(series) > rows else ''}):",
+             f"{'series':>16} {'RMSE':>12} {'MASE':>8} {'persistence RMSE':>17} {'MASE':>8}"]  # fmt: skip
+    for key, scores in list(series.items())[:rows]:
+        naive = scores["baseline_metrics"]["persistence"]
+        lines.append(f"{key:>16} {scores['rmse']:>12.6g} {_number(scores['mase']):>8} "
+                     f"{naive['rmse']:>17.6g} {_number(naive['mase']):>8}")  # fmt: skip
+    return "\n".join(lines)
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3g}"
+
+
+def format_forecast(forecast: Any, series_id: str | None = None) -> str:
     """The forecast's header line, then ``time: value [lower, upper]`` for each step."""
     labels = forecast.labels()
     bounds = [""] * forecast.horizon
@@ -91,5 +107,6 @@ def format_forecast(forecast: Any) -> str:
             f" [{low:.6g}, {high:.6g}]" for low, high in zip(forecast.lower, forecast.upper, strict=True)
         ]
     steps = zip(labels[1:], forecast.values, bounds, strict=True)
-    return (f"forecast of {forecast.horizon} steps after {labels[0]} ({forecast.name}, {forecast.method}):\n"
+    what = forecast.name if series_id is None else f"{forecast.name} of series {series_id!r}"
+    return (f"forecast of {forecast.horizon} steps after {labels[0]} ({what}, {forecast.method}):\n"
             + ", ".join(f"{label}: {value:.6g}{bound}" for label, value, bound in steps))  # fmt: skip

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from tf_sine.cli.common import add_data_flags, choices, names, note
-from tf_sine.cli.tables import format_metrics
+from tf_sine.cli.tables import format_metrics, format_series_table
 from tf_sine.config import (
     BATCH_ORDERS,
     CALENDARS,
@@ -28,7 +28,7 @@ from tf_sine.distribute import PEER_TIMEOUT
 def add_commands(commands: argparse._SubParsersAction) -> None:
     """Adds `train` to the CLI's parser."""
     train = commands.add_parser("train", help="train a model and write a run directory (the default)")
-    _add_config_flags(train)
+    add_config_flags(train)
     train.add_argument("--run-dir", help="run directory to write (default: a new one under runs/)")
     train.add_argument(
         "--overwrite",
@@ -43,7 +43,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+def add_config_flags(parser: argparse.ArgumentParser) -> None:
     # Defaults are suppressed so that only the flags a user gives override the preset.
     group = parser.add_argument_group("experiment (override the preset)")
     add = group.add_argument
@@ -68,7 +68,7 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     add("--timesteps", type=int, help="values per window (default 10)")
     add("--layout", **choices(LAYOUTS))
     add("--initializer", **choices(INITIALIZERS))
-    add("--output-steps", dest="horizon", type=int,
+    add("--output-steps", type=int,
         help="values the model predicts at once (direct multi-step; default 1, the next value)")  # fmt: skip
     add("--steps", type=int, help="optimizer steps (default 3000)")
     add("--batch-size", type=int, help="windows per step (default 32)")
@@ -86,6 +86,9 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     add("--calendar", type=names, nargs="?", const=("auto",), metavar="CYCLE,...",
         help="feed the sine and cosine of each date's place in these cycles (sequence layout); alone: "
         + "; ".join(f"{name}: {meaning}" for name, meaning in CALENDARS.items()))  # fmt: skip
+    add("--id", dest="id_column", metavar="COL",
+        help="a long table's column naming each row's series: one model trained on every series, each "
+        "scaled on its own")  # fmt: skip
     add("--validate-every", type=int, help="steps between validation losses (default 100)")
     add("--patience", type=int, help="stop after this many validations without a better loss")
     for action in group._group_actions:
@@ -96,9 +99,11 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace) -> Config:
     """The preset named by ``--preset`` with every given flag applied."""
-    overrides = {name: value for name, value in vars(args).items() if name in Config.__dataclass_fields__}
-    if overrides.get("horizon") is not None:  # the flag's own name: `horizon` is --horizon elsewhere
-        check_positive_int("output_steps", overrides["horizon"])
+    # `horizon` is --output-steps here: a command's own --horizon (backtest) is not the head's.
+    overrides = {name: value for name, value in vars(args).items()
+                 if name in Config.__dataclass_fields__ and name != "horizon"}  # fmt: skip
+    if getattr(args, "output_steps", None) is not None:
+        overrides["horizon"] = check_positive_int("output_steps", args.output_steps)
     if overrides.get("data"):  # the run directory must find the file from anywhere
         overrides["data"] = str(Path(overrides["data"]).resolve())
     return get_preset(args.preset).replace(**overrides)
@@ -129,6 +134,8 @@ def train(args: argparse.Namespace) -> int:
     if "rmse" not in metrics:  # not the chief: the chief evaluates and writes the run directory
         return 0
     print(format_metrics(metrics))
+    if "series" in metrics:
+        print(format_series_table(metrics["series"]))
     if "best_step" in metrics:
         stop = " (stopped early)" if metrics["stopped_early"] else ""
         print(f"kept the model of step {metrics['best_step']}, the best validation loss "
