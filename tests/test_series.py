@@ -138,6 +138,33 @@ def test_gaps_are_refused_with_their_count_or_filled_and_marked(tmp_path):
         read_series_file(path, fill="mean")
 
 
+def test_missing_dates_are_gaps_refused_or_filled_like_empty_cells(tmp_path):
+    import pandas as pd
+
+    path = write_seasonal_csv(tmp_path / "s.csv", n=60)
+    lines = path.read_text().splitlines()
+    kept = [line for number, line in enumerate(lines) if number not in (11, 12, 40)]  # three months dropped
+    path.write_text("\n".join(kept) + "\n")
+    with pytest.raises(ValueError, match=r"^data: expected a row for every date at the series' frequency \(MS\), "
+                       r"got none for 1980-11-01 after line 11 of s.csv \(3 missing in all; `fill` can fill"):  # fmt: skip
+        read_series_file(path)
+    filled = read_series_file(path, fill="interpolate")
+    assert len(filled.values) == 60 and list(filled.dates) == list(
+        pd.date_range("1980-01-01", periods=60, freq="MS")
+    )
+    np.testing.assert_array_equal(np.flatnonzero(filled.filled), [10, 11, 39])
+    truth = np.round(seasonal_series(60), 4)
+    days = (filled.dates - filled.dates[0]).days.to_numpy()
+    known = ~filled.filled
+    np.testing.assert_allclose(filled.values, np.interp(days, days[known], truth[known]), atol=1e-9)
+    np.testing.assert_allclose(filled.values[known], truth[known])
+    # Business days skip holidays: a missing weekday there is not a gap.
+    days = pd.bdate_range("2024-01-01", periods=30).delete([5, 17])
+    business = tmp_path / "b.csv"
+    business.write_text("date,price\n" + "".join(f"{d:%Y-%m-%d},{i}\n" for i, d in enumerate(days)))
+    assert len(read_series_file(business).values) == 28
+
+
 def test_filled_values_are_never_validation_or_test_targets(tmp_path):
     from tf_sine.dataset import split_series
 

@@ -96,10 +96,11 @@ def read_panel(
     _check_id(id_column, header, path.name)
     index = header.index(id_column)
     others = header[:index] + header[index + 1 :]
+    empty = np.flatnonzero(body.iloc[:, index].to_numpy() == "")
+    if empty.size:
+        raise DataError("id", f"expected a series id in column {id_column!r}, got an empty cell on line "
+                        f"{lines[empty[0]]} of {path.name}")  # fmt: skip
     for key, rows in body.groupby(body.columns[index], sort=False):
-        if key == "":
-            raise DataError("id", f"expected a series id in column {id_column!r}, got an empty cell on line "
-                            f"{lines[rows.index[0]]} of {path.name}")  # fmt: skip
         cells = rows.drop(columns=body.columns[index]).reset_index(drop=True)
         cells.columns = range(len(others))
         with naming(key):

@@ -19,6 +19,7 @@ line. Empty cells in the value column are refused or filled (`fill`, one of `FIL
 
 from __future__ import annotations
 
+import collections
 import csv
 import dataclasses
 import io
@@ -306,7 +307,58 @@ def table_series(
             f"expected a number in column {value_name!r}, got an empty cell on line "
             f"{lines[np.argmax(gaps)]} of {path.name} ({_gaps_note(gaps)})",
         )
+    where = lambda row: f"after line {lines[row]} of {path.name}"  # noqa: E731
+    values, gaps, dates = _with_missing_dates(values, gaps, dates, fill, where, bool(covariates))
     return _filled_series(values, gaps, dates, value_name, time_name, source, fill, **extra)
+
+
+def _with_missing_dates(values: np.ndarray, gaps: np.ndarray, dates: Any, fill: str, where: Any,
+                        covariates: bool) -> tuple[np.ndarray, np.ndarray, Any]:  # fmt: skip
+    """The series on its regular grid of dates (`regular_grid`): a missing date is a gap, refused
+    unless `fill` fills it (`where(row)` says where, by the row before it). A table with
+    covariates is refused either way: their values cannot be filled."""
+    grid = regular_grid(dates) if isinstance(dates, pd.DatetimeIndex) else None
+    if grid is None:
+        return values, gaps, dates
+    missing = ~grid.isin(dates)
+    first = grid[missing][0]
+    before = int(dates.searchsorted(first)) - 1
+    if fill == "none" or covariates:
+        why = f"{int(missing.sum())} missing in all; `fill` can fill them: 'interpolate', 'ffill'"
+        if covariates:
+            why = "a table with covariates needs every row: their values cannot be filled"
+        raise DataError(
+            "data", f"expected a row for every date at the series' frequency ({grid.freqstr}), got none for "
+            f"{time_text(first)} {where(before)} ({why})",
+        )  # fmt: skip
+    full_values, full_gaps = np.full(len(grid), np.nan), np.ones(len(grid), dtype=bool)
+    full_values[~missing], full_gaps[~missing] = values, gaps
+    return full_values, full_gaps, pd.DatetimeIndex(grid, freq=None)
+
+
+def regular_grid(dates: pd.DatetimeIndex) -> pd.DatetimeIndex | None:
+    """Every date from the first to the last at the frequency most runs of three consecutive
+    `dates` show, when some of them are missing from `dates`; None when none are, or when no
+    frequency shows. Business days are left alone: a holiday is not a missing value."""
+    if len(dates) < 4:
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pandas's notes on offsets
+        if pd.infer_freq(dates) is not None:
+            return None  # regular throughout
+        step = max(1, (len(dates) - 2) // 200)
+        seen = collections.Counter(pd.infer_freq(dates[i : i + 3]) for i in range(0, len(dates) - 2, step))
+    seen.pop(None, None)
+    if not seen:
+        return None
+    frequency_name = seen.most_common(1)[0][0]
+    weekdays_only = frequency_name == "D" and bool(
+        (dates.day_of_week < 5).all()
+    )  # business days, read as days
+    if frequency_name.startswith(("B", "C")) or weekdays_only:
+        return None
+    grid = pd.date_range(dates[0], dates[-1], freq=frequency_name)
+    return grid if len(grid) > len(dates) and dates.isin(grid).all() else None
 
 
 def _covariates_end(gaps: np.ndarray, value_name: str, where: str) -> int:
@@ -412,6 +464,8 @@ def from_pandas(
         raise DataError(
             "data", f"expected a number at {data.index[np.argmax(gaps)]}, got NaN ({_gaps_note(gaps)})"
         )
+    where = lambda row: f"after {time_text(dates[row])}"  # noqa: E731
+    values, gaps, dates = _with_missing_dates(values, gaps, dates, fill, where, extra is not None)
     return _filled_series(values, gaps, dates, name, data.index.name, "pandas", fill, **covariates_of)
 
 
