@@ -216,17 +216,22 @@ class Run:
             )
         return metrics
 
-    def backtest(self, horizon: int, on_step: Callable[[int, int], None] | None = None) -> dict[str, Any]:
-        """`horizon_scores` up to `horizon`, or up to the longest horizon the test part allows.
+    def horizon_scores(
+        self, horizon: int, on_step: Callable[[int, int], None] | None = None
+    ) -> dict[str, Any]:
+        """`tf_sine.evaluation.horizon_scores` up to `horizon`, or up to the longest horizon the
+        test part allows (what `forecast` prints beside a forecast).
 
         `on_step(done, total)` sees the rollout's progress.
         """
-        from tf_sine.evaluation import horizon_scores, max_horizon
+        from tf_sine import evaluation
 
         self.require_one_series("scores by horizon")
-        longest = max_horizon(self.model, self.dataset, self.transform)
+        longest = evaluation.max_horizon(self.model, self.dataset, self.transform)
         shortened = min(check_positive_int("horizon", horizon), longest)
-        return horizon_scores(self.model, self.dataset, self.transform, shortened, self.period, on_step)
+        return evaluation.horizon_scores(
+            self.model, self.dataset, self.transform, shortened, self.period, on_step
+        )
 
     def predict(self, values: Any) -> np.ndarray:
         """The next value after each full window of `values`, in their units.

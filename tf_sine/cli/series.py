@@ -115,7 +115,7 @@ def _forecast(args: argparse.Namespace) -> int:
         model = errors.pop("model")
         print(f"against the {forecast.known} known values: model RMSE {model:.6g}; "
               + format_baselines(errors, forecast.period))  # fmt: skip
-    print(format_horizon_table(run.backtest(args.horizon, step_notes("scoring by horizon"))))
+    print(format_horizon_table(run.horizon_scores(args.horizon, step_notes("scoring by horizon"))))
     if written:
         print("written: " + ", ".join(map(str, written)))
     return 0
