@@ -103,3 +103,13 @@ def test_without_a_model_the_experiment_flags_train_at_every_origin(small_run, t
                                   "2", "--horizon", "3")  # fmt: skip
     assert status == 2 and "--units: applies to a backtest without --model" in stderr
     assert stderr.count("\n") == 1
+
+
+def test_finished_folds_of_another_experiment_are_refused(small_run, tmp_path):
+    data = small_run.config.data
+    out = tmp_path / "bt"
+    common = ("backtest", "--data", data, "--preset", "tiny", "--steps", "20", "--folds", "1", "--horizon", "3",
+              "--out", str(out))  # fmt: skip
+    assert call_main(*common, "--units", "3")[0] == 0
+    status, _, stderr = call_main(*common, "--units", "5")
+    assert status == 2 and "to hold fold 1 of this experiment, got one trained with other units" in stderr

@@ -275,3 +275,10 @@ def test_the_cli_trains_forecasts_and_backtests_a_table_with_covariates(tmp_path
     assert status == 2 and stderr.count("\n") == 1
     assert "--covariates: expected columns of sales.csv among 'price', 'promo', got 'cost'" in stderr
     assert not (tmp_path / "bad").exists()
+
+
+def test_scores_by_horizon_need_no_future_rows(driven_run):
+    _, run = driven_run
+    frame = driven_table().iloc[:-FUTURE]  # no future rows: every test target is still known
+    scores = run.with_series(frame, column="sales").evaluate(horizon=3)
+    assert len(scores["rmse_by_horizon"]) == 3 and np.isfinite(scores["rmse_by_horizon"]).all()

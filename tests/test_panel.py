@@ -208,3 +208,20 @@ def test_a_backtest_of_one_series_of_a_long_table_trains_on_its_history(trained,
     history = (out / "folds" / "fold-1.csv").read_text().splitlines()
     south = pd.read_csv(path).query("store == 'south'")
     assert history[0] == "time,sales" and history[1].startswith(south["date"].iloc[0])
+
+
+def test_a_table_of_other_series_or_ambiguous_ids_is_one_line(trained):
+    from tf_sine.panel import read_panel
+    from tf_sine.trained import open_run
+
+    _, run_dir, _ = trained
+    frame = long_table().replace({"store": {"east": "west"}})
+    with pytest.raises(
+        DataError, match=r"data: expected the series the model was trained on .* differs in 'east', 'west'"
+    ):
+        open_run(run_dir).with_series(frame).evaluate()
+    mixed = long_table().astype({"store": object})
+    mixed.loc[mixed["store"] == "east", "store"] = 1
+    mixed.loc[mixed["store"] == "south", "store"] = "1"
+    with pytest.raises(DataError, match="id: expected ids that differ as text too"):
+        read_panel(mixed, "store", None, "none", ())

@@ -15,6 +15,7 @@ the unfinished fold from its checkpoint and reopens the finished ones.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -181,9 +182,26 @@ def _refitted(
             "of this series), got other contents; choose another folder or remove it",
         )  # fmt: skip
     run_dir = work / f"fold-{fold + 1}"
-    if not (run_dir / "metrics.json").is_file():
-        # The history is one series (of a long table's, the one selected).
-        one_series = {"id_column": None, "series_id": None}
-        config = run.config.replace(data=str(history.resolve()), column=data.name, fill="none", **one_series)
+    # The history is one series (of a long table's, the one selected).
+    one_series = {"id_column": None, "series_id": None}
+    config = run.config.replace(data=str(history.resolve()), column=data.name, fill="none", **one_series)
+    if (run_dir / "metrics.json").is_file():
+        _check_same_experiment(run_dir, config, fold)
+    else:
         run_experiment(config, run_dir, progress=False, notify=notify)
     return open_run(run_dir)
+
+
+def _check_same_experiment(run_dir: Path, config: Any, fold: int) -> None:
+    """Refuses a finished fold trained with another configuration (an earlier backtest's)."""
+    saved = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
+    wanted = config.to_dict()
+    if config.calendar == ("auto",):  # resolved from the dates when the fold trained
+        for name in ("calendar", "features"):
+            saved.pop(name, None), wanted.pop(name, None)
+    changed = sorted(name for name in wanted if saved.get(name) != wanted[name])
+    if changed:
+        raise RunError(
+            "work", f"expected {str(run_dir)!r} to hold fold {fold + 1} of this experiment, got one trained "
+            f"with other {', '.join(changed)}; choose another folder or remove it",
+        )  # fmt: skip

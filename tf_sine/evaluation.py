@@ -9,6 +9,7 @@ a root mean squared error, and we call it `rmse`.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from typing import Any
@@ -311,6 +312,11 @@ def rolled_forecasts(
         `h - 1` holds the forecasts made `h` steps ahead.
     """
     origins = np.arange(targets[0] - horizon, targets[-1])  # every origin some horizon needs
+    reach = int(targets[-1]) + horizon  # the last origins roll past the last target
+    if data.extras is not None and reach > len(data.extras):
+        # Covariates unknown there: NaN. Those steps lie past the last target and are never kept.
+        padding = np.full((reach - len(data.extras), data.extras.shape[1]), np.nan)
+        data = dataclasses.replace(data, extras=np.concatenate([data.extras, padding]))
     forecasts = {"model": rollout(model, data, transform, origins, horizon, on_step, direct)}
     forecasts.update(baseline_forecasts(data, origins, horizon, period))
     # Row i is origin targets[0] - horizon + i; target t at horizon h is row t - h - origins[0].

@@ -85,6 +85,15 @@ def read_panel(
     series = {}
     if isinstance(source, pd.DataFrame):
         _check_id(id_column, [str(name) for name in source.columns], "the DataFrame")
+        ids = source[id_column]
+        if ids.isna().any():
+            raise DataError(
+                "id", f"expected a series id in every row, got a missing one at {ids.index[ids.isna()][0]}"
+            )
+        if ids.astype(str).nunique() != ids.nunique():
+            raise DataError(
+                "id", "expected ids that differ as text too, got some (such as 1 and '1') that do not"
+            )
         for key, rows in source.groupby(id_column, sort=False):
             with naming(key):
                 series[str(key)] = from_pandas(rows.drop(columns=id_column), column, fill, covariates)

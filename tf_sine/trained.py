@@ -88,7 +88,15 @@ class Run:
         """For a model of several series: each of them split (`tf_sine.panel.Panel`)."""
         from tf_sine.panel import load_panel
 
-        return load_panel(self.config, self.series)
+        panel = load_panel(self.config, self.series)
+        if self.transforms is not None and set(panel.datasets) != set(self.transforms):
+            unknown = sorted(set(panel.datasets) ^ set(self.transforms))
+            trained = ", ".join(map(repr, self.transforms))
+            raise DataError(
+                "data", f"expected the series the model was trained on ({trained}), got a table that differs in "
+                f"{', '.join(map(repr, unknown))}",
+            )  # fmt: skip
+        return panel
 
     @property
     def ids(self) -> list[str]:
