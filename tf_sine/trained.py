@@ -93,8 +93,8 @@ class Run:
             unknown = sorted(set(panel.datasets) ^ set(self.transforms))
             trained = ", ".join(map(repr, self.transforms))
             raise DataError(
-                "data", f"expected the series the model was trained on ({trained}), got a table that differs in "
-                f"{', '.join(map(repr, unknown))}",
+                "data", f"expected the series the model was trained on ({trained}), got a table that "
+                f"differs in {', '.join(map(repr, unknown))}",
             )  # fmt: skip
         return panel
 
