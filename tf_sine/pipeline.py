@@ -132,13 +132,11 @@ def run_experiment(
         from tf_sine.panel import load_panel
 
         data = load_panel(config, None if series is None else series.series)
-        transform = data.fit_transforms(config)
     else:
         data = load_dataset(config, series)
     if config.calendar != data.calendar:  # "auto" resolved from the dates, for the run to keep
         config = config.replace(calendar=data.calendar, features=1)
-    if not several:
-        transform = Transform.for_config(data, config)
+    transform = data.fit_transforms(config) if several else Transform.for_config(data, config)
     strategy = make_strategy(config.distribute, peer_timeout, notify)
     chief = is_chief(strategy)  # only the chief writes the run directory
     if config.distribute == "multi-worker" and run_dir is None:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import collections
 import csv
-import dataclasses
 import io
 import numbers
 import os
@@ -89,15 +88,6 @@ class Series:
             times = [*self.dates, *(self.future_dates or [])]
             frame.index = pd.Index(times, name=self.time_name or "time")
         return frame.to_csv(index=self.dates is not None, float_format="%.17g", lineterminator="\n")
-
-    def cut(self, end: int) -> Series:
-        """The first `end` values, with the covariates of those rows only (no future rows)."""
-        covariates = None if self.covariates is None else self.covariates[:end]
-        return dataclasses.replace(
-            self, values=self.values[:end], dates=None if self.dates is None else self.dates[:end],
-            filled=None if self.filled is None else self.filled[:end], covariates=covariates,
-            future_dates=None if self.dates is None or covariates is None else [],
-        )  # fmt: skip
 
 
 def read_values(path: str | os.PathLike, argument: str = "input") -> np.ndarray:
