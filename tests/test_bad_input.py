@@ -112,7 +112,7 @@ CASES = [
     Case("units beyond memory", ["--units", "1000000"], "argument --units: expected a model that fits in this machine's memory",
          lambda p: tf_sine.build_model(units=10**6), ValueError, "units: expected a model that fits in this machine's memory"),
     Case("split without data", ["--split", "0.5,0.3,0.2"], "argument --split: applies to a --data file only",
-         lambda p: Config(split=(0.5, 0.3, 0.2)), ValueError, "split: applies to a `data` file only"),
+         lambda p: tf_sine.run_experiment(Config(split=(0.5, 0.3, 0.2)), p["dir"] / "split"), ValueError, "split: applies to a `data` file only"),
     Case("series of one row", ["--preset", "tiny", "--data", "{one}"], "argument --data: expected at least 16 values for one window",
          lambda p: tf_sine.run_experiment(TINY.replace(data=str(p["one"])), p["dir"] / "one"), ValueError, "data: expected at least 16 values"),
     Case("values beyond float64", ["--preset", "tiny", "--data", "{huge}"], "argument --data: expected values whose differences and spread a float64 can hold, got values up to 1e+308",

@@ -139,6 +139,21 @@ def test_a_bad_covariate_column_is_one_line(tmp_path, edit, covariates, message)
         read_series_file(path, "sales", covariates=covariates)
 
 
+def test_future_rows_that_skip_a_date_are_refused(tmp_path):
+    from tf_sine.series import from_pandas, read_series_file
+
+    frame = driven_table(n=40)
+    frame = frame.drop(index=frame.index[45])  # a future row
+    path = write_table(tmp_path / "t.csv", frame)
+    with pytest.raises(DataError, match=r"^data: expected a row for every date at the series' frequency \(D\), got "
+                       r"none for 2022-02-17 after line 46 of t.csv \(a table with covariates needs every row"):  # fmt: skip
+        read_series_file(path, "sales", covariates=("price",))
+    with pytest.raises(
+        DataError, match=r"^data: expected a row for every date .* none for 2022-02-17 after 2022-02-16"
+    ):
+        from_pandas(frame, "sales", covariates=("price",))
+
+
 def test_pandas_covariates_are_checked_like_a_file():
     from tf_sine.series import from_pandas
 

@@ -147,6 +147,68 @@ def test_one_series_exports_with_its_own_scaling(trained, tmp_path):
     served = tf.saved_model.load(str(tmp_path / "e" / "saved_model")).signatures["next_value"]
     got = served(values=tf.constant(values))["next_value"].numpy()
     np.testing.assert_allclose(got, east.forecast(1).values, rtol=1e-4)
+    assert json.loads((tmp_path / "e" / "export.json").read_text())["series"] == "east"
+
+
+def test_a_reopened_run_keeps_the_table_order_and_prints_each_series_by_horizon(trained):
+    from tf_sine.trained import open_run
+
+    _, run_dir, _ = trained
+    assert open_run(run_dir).ids == ["north", "south", "east"]  # as in the table, not sorted
+    status, stdout, stderr = call_main(
+        "evaluate", "--model", str(run_dir), "--horizon", "3", "--interval", "0.9"
+    )
+    assert status == 0, stderr
+    assert stdout.count("RMSE by horizon on the") == 3 and stdout.count("90% intervals") == 3
+    assert stdout.index("series 'north':") < stdout.index("series 'south':") < stdout.index("series 'east':")
+
+
+def test_a_panel_forecast_past_one_series_covariates_names_that_series(tmp_path):
+    from tf_sine.pipeline import run_experiment
+    from tf_sine.trained import open_run
+
+    parts = []
+    for key, rows in long_table().groupby("store", sort=False):
+        future = 1 if key == "east" else 3
+        dates = pd.date_range(rows["date"].iloc[-1], periods=future + 1, freq="D")[1:]
+        rows = pd.concat([rows, pd.DataFrame({"store": key, "date": dates, "sales": np.nan})])
+        parts.append(rows.assign(price=np.linspace(1.0, 2.0, len(rows))))
+    config = Config(id_column="store", layout="sequence", covariates=("price",), units=3, steps=20,
+                    checkpoint_every=20)  # fmt: skip
+    run_experiment(config, tmp_path / "run", progress=False, series=pd.concat(parts, ignore_index=True))
+    run = open_run(tmp_path / "run")
+    assert len(run.forecast(1).to_frame()) == 3
+    with pytest.raises(
+        DataError, match=r"^horizon: in series 'east', expected a value of covariate 'price' at"
+    ):
+        run.forecast(3)
+
+
+def test_messages_name_what_was_given_in_words(trained, tmp_path):
+    from tf_sine.panel import load_panel
+
+    path, run_dir, _ = trained
+    np.save(tmp_path / "v.npy", np.arange(50.0))
+    status, _, stderr = call_main("train", "--data", str(tmp_path / "v.npy"), "--id", "store", "--steps", "5",
+                                  "--run-dir", str(tmp_path / "r"), "--quiet")  # fmt: skip
+    assert status == 2 and "argument --id: applies to CSV tables only, got 'store'" in stderr, stderr
+    status, _, stderr = call_main("backtest", "--data", str(path), "--id", "store", "--layout", "sequence",
+                                  "--folds", "2", "--horizon", "3", "--out", str(tmp_path / "bt"))  # fmt: skip
+    assert status == 2 and "series ('north', 'south', 'east'), got none" in stderr, stderr
+    status, _, stderr = call_main("backtest", "--model", str(run_dir), "--series", "north", "--preset", "tiny",
+                                  "--folds", "2", "--horizon", "3")  # fmt: skip
+    assert status == 2 and "argument --preset: applies to a backtest without --model" in stderr, stderr
+    status, _, stderr = call_main("train", "--data", str(path), "--id", "store", "--layout", "sequence",
+                                  "--covariates", "price,", "--run-dir", str(tmp_path / "r"))  # fmt: skip
+    assert status == 2 and "--covariates: expected names such as 'price,holiday', got an empty name in 'price,'" \
+        in stderr, stderr  # fmt: skip
+    daily = long_table().query("store != 'east'")
+    monthly = pd.DataFrame({"store": "east", "date": pd.date_range("2000-01-01", periods=60, freq="MS"),
+                            "sales": np.arange(60.0)})  # fmt: skip
+    config = Config(id_column="store", layout="sequence", calendar=("auto",))
+    with pytest.raises(DataError, match=r"^calendar: expected the same cycles for every series, got weekday,yearday "
+                       r"for series 'north' and month for series 'east'"):  # fmt: skip
+        load_panel(config, pd.concat([daily, monthly], ignore_index=True))
 
 
 @pytest.mark.parametrize(

@@ -63,6 +63,10 @@ def test_npy_files_one_dimensional_or_one_column(tmp_path):
         ("m,v\n2020-01,1,7\n2020-02,2\n", "data: expected 2 fields like the header on line 2 of f.csv, got 3"),
         ("m,v\n", "data: expected a header row and at least one row of values"),
         ("m,v\n2020-01,a\n2020-02,b\n", "column: expected the name of the value column of f.csv (numeric columns: none)"),
+        ("m,v\n2020-01,1\n2020-02,2\n2020-O3,3\n2020-04,4\n",
+         "data: expected a date in column 'm' like '2020-01', got '2020-O3' on line 4 of f.csv"),
+        ("m,v\n2020-01,1\n2020-02,2\n,3\n2020-04,4\n",
+         "data: expected a date in column 'm' like '2020-01', got an empty cell on line 4 of f.csv"),
     ],
 )  # fmt: skip
 def test_bad_files_give_one_clear_error(tmp_path, text, message):
@@ -211,3 +215,32 @@ def test_a_pandas_object_reads_like_the_file_it_came_from(tmp_path):
     assert list(as_column.dates) == list(from_file.dates) and as_column.name == "sales"
     with pytest.raises(ValueError, match=r"^data: expected a pandas Series or DataFrame, got list"):
         from_pandas([1.0, 2.0])
+
+
+def test_a_dataframe_reads_dates_written_as_text_and_takes_the_options_of_a_file(tmp_path):
+    import pandas as pd
+
+    from tf_sine.config import Config
+    from tf_sine.pipeline import run_experiment
+    from tf_sine.series import from_pandas
+    from tf_sine.trained import open_run
+
+    months = [f"{2000 + i // 12}-{i % 12 + 1:02d}" for i in range(120)]
+    values = 10 + np.sin(2 * np.pi * np.arange(120) / 12)
+    frame = pd.DataFrame({"month": months, "sales": values, "price": np.ones(120)})
+    assert from_pandas(frame, "sales").dates[13] == pd.Timestamp("2001-02-01")
+    assert from_pandas(frame.assign(month="a"), "sales").dates is None  # text that is not dates
+    frame.loc[5, "sales"] = np.nan
+    # Options the sine refuses are a pandas table's as they are a file's.
+    config = Config(layout="sequence", units=3, steps=20, checkpoint_every=20, validate_every=10, column="sales",
+                    fill="interpolate", split=(0.6, 0.2, 0.2), patience=3)  # fmt: skip
+    run_experiment(config, tmp_path / "run", progress=False, series=frame)
+    run = open_run(tmp_path / "run")
+    assert (
+        run.config.split == (0.6, 0.2, 0.2) and run.config.patience == 3 and run.config.fill == "interpolate"
+    )
+    assert run.dataset.train_end == 72 and run.dataset.filled[5]
+    assert run.forecast(2).times[1] == pd.Timestamp("2010-01-01")
+    with pytest.raises(ValueError, match=r"^split: applies to a `data` file only"):
+        run_experiment(config.replace(column=None, fill="none"), tmp_path / "sine", progress=False)
+    assert not (tmp_path / "sine").exists()

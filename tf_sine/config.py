@@ -108,8 +108,11 @@ def check_choice(argument: str, value: Any, allowed: dict[str, str] | tuple[str,
 def check_names(argument: str, value: Any) -> tuple[str, ...]:
     """`value` (a sequence of distinct non-empty strings, or one comma-separated string) as a tuple."""
     names = tuple(value.split(",")) if isinstance(value, str) else value
-    if not isinstance(names, (tuple, list)) or not all(isinstance(name, str) and name for name in names):
+    if not isinstance(names, (tuple, list)) or not all(isinstance(name, str) for name in names):
         raise ConfigTypeError(argument, f"expected names such as 'price,holiday', got {value!r}")
+    if not all(names):
+        shown = ",".join(names)
+        raise ConfigError(argument, f"expected names such as 'price,holiday', got an empty name in {shown!r}")
     repeated = sorted({name for name in names if names.count(name) > 1})
     if repeated:
         raise ConfigError(argument, f"expected each name once, got {repeated[0]!r} more than once")
@@ -349,16 +352,7 @@ class Config:
             raise ConfigError(
                 "series_id", f"applies to a table of several series (`id_column`), got {self.series_id!r}"
             )
-        if self.column is not None and self.data is None:
-            raise ConfigError("column", f"applies to a `data` file only, got {self.column!r} without one")
-        if check_choice("fill", self.fill, FILLS) != "none" and self.data is None:
-            raise ConfigError("fill", f"applies to a `data` file only, got {self.fill!r} without one")
-        if self.data is None and tuple(self.split) != DEFAULT_SPLIT:
-            raise ConfigError(
-                "split",
-                "applies to a `data` file only (the sine keeps the source's ranges), got "
-                + ",".join(f"{part:g}" for part in self.split),
-            )
+        check_choice("fill", self.fill, FILLS)
         self._check_extra_inputs()
         # JSON gives a list back; the frozen config keeps a tuple so that configs compare equal.
         object.__setattr__(self, "split", check_split("split", self.split))
@@ -372,10 +366,39 @@ class Config:
         check_positive_int("validate_every", self.validate_every)
         if self.patience is not None:
             check_positive_int("patience", self.patience)
-            if self.data is None or self.split[1] == 0:
+            if self.split[1] == 0:
                 raise ConfigError(
                     "patience", "needs a validation part: a `data` file and a validation fraction in `split`"
                 )
+
+    def check_for_sine(self) -> None:
+        """Refuses what only a series of one's own takes, for a run on the source's sine.
+
+        `Config` alone cannot tell: a pandas object may still come (`run_experiment(series=)`).
+        """
+        if self.column is not None:
+            raise ConfigError("column", f"applies to a `data` file only, got {self.column!r} without one")
+        if self.fill != "none":
+            raise ConfigError("fill", f"applies to a `data` file only, got {self.fill!r} without one")
+        if self.split != DEFAULT_SPLIT:
+            raise ConfigError(
+                "split",
+                "applies to a `data` file only (the sine keeps the source's ranges), got "
+                + ",".join(f"{part:g}" for part in self.split),
+            )
+        if self.patience is not None:
+            raise ConfigError(
+                "patience", "needs a validation part: a `data` file and a validation fraction in `split`"
+            )
+        if self.covariates or self.calendar:
+            name = "covariates" if self.covariates else "calendar"
+            raise ConfigError(
+                name, "applies to a series of your own (`data`): the sine has no other columns or dates"
+            )
+        if self.id_column is not None:
+            raise ConfigError(
+                "id_column", f"applies to a `data` table of several series, got {self.id_column!r} without it"
+            )
 
     def _check_extra_inputs(self) -> None:
         """Checks `covariates` and `calendar`, and sets `features` to the values per time step

@@ -391,11 +391,7 @@ def load_dataset(config: Config, series: Any = None) -> Dataset:
     its training part; the sine is never differenced unless asked (the source did not).
     """
     if config.data is None and series is None:
-        if config.covariates or config.calendar:
-            name = "covariates" if config.covariates else "calendar"
-            raise ConfigError(
-                name, "applies to a series of your own (`data`): the sine has no other columns or dates"
-            )
+        config.check_for_sine()
         return sine_dataset(config.timesteps, bool(config.difference))
     if series is None and config.id_column is not None:  # one series of a long table
         from tf_sine.panel import pick, read_panel

@@ -46,6 +46,7 @@ def export_model(
     transform: Transform | None = None,
     overwrite: bool = False,
     feature_names: tuple[str, ...] = (),
+    series_id: str | None = None,
 ) -> dict[str, Any]:
     """Writes ``out/saved_model/``, ``out/model.tflite`` and ``out/export.json``.
 
@@ -56,6 +57,8 @@ def export_model(
             (default the identity).
         overwrite: replace an earlier export in `out`.
         feature_names: the extra inputs' names, in order (``features`` in the manifest).
+        series_id: for a model of several series, the one whose scaling `transform` is
+            (``series`` in the manifest): the export serves that series only.
 
     Returns:
         The manifest written to ``export.json``: signatures with their input and output
@@ -109,6 +112,8 @@ def export_model(
     }
     if feature_names:
         manifest["features"] = list(feature_names)
+    if series_id is not None:
+        manifest["series"] = series_id
 
     def build(staging: OwnedFolder) -> None:
         archive.write_out(str(staging.path / SAVED_MODEL_DIR), verbose=False)

@@ -101,6 +101,8 @@ def read_panel(
     path = Path(source)
     if not path.is_file():
         raise DataError("data", f"expected an existing .csv file, got {str(path)!r}")
+    if path.suffix == ".npy":
+        raise DataError("id", f"applies to CSV tables only, got {id_column!r} for {str(path)!r}")
     header, body, lines = read_table(path)
     _check_id(id_column, header, path.name)
     index = header.index(id_column)
@@ -138,8 +140,9 @@ def pick(series: dict[str, Any], key: str | None) -> Any:
     """The series `key` of a panel's `series` (id -> anything), refused in one line if absent."""
     if key not in series:
         shown = ", ".join(repr(name) for name in list(series)[:10]) + (", ..." if len(series) > 10 else "")
+        got = "none" if key is None else repr(key)
         raise ConfigError(
-            "series_id", f"expected one of the table's {len(series)} series ({shown}), got {key!r}"
+            "series_id", f"expected one of the table's {len(series)} series ({shown}), got {got}"
         )
     return series[key]
 
@@ -159,9 +162,14 @@ def load_panel(config: Config, source: Any = None) -> Panel:
     for key, one in series.items():
         with naming(key):
             datasets[key] = load_dataset(config, one)
-    cycles = {data.calendar for data in datasets.values()}
-    if len(cycles) > 1:
-        raise DataError("calendar", f"expected the same cycles for every series, got {sorted(cycles)}")
+    first, first_cycles = next((key, data.calendar) for key, data in datasets.items())
+    for key, data in datasets.items():
+        if data.calendar != first_cycles:
+            shown = [",".join(cycles) or "none" for cycles in (first_cycles, data.calendar)]
+            raise DataError(
+                "calendar", f"expected the same cycles for every series, got {shown[0]} for series "
+                f"{first!r} and {shown[1]} for series {key!r} (name the cycles to use)",
+            )  # fmt: skip
     return Panel(datasets)
 
 

@@ -113,6 +113,8 @@ def run_experiment(
     notify = notify or (lambda message: None)
     if tensorboard:
         _require_tensorboard()  # before any work is done
+    if config.data is None and series is None:
+        config.check_for_sine()
     several = config.id_column is not None and config.series_id is None  # a long table: tf_sine.panel
     if series is not None:  # checked like a file; kept in the run directory as series.csv
         from tf_sine.series import Series, from_pandas

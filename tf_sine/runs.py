@@ -135,10 +135,11 @@ class RunDirectory:
 
     def save_transform(self, transform: Any) -> Path:
         """Writes ``scaling.json``: a `tf_sine.dataset.Transform`, or for several series
-        ``{"series": {id: transform}}``."""
+        ``{"series": {id: transform}, "order": [id, ...]}`` (JSON's keys are written sorted)."""
         if isinstance(transform, dict):
             return self.files.write_json(
-                SCALING_FILE, {"series": {k: t.to_dict() for k, t in transform.items()}}
+                SCALING_FILE,
+                {"series": {k: t.to_dict() for k, t in transform.items()}, "order": list(transform)},
             )
         return self.files.write_json(SCALING_FILE, transform.to_dict())
 
@@ -152,7 +153,8 @@ class RunDirectory:
             return Transform()
         values = read_json(path)
         if "series" in values:
-            return {key: Transform.from_dict(one) for key, one in values["series"].items()}
+            order = values.get("order", sorted(values["series"]))  # the table's order
+            return {key: Transform.from_dict(values["series"][key]) for key in order}
         return Transform.from_dict(values)
 
     def save_series(self, series: Any) -> Path:

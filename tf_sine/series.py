@@ -236,6 +236,8 @@ def table_series(
     numeric = [name for index, name in enumerate(header) if finite[:, index].all()]
     mostly_numeric = [name for index, name in enumerate(header) if 2 * finite[:, index].sum() > len(body)]
     time_name, dates = _time_column(header, body, numeric, mostly_numeric)
+    if time_name is None:
+        _check_no_broken_dates(header, body, mostly_numeric, lines, path)
     # A value column with a stray word or an empty cell is still the value column: it is
     # chosen when most of its cells are numbers, and the bad cell is then reported.
     if column is not None:
@@ -290,6 +292,8 @@ def table_series(
             "covariate_names": covariates,
             "future_dates": None if dates is None else list(dates[end:]),
         }
+        where = lambda row: f"after line {lines[row]} of {path.name}"  # noqa: E731
+        _with_missing_dates(values, gaps, dates, fill, where, True)  # the future rows' dates too
         values, gaps, dates = values[:end], gaps[:end], None if dates is None else dates[:end]
     if gaps.any() and fill == "none":
         raise DataError(
@@ -396,9 +400,8 @@ def from_pandas(
     """
     check_choice("fill", fill, FILLS)
     if isinstance(data, pd.DataFrame):
-        times = [name for name in data.columns if pd.api.types.is_datetime64_any_dtype(data[name])]
-        if len(times) == 1 and not isinstance(data.index, pd.DatetimeIndex):  # a long-format table
-            data = data.set_index(times[0])
+        if not isinstance(data.index, pd.DatetimeIndex):
+            data = _dates_as_index(data)
         if column is None:
             numeric = [name for name in data.columns
                        if pd.api.types.is_numeric_dtype(data[name]) and name not in covariates]  # fmt: skip
@@ -449,6 +452,8 @@ def from_pandas(
             "covariate_names": tuple(covariates),
             "future_dates": None if dates is None else list(dates[end:]),
         }
+        where = lambda row: f"after {time_text(dates[row])}"  # noqa: E731
+        _with_missing_dates(values, gaps, dates, fill, where, True)  # the future rows' dates too
         values, gaps, dates = values[:end], gaps[:end], None if dates is None else dates[:end]
     if gaps.any() and fill == "none":
         raise DataError(
@@ -457,6 +462,23 @@ def from_pandas(
     where = lambda row: f"after {time_text(dates[row])}"  # noqa: E731
     values, gaps, dates = _with_missing_dates(values, gaps, dates, fill, where, extra is not None)
     return _filled_series(values, gaps, dates, name, data.index.name, "pandas", fill, **covariates_of)
+
+
+def _dates_as_index(frame: pd.DataFrame) -> pd.DataFrame:
+    """`frame` indexed by its only datetime column, else by its first column of date strings
+    (read as a file's would be, `parse_dates`); as it is when it has neither."""
+    times = [name for name in frame.columns if pd.api.types.is_datetime64_any_dtype(frame[name])]
+    if len(times) == 1:
+        return frame.set_index(times[0])
+    if times:
+        return frame
+    for name in frame.columns:
+        cells = frame[name].tolist()
+        if all(isinstance(cell, str) for cell in cells):
+            dates = parse_dates(cells)
+            if dates is not None:
+                return frame.drop(columns=name).set_index(pd.DatetimeIndex(dates, name=name))
+    return frame
 
 
 def _frame_covariates(frame: pd.DataFrame, column: str, covariates: tuple[str, ...]) -> np.ndarray | None:
@@ -573,6 +595,38 @@ def _time_column(
         if all(value.is_integer() for value in cells):
             return first, [int(value) for value in cells]
     return None, None
+
+
+def _check_no_broken_dates(
+    header: list[str], body: pd.DataFrame, mostly_numeric: list[str], lines: np.ndarray, path: Path
+) -> None:
+    """Refuses a column of dates that one cell breaks (a typo, an empty cell), which would
+    otherwise leave the whole series without dates: its first cell's format must read most
+    cells; the first that it cannot read is named."""
+    for index, name in enumerate(header):
+        if name in mostly_numeric:
+            continue
+        cells = body.iloc[:, index].tolist()
+        pattern = _date_format(cells[0]) if cells and cells[0] else None
+        if pattern is None:
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            read = pd.to_datetime(pd.Index(cells), format=pattern, errors="coerce", utc=True)
+        if 2 * int(read.notna().sum()) > len(cells):
+            position = int(np.argmax(read.isna()))
+            got = repr(cells[position]) if cells[position] else "an empty cell"
+            raise DataError(
+                "data", f"expected a date in column {name!r} like {cells[0]!r}, got {got} on line "
+                f"{lines[position]} of {path.name}",
+            )  # fmt: skip
+
+
+def _date_format(cell: str) -> str | None:
+    """The date format pandas guesses for `cell` (month first where ambiguous), or None."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return guess_datetime_format(cell) or guess_datetime_format(cell, dayfirst=True)
 
 
 def parse_dates(cells: list[str]) -> pd.DatetimeIndex | None:

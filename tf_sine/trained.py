@@ -200,13 +200,14 @@ class Run:
         if horizon is not None:
             check_positive_int("horizon", horizon)
         if self.transforms is not None:  # several series: each, and all together
-            from tf_sine.panel import score_panel
+            from tf_sine.panel import naming, score_panel
 
             metrics, _ = score_panel(self.model, self.panel, self.transforms, self.config.period)
             if horizon is not None or interval is not None:
-                metrics["series"] = {
-                    key: self.select(key).evaluate(horizon, interval=interval) for key in self.ids
-                }
+                metrics["series"] = {}
+                for key in self.ids:
+                    with naming(key):
+                        metrics["series"][key] = self.select(key).evaluate(horizon, interval=interval)
             if out is not None:
                 write_together(
                     out, [EVALUATION_FILE], lambda staging: staging.write_json(EVALUATION_FILE, metrics)
@@ -299,11 +300,12 @@ class Run:
 
         horizon = check_positive_int("horizon", horizon)
         if self.transforms is not None:  # several series: each of them
-            from tf_sine.panel import Forecasts
+            from tf_sine.panel import Forecasts, naming
 
-            forecasts = {
-                key: self.select(key).forecast(horizon, origin, on_step, interval) for key in self.ids
-            }
+            forecasts = {}
+            for key in self.ids:
+                with naming(key):
+                    forecasts[key] = self.select(key).forecast(horizon, origin, on_step, interval)
             return Forecasts(forecasts, self.config.id_column)
         data = self.dataset
         if horizon > len(data.levels):
@@ -342,7 +344,8 @@ class Run:
 
         self.require_one_series("export (each has its own scaling)")
         names = self.dataset.extra_names if self.transform.extra_offsets else ()
-        return export_model(self.model, out, self.transform, overwrite=overwrite, feature_names=names)
+        return export_model(self.model, out, self.transform, overwrite=overwrite, feature_names=names,
+                            series_id=self.config.series_id)  # fmt: skip
 
     def _origin(self, origin: int | str) -> int:
         data = self.dataset

@@ -23,6 +23,7 @@ from tf_sine.cli.tables import (
 )
 from tf_sine.config import Config, ConfigError, check_positive_int
 
+SERIES_SHOWN = 8  # several series: the ones whose scores by horizon are printed one by one
 INTERVAL_HELP = "a coverage level such as 0.9: split-conformal intervals by horizon, from the validation part"
 
 
@@ -74,9 +75,8 @@ def open_from_args(args: argparse.Namespace) -> Any:
         check_positive_int("horizon", args.horizon)  # before the model is loaded
     run = open_run(args.model)
     given = {name: getattr(args, name, None) for name in ("data", "column", "split", "period", "fill")}
-    others = sorted(
-        set(vars(args)) & {*Config.__dataclass_fields__, "output_steps"} - {*given, "series_id", "horizon"}
-    )
+    experiment = {*Config.__dataclass_fields__, "output_steps", "preset"}
+    others = sorted(set(vars(args)) & experiment - {*given, "series_id", "horizon"})
     if others:  # the experiment flags of a backtest without --model
         raise ConfigError(others[0], "applies to a backtest without --model (a trained run keeps its own)")
     run = run.with_series(**given)
@@ -90,14 +90,26 @@ def _evaluate(args: argparse.Namespace) -> int:
         print(json.dumps(metrics))
         return 0
     print(format_metrics(metrics))
-    if "series" in metrics:  # several series: each of them, then all together above
-        print(format_series_table(metrics["series"]))
+    if "series" not in metrics:
+        if args.horizon is not None or args.interval is not None:
+            print(_horizon_and_interval(metrics))
         return 0
-    if args.horizon is not None:
-        print(format_horizon_table(metrics))
-    if "interval" in metrics:
-        print(format_interval(metrics["interval"]))
+    # Several series: each of them, all together above; by horizon, the first few one by one.
+    print(format_series_table(metrics["series"]))
+    shown = list(metrics["series"].items())[:SERIES_SHOWN] if args.horizon or args.interval else []
+    for key, scores in shown:
+        print(f"series {key!r}:\n{_horizon_and_interval(scores)}")
+    if len(metrics["series"]) > len(shown) > 0:
+        print(f"(the other {len(metrics['series']) - len(shown)} series: --json or --out)")
     return 0
+
+
+def _horizon_and_interval(metrics: dict[str, Any]) -> str:
+    """The table by horizon and the interval line, those of them `metrics` holds."""
+    lines = [format_horizon_table(metrics)] if "rmse_by_horizon" in metrics else []
+    if "interval" in metrics:
+        lines.append(format_interval(metrics["interval"]))
+    return "\n".join(lines)
 
 
 def _forecast(args: argparse.Namespace) -> int:

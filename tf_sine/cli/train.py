@@ -24,6 +24,8 @@ from tf_sine.config import (
 )
 from tf_sine.distribute import PEER_TIMEOUT
 
+DEFAULT_PRESET = "legacy"  # the source script's experiment
+
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
     """Adds `train` to the CLI's parser."""
@@ -50,8 +52,7 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
     add(
         "--preset",
         choices=tuple(PRESETS),
-        default="legacy",
-        help="named configuration to start from: "
+        help=f"named configuration to start from (default {DEFAULT_PRESET}): "
         + "; ".join(f"{name}: {preset.description}" for name, preset in PRESETS.items()),
     )
     add("--cell", choices=tuple(CELLS), help="recurrent cell (default lstm)")
@@ -92,8 +93,7 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
     add("--validate-every", type=int, help="steps between validation losses (default 100)")
     add("--patience", type=int, help="stop after this many validations without a better loss")
     for action in group._group_actions:
-        if action.dest != "preset":
-            action.default = argparse.SUPPRESS
+        action.default = argparse.SUPPRESS
     add_data_flags(parser, suppress=True)
 
 
@@ -106,7 +106,12 @@ def config_from_args(args: argparse.Namespace) -> Config:
         overrides["horizon"] = check_positive_int("output_steps", args.output_steps)
     if overrides.get("data"):  # the run directory must find the file from anywhere
         overrides["data"] = str(Path(overrides["data"]).resolve())
-    return get_preset(args.preset).replace(**overrides)
+    return get_preset(preset_of(args)).replace(**overrides)
+
+
+def preset_of(args: argparse.Namespace) -> str:
+    """The preset ``--preset`` names, else the source's (`legacy`)."""
+    return getattr(args, "preset", DEFAULT_PRESET)
 
 
 def checked_config(args: argparse.Namespace) -> Config:
@@ -114,6 +119,8 @@ def checked_config(args: argparse.Namespace) -> Config:
     from tf_sine.owned import OwnedFolder
 
     config = config_from_args(args)
+    if config.data is None:
+        config.check_for_sine()
     if args.run_dir is not None:
         OwnedFolder(args.run_dir).check()
     return config
@@ -125,7 +132,7 @@ def train(args: argparse.Namespace) -> int:
 
     result = run_experiment(
         config, args.run_dir, tensorboard=args.tensorboard, progress=not args.quiet,
-        run_prefix=args.preset, overwrite=args.overwrite, notify=note, peer_timeout=args.peer_timeout,
+        run_prefix=preset_of(args), overwrite=args.overwrite, notify=note, peer_timeout=args.peer_timeout,
     )  # fmt: skip
     metrics = result.metrics
     if "worker" in metrics:
