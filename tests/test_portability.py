@@ -133,3 +133,19 @@ def test_the_ladder_passes_a_broken_library_and_a_failed_compile_for_the_next_ru
         [sys.executable, "-m", "tf_sine.native", "--check"], capture_output=True, text=True
     )
     assert check.returncode == 0 and "passes its self-test" in check.stdout, check.stderr
+
+
+@x86_only
+def test_the_avx2_build_computes_what_the_native_one_does(tmp_path):
+    """The AVX2 machines' library (`x86-64-v3`: products.h's tiles of 8-float vectors) passes the
+    self-test, here where it can run: every value and gradient, on widths of whole tiles too."""
+    from tf_sine.native import FAMILIES, selftest
+    from tf_sine.native.build import run_selftest
+
+    if "avx2" not in Path("/proc/cpuinfo").read_text().split():
+        pytest.skip("this CPU cannot run AVX2 code")
+    library = tmp_path / "rnn_ops_v3.so"
+    done = subprocess.run(compile_command(library, ("-march=x86-64-v3",)), capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    summary = run_selftest(library)
+    assert summary["passed"] and summary["cases"] == len(FAMILIES) * (len(selftest.CASES) + 1), summary

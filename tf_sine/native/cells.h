@@ -9,7 +9,7 @@
 //   SimpleRNN: h' = tanh(x K + h R + b).
 // The input projection x K of all time steps is one matrix product before the recurrence, and
 // the weight gradients are one product each after it, so the sequential part is one small
-// product per step (Eigen) and one pass of vectorized elementwise math.
+// product per step (products.h) and one pass of vectorized elementwise math.
 
 #ifndef TF_SINE_NATIVE_CELLS_H_
 #define TF_SINE_NATIVE_CELLS_H_
@@ -18,6 +18,7 @@
 #include <cstdint>
 
 #include "Eigen/Core"
+#include "products.h"
 
 namespace tf_sine {
 
@@ -105,13 +106,10 @@ inline void LstmForward(const float* inputs, const Weights& w, const Dims& d, fl
   offset.segment(2 * units, units).setConstant(0.0f);
 
   ProjectInputs(inputs, w, d, gates);
-  ConstMatrixMap recurrent_kernel(w.recurrent, units, width);
   for (int64_t t = 0; t < d.time; ++t) {
     float* z = gates + t * gate_step;
     float* c = cells + t * step;
-    if (t > 0) {
-      MatrixMap(z, d.batch, width).noalias() += ConstMatrixMap(states + (t - 1) * step, d.batch, units) * recurrent_kernel;
-    }
+    if (t > 0) StepProduct(states + (t - 1) * step, d.batch, units, w.recurrent, width, z, true);
     for (int64_t b = 0; b < d.batch; ++b) {
       float* zb = z + b * width;
       Activate(zb, width, scale, offset);
@@ -144,7 +142,7 @@ inline void LstmBackward(const float* inputs, const Weights& w, const Dims& d, c
   float* h_carry = dz_all + d.rows() * width;
   float* c_carry = h_carry + step;
   std::fill(h_carry, h_carry + 2 * step, 0.0f);
-  ConstMatrixMap recurrent_kernel(w.recurrent, units, width);
+  const Matrix recurrent_transposed = ConstMatrixMap(w.recurrent, units, width).transpose();
   for (int64_t t = d.time - 1; t >= 0; --t) {
     for (int64_t b = 0; b < d.batch; ++b) {
       const int64_t at = t * step + b * units;  // this row's states in (T, B, u) arrays
@@ -166,8 +164,7 @@ inline void LstmBackward(const float* inputs, const Weights& w, const Dims& d, c
       }
     }
     if (t > 0) {
-      MatrixMap(h_carry, d.batch, units).noalias() =
-          ConstMatrixMap(dz_all + t * gate_step, d.batch, width) * recurrent_kernel.transpose();
+      StepProduct(dz_all + t * gate_step, d.batch, width, recurrent_transposed.data(), units, h_carry, false);
     }
   }
   InputAndKernelGradients(inputs, w, states, dz_all, dz_all, d, grads);
@@ -187,13 +184,10 @@ inline void GruForward(const float* inputs, const Weights& w, const Dims& d, flo
   const int64_t step = d.batch * units, gate_step = d.batch * width;
   const Eigen::Map<const Eigen::RowVectorXf> recurrent_bias(w.bias + width, width);
   ProjectInputs(inputs, w, d, gates);  // with the input bias, the first row of (2, width)
-  ConstMatrixMap recurrent_kernel(w.recurrent, units, width);
   for (int64_t t = 0; t < d.time; ++t) {
     MatrixMap recurrent_part(projected, d.batch, width);  // h R + b_rec of this step
     recurrent_part.rowwise() = recurrent_bias;
-    if (t > 0) {
-      recurrent_part.noalias() += ConstMatrixMap(states + (t - 1) * step, d.batch, units) * recurrent_kernel;
-    }
+    if (t > 0) StepProduct(states + (t - 1) * step, d.batch, units, w.recurrent, width, projected, true);
     for (int64_t b = 0; b < d.batch; ++b) {
       float* g = gates + t * gate_step + b * width;  // x K + b_in, becomes (z, r, hh)
       const float* p = projected + b * width;
@@ -226,7 +220,7 @@ inline void GruBackward(const float* inputs, const Weights& w, const Dims& d, co
   float* recurrent_side = input_side + d.rows() * width;
   float* h_carry = recurrent_side + d.rows() * width;
   std::fill(h_carry, h_carry + step, 0.0f);
-  ConstMatrixMap recurrent_kernel(w.recurrent, units, width);
+  const Matrix recurrent_transposed = ConstMatrixMap(w.recurrent, units, width).transpose();
   for (int64_t t = d.time - 1; t >= 0; --t) {
     for (int64_t b = 0; b < d.batch; ++b) {
       const int64_t at = t * step + b * units;
@@ -247,8 +241,8 @@ inline void GruBackward(const float* inputs, const Weights& w, const Dims& d, co
       }
     }
     if (t > 0) {
-      MatrixMap(h_carry, d.batch, units).noalias() +=
-          ConstMatrixMap(recurrent_side + t * gate_step, d.batch, width) * recurrent_kernel.transpose();
+      StepProduct(recurrent_side + t * gate_step, d.batch, width, recurrent_transposed.data(), units, h_carry,
+                  true);
     }
   }
   InputAndKernelGradients(inputs, w, states, input_side, recurrent_side, d, grads);
@@ -264,12 +258,8 @@ inline int64_t SimpleRnnScratch(const Dims& d) { return d.rows() * d.units + d.b
 inline void SimpleRnnForward(const float* inputs, const Weights& w, const Dims& d, float* states) {
   const int64_t step = d.batch * d.units;
   ProjectInputs(inputs, w, d, states);
-  ConstMatrixMap recurrent_kernel(w.recurrent, d.units, d.units);
   for (int64_t t = 0; t < d.time; ++t) {
-    if (t > 0) {
-      MatrixMap(states + t * step, d.batch, d.units).noalias() +=
-          ConstMatrixMap(states + (t - 1) * step, d.batch, d.units) * recurrent_kernel;
-    }
+    if (t > 0) StepProduct(states + (t - 1) * step, d.batch, d.units, w.recurrent, d.units, states + t * step, true);
     Eigen::Map<Eigen::ArrayXf> h(states + t * step, step);
     h = h.tanh();
   }
@@ -281,16 +271,13 @@ inline void SimpleRnnBackward(const float* inputs, const Weights& w, const Dims&
   float* pre = scratch;  // gradients of x K + h R + b per step
   float* h_carry = pre + d.rows() * units;
   std::fill(h_carry, h_carry + step, 0.0f);
-  ConstMatrixMap recurrent_kernel(w.recurrent, units, units);
+  const Matrix recurrent_transposed = ConstMatrixMap(w.recurrent, units, units).transpose();
   for (int64_t t = d.time - 1; t >= 0; --t) {
     for (int64_t k = 0; k < step; ++k) {
       const float h = states[t * step + k];
       pre[t * step + k] = (h_carry[k] + states_grad[t * step + k]) * (1.0f - h * h);
     }
-    if (t > 0) {
-      MatrixMap(h_carry, d.batch, units).noalias() =
-          ConstMatrixMap(pre + t * step, d.batch, units) * recurrent_kernel.transpose();
-    }
+    if (t > 0) StepProduct(pre + t * step, d.batch, units, recurrent_transposed.data(), units, h_carry, false);
   }
   InputAndKernelGradients(inputs, w, states, pre, pre, d, grads);
   SumRows(pre, d.rows(), units, grads.bias);

@@ -20,9 +20,11 @@ from collections.abc import Callable
 
 import numpy as np
 
-# (time steps, batch, features, units): one step (the legacy layout), and several steps whose
-# units leave a remainder after any vector width (4, 8 or 16 floats).
-CASES = ((1, 3, 10, 7), (4, 5, 2, 33))
+# (time steps, batch, features, units): one step (the legacy layout); several steps whose units
+# leave a remainder after any vector width (4, 8 or 16 floats), which products.h leaves to Eigen;
+# and kernels whose widths are whole register tiles (products.h's own path), with a batch of a
+# full tile of rows and a remainder.
+CASES = ((1, 3, 10, 7), (4, 5, 2, 33), (3, 7, 5, 64))
 RTOL, ATOL = 1e-4, 2e-5
 GATES = {"lstm": 4, "gru": 3, "simple_rnn": 1}  # the kernel is (features, gates * units)
 

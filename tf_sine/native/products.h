@@ -1,0 +1,108 @@
+// The recurrence's per-step product, out (rows, n) [+]= a (rows, k) b (k, n), all row-major and
+// contiguous, with few rows (a share of the batch) and a b that is the same at every step.
+//
+// Eigen's general product copies ("packs") b into its own layout on every call: at every time
+// step, the whole recurrent kernel. Here b is read in place, row p after row p: a tile of
+// `kRows` rows by `kColumns` vectors of `out` stays in registers while p runs over k, each a(r, p)
+// broadcast against b's row segment. Each output is summed over p in order, as Eigen sums it.
+// Widths that are not a multiple of a tile's go to Eigen.
+
+#ifndef TF_SINE_NATIVE_PRODUCTS_H_
+#define TF_SINE_NATIVE_PRODUCTS_H_
+
+#include <cstdint>
+
+#include "Eigen/Core"
+
+namespace tf_sine {
+namespace products {
+
+// Floats per vector register, and how many vectors a row of a tile spans: the tile's
+// kRows * kColumns accumulators, kColumns row segments of b and a broadcast must fit in the
+// registers (32 with AVX-512 and on ARMv8, 16 with AVX2 and SSE).
+#if defined(__AVX512F__)
+constexpr int kLanes = 16;
+constexpr int kColumns = 4;
+#elif defined(__AVX__)
+constexpr int kLanes = 8;
+constexpr int kColumns = 2;
+#elif defined(__aarch64__)
+constexpr int kLanes = 4;
+constexpr int kColumns = 4;
+#else
+constexpr int kLanes = 4;
+constexpr int kColumns = 2;
+#endif
+constexpr int kRows = 6;
+constexpr int64_t kTileWidth = kColumns * kLanes;
+
+typedef float Vector __attribute__((vector_size(kLanes * sizeof(float))));
+typedef float UnalignedVector __attribute__((vector_size(kLanes * sizeof(float)), aligned(alignof(float))));
+
+inline Vector Load(const float* p) { return *reinterpret_cast<const UnalignedVector*>(p); }
+inline void Store(float* p, Vector v) { *reinterpret_cast<UnalignedVector*>(p) = v; }
+
+// One tile: out[0:Rows, 0:kTileWidth] of rows `ld_a` and `ld_out` apart, b's rows `ld_b` apart.
+template <int Rows>
+inline void Tile(const float* a, int64_t ld_a, const float* b, int64_t ld_b, int64_t k, float* out,
+                 int64_t ld_out, bool accumulate) {
+  Vector sum[Rows][kColumns] = {};
+  for (int64_t p = 0; p < k; ++p) {
+    Vector segment[kColumns];
+    for (int q = 0; q < kColumns; ++q) segment[q] = Load(b + p * ld_b + q * kLanes);
+    for (int r = 0; r < Rows; ++r) {
+      const float scalar = a[r * ld_a + p];
+      for (int q = 0; q < kColumns; ++q) sum[r][q] += scalar * segment[q];
+    }
+  }
+  for (int r = 0; r < Rows; ++r) {
+    float* row = out + r * ld_out;
+    for (int q = 0; q < kColumns; ++q) {
+      Store(row + q * kLanes, accumulate ? Load(row + q * kLanes) + sum[r][q] : sum[r][q]);
+    }
+  }
+}
+
+// The last rows < kRows of a column of tiles.
+inline void RemainingRows(int64_t rows, const float* a, int64_t k, const float* b, int64_t n, float* out,
+                          bool accumulate) {
+  switch (rows) {
+    case 5: return Tile<5>(a, k, b, n, k, out, n, accumulate);
+    case 4: return Tile<4>(a, k, b, n, k, out, n, accumulate);
+    case 3: return Tile<3>(a, k, b, n, k, out, n, accumulate);
+    case 2: return Tile<2>(a, k, b, n, k, out, n, accumulate);
+    case 1: return Tile<1>(a, k, b, n, k, out, n, accumulate);
+    default: return;
+  }
+}
+
+}  // namespace products
+
+// out (rows, n) = a (rows, k) b (k, n), or out += a b when `accumulate`.
+inline void StepProduct(const float* a, int64_t rows, int64_t k, const float* b, int64_t n, float* out,
+                        bool accumulate) {
+  using products::kRows;
+  using products::kTileWidth;
+  if (n % kTileWidth != 0) {
+    using Matrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+    Eigen::Map<Matrix> result(out, rows, n);
+    const auto product = Eigen::Map<const Matrix>(a, rows, k) * Eigen::Map<const Matrix>(b, k, n);
+    if (accumulate) {
+      result.noalias() += product;
+    } else {
+      result.noalias() = product;
+    }
+    return;
+  }
+  for (int64_t j = 0; j < n; j += kTileWidth) {
+    int64_t i = 0;
+    for (; i + kRows <= rows; i += kRows) {
+      products::Tile<kRows>(a + i * k, k, b + j, n, k, out + i * n + j, n, accumulate);
+    }
+    products::RemainingRows(rows - i, a + i * k, k, b + j, n, out + i * n + j, accumulate);
+  }
+}
+
+}  // namespace tf_sine
+
+#endif  // TF_SINE_NATIVE_PRODUCTS_H_
