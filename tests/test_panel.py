@@ -287,3 +287,34 @@ def test_a_table_of_other_series_or_ambiguous_ids_is_one_line(trained):
     mixed.loc[mixed["store"] == "south", "store"] = "1"
     with pytest.raises(DataError, match="id: expected ids that differ as text too"):
         read_panel(mixed, "store", None, "none", ())
+
+
+def test_one_series_is_read_alone(tmp_path):
+    from tf_sine.panel import read_panel
+
+    frame = long_table().assign(date=lambda f: f["date"].dt.strftime("%Y-%m-%d")).astype(object)
+    frame.iloc[3, frame.columns.get_loc("sales")] = "n/a"  # in series 'north'
+    path = tmp_path / "stores.csv"
+    frame.to_csv(path, index=False)
+    for source in (path, long_table()):
+        assert list(read_panel(source, "store", None, "none", (), only="south")) == ["south"]
+        with pytest.raises(
+            ConfigError, match=r"series_id: expected one of the table's 3 series .* got 'west'"
+        ):
+            read_panel(source, "store", None, "none", (), only="west")
+    with pytest.raises(DataError, match="in series 'north', expected numbers in column 'sales'"):
+        read_panel(path, "store", None, "none", ())
+    with pytest.raises(DataError, match=r"^data: expected rows of series in the DataFrame, got none"):
+        read_panel(long_table().iloc[:0], "store", None, "none", ())
+
+
+def test_one_series_of_a_long_dataframe_trains_alone(tmp_path):
+    from tf_sine.pipeline import run_experiment
+    from tf_sine.trained import open_run
+
+    config = Config(
+        id_column="store", series_id="south", layout="sequence", units=3, steps=10, checkpoint_every=10
+    )
+    run_experiment(config, tmp_path / "run", progress=False, series=long_table())
+    south = long_table().query("store == 'south'")
+    np.testing.assert_allclose(open_run(tmp_path / "run").dataset.levels, south["sales"].to_numpy())

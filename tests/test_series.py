@@ -67,6 +67,8 @@ def test_npy_files_one_dimensional_or_one_column(tmp_path):
          "data: expected a date in column 'm' like '2020-01', got '2020-O3' on line 4 of f.csv"),
         ("m,v\n2020-01,1\n2020-02,2\n,3\n2020-04,4\n",
          "data: expected a date in column 'm' like '2020-01', got an empty cell on line 4 of f.csv"),
+        ("d,v\n13/02/2020,1\n14/02/2020,2\n15/02/2O20,3\n16/02/2020,4\n",
+         "data: expected a date in column 'd' like '13/02/2020', got '15/02/2O20' on line 4 of f.csv"),
     ],
 )  # fmt: skip
 def test_bad_files_give_one_clear_error(tmp_path, text, message):
@@ -230,6 +232,11 @@ def test_a_dataframe_reads_dates_written_as_text_and_takes_the_options_of_a_file
     frame = pd.DataFrame({"month": months, "sales": values, "price": np.ones(120)})
     assert from_pandas(frame, "sales").dates[13] == pd.Timestamp("2001-02-01")
     assert from_pandas(frame.assign(month="a"), "sales").dates is None  # text that is not dates
+    broken = frame.assign(month=[*months[:7], "2000-O8", *months[8:]])
+    with pytest.raises(
+        ValueError, match=r"^data: expected a date in column 'month' like '2000-01', got '2000-O8' at 7"
+    ):
+        from_pandas(broken, "sales")
     frame.loc[5, "sales"] = np.nan
     # Options the sine refuses are a pandas table's as they are a file's.
     config = Config(layout="sequence", units=3, steps=20, checkpoint_every=20, validate_every=10, column="sales",

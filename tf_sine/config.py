@@ -273,6 +273,7 @@ def _physical_memory() -> int:
 
 
 DEFAULT_SPLIT = (0.7, 0.15, 0.15)
+NEEDS_VALIDATION = "needs a validation part: a `data` file and a validation fraction in `split`"
 
 
 @dataclass(frozen=True)
@@ -367,14 +368,16 @@ class Config:
         if self.patience is not None:
             check_positive_int("patience", self.patience)
             if self.split[1] == 0:
-                raise ConfigError(
-                    "patience", "needs a validation part: a `data` file and a validation fraction in `split`"
-                )
+                raise ConfigError("patience", NEEDS_VALIDATION)
 
     def check_for_sine(self) -> None:
         """Refuses what only a series of one's own takes, for a run on the source's sine.
 
         `Config` alone cannot tell: a pandas object may still come (`run_experiment(series=)`).
+
+        Raises:
+            ConfigError: `column`, `fill`, `split`, `patience`, `covariates`, `calendar` or
+                `id_column` set.
         """
         if self.column is not None:
             raise ConfigError("column", f"applies to a `data` file only, got {self.column!r} without one")
@@ -387,9 +390,7 @@ class Config:
                 + ",".join(f"{part:g}" for part in self.split),
             )
         if self.patience is not None:
-            raise ConfigError(
-                "patience", "needs a validation part: a `data` file and a validation fraction in `split`"
-            )
+            raise ConfigError("patience", NEEDS_VALIDATION)
         if self.covariates or self.calendar:
             name = "covariates" if self.covariates else "calendar"
             raise ConfigError(
@@ -482,6 +483,7 @@ PRESETS: dict[str, Preset] = {
         Config(units=4, steps=50, checkpoint_every=25),
     ),
 }
+DEFAULT_PRESET = "legacy"  # the source script's experiment: what `--preset` starts from
 
 
 def get_preset(name: str) -> Config:

@@ -397,7 +397,7 @@ def load_dataset(config: Config, series: Any = None) -> Dataset:
         from tf_sine.panel import pick, read_panel
 
         series_by_id = read_panel(
-            config.data, config.id_column, config.column, config.fill, config.covariates
+            config.data, config.id_column, config.column, config.fill, config.covariates, config.series_id
         )
         series = pick(series_by_id, config.series_id)
     elif series is None:

@@ -68,23 +68,33 @@ class Panel:
 
 
 def read_panel(
-    source: Any, id_column: str, column: str | None, fill: str, covariates: tuple[str, ...]
+    source: Any,
+    id_column: str,
+    column: str | None,
+    fill: str,
+    covariates: tuple[str, ...],
+    only: str | None = None,
 ) -> dict[str, Any]:
     """The series of a long table: id -> `tf_sine.series.Series`, in order of first appearance.
 
     Args:
         source: a CSV path, or a pandas `DataFrame` (the id, time, value and covariate columns).
         id_column: the column naming each row's series.
+        only: read this series alone (the others' rows are not parsed); refused in one line if
+            the table has no such series.
 
     Raises:
-        DataError: no such id column, or one series' rows are a bad series (the message names
-            the series, and for a file the line).
+        DataError: no such id column, no rows, or one series' rows are a bad series (the message
+            names the series, and for a file the line).
+        ConfigError: `only` names no series of the table.
     """
     from tf_sine.series import from_pandas, read_table, table_series
 
     series = {}
     if isinstance(source, pd.DataFrame):
         _check_id(id_column, [str(name) for name in source.columns], "the DataFrame")
+        if source.empty:
+            raise DataError("data", "expected rows of series in the DataFrame, got none")
         ids = source[id_column]
         if ids.isna().any():
             raise DataError(
@@ -94,7 +104,12 @@ def read_panel(
             raise DataError(
                 "id", "expected ids that differ as text too, got some (such as 1 and '1') that do not"
             )
-        for key, rows in source.groupby(id_column, sort=False):
+        groups = source.groupby(id_column, sort=False)
+        if only is not None:
+            pick({str(key): None for key in groups.groups}, only)
+        for key, rows in groups:
+            if only is not None and str(key) != only:
+                continue
             with naming(key):
                 series[str(key)] = from_pandas(rows.drop(columns=id_column), column, fill, covariates)
         return series
@@ -111,7 +126,12 @@ def read_panel(
     if empty.size:
         raise DataError("id", f"expected a series id in column {id_column!r}, got an empty cell on line "
                         f"{lines[empty[0]]} of {path.name}")  # fmt: skip
-    for key, rows in body.groupby(body.columns[index], sort=False):
+    groups = body.groupby(body.columns[index], sort=False)
+    if only is not None:
+        pick(dict.fromkeys(groups.groups), only)
+    for key, rows in groups:
+        if only is not None and key != only:
+            continue
         cells = rows.drop(columns=body.columns[index]).reset_index(drop=True)
         cells.columns = range(len(others))
         with naming(key):

@@ -31,6 +31,7 @@ from typing import Any
 
 from tf_sine.checkpoints import Checkpoints
 from tf_sine.config import Config
+from tf_sine.errors import RunError
 from tf_sine.files import read_json
 from tf_sine.owned import OwnedFolder
 
@@ -154,6 +155,12 @@ class RunDirectory:
         values = read_json(path)
         if "series" in values:
             order = values.get("order", sorted(values["series"]))  # the table's order
+            if sorted(order) != sorted(values["series"]):
+                ordered, scaled = (", ".join(map(repr, keys)) for keys in (order, values["series"]))
+                raise RunError(
+                    "run_dir",
+                    f"expected {str(path)!r} to order the series it scales, got {ordered} for {scaled}",
+                )
             return {key: Transform.from_dict(values["series"][key]) for key in order}
         return Transform.from_dict(values)
 

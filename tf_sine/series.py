@@ -287,21 +287,16 @@ def table_series(
                 got = repr(cell) if cell else "an empty cell"
                 where = f"on line {lines[position]} of {path.name}"
                 raise DataError("covariates", f"expected a number in column {name!r}, got {got} {where}")
-        extra = {
-            "covariates": numbers.iloc[:, [header.index(name) for name in covariates]].to_numpy(np.float64),
-            "covariate_names": covariates,
-            "future_dates": None if dates is None else list(dates[end:]),
-        }
-        where = lambda row: f"after line {lines[row]} of {path.name}"  # noqa: E731
-        _with_missing_dates(values, gaps, dates, fill, where, True)  # the future rows' dates too
-        values, gaps, dates = values[:end], gaps[:end], None if dates is None else dates[:end]
+    where = lambda row: f"after line {lines[row]} of {path.name}"  # noqa: E731
+    if covariates:
+        matrix = numbers.iloc[:, [header.index(name) for name in covariates]].to_numpy(np.float64)
+        values, gaps, dates, extra = _cut_future_rows(values, gaps, dates, end, matrix, covariates, where)
     if gaps.any() and fill == "none":
         raise DataError(
             "data",
             f"expected a number in column {value_name!r}, got an empty cell on line "
             f"{lines[np.argmax(gaps)]} of {path.name} ({_gaps_note(gaps)})",
         )
-    where = lambda row: f"after line {lines[row]} of {path.name}"  # noqa: E731
     values, gaps, dates = _with_missing_dates(values, gaps, dates, fill, where, bool(covariates))
     return _filled_series(values, gaps, dates, value_name, time_name, source, fill, **extra)
 
@@ -355,6 +350,28 @@ def regular_grid(dates: pd.DatetimeIndex) -> pd.DatetimeIndex | None:
     return grid if len(grid) > len(dates) and dates.isin(grid).all() else None
 
 
+def _cut_future_rows(
+    values: np.ndarray,
+    gaps: np.ndarray,
+    dates: Any,
+    end: int,
+    covariates: np.ndarray,
+    names: tuple[str, ...],
+    where: Any,
+) -> tuple[np.ndarray, np.ndarray, Any, dict[str, Any]]:
+    """The values, gaps and dates up to `end` (one past the last value), and the `Series` fields
+    of the covariates `(rows, C)`, whose rows from `end` on are the future. Every date, the
+    future's too, must be on the series' regular grid (`where(row)` names the row before a
+    missing one)."""
+    _with_missing_dates(values, gaps, dates, "none", where, True)
+    extra = {
+        "covariates": covariates,
+        "covariate_names": names,
+        "future_dates": None if dates is None else list(dates[end:]),
+    }
+    return values[:end], gaps[:end], None if dates is None else dates[:end], extra
+
+
 def _covariates_end(gaps: np.ndarray, value_name: str, where: str) -> int:
     """One past the last value: the rows after it are the covariates' future rows."""
     known = np.flatnonzero(~gaps)
@@ -387,7 +404,8 @@ def from_pandas(
     Args:
         data: a `pandas.Series`, or a `DataFrame` whose value column is `column` (default its
             only numeric column). A `DatetimeIndex` gives the dates (times with a time zone
-            become naive UTC), or a DataFrame's only datetime column; any other index is ignored.
+            become naive UTC), or a DataFrame's first datetime column, or its first column of date
+            strings (read as in a file); any other index is ignored.
         column: the DataFrame's value column.
         fill: what to do with missing values (NaN), one of `FILLS`.
         covariates: DataFrame columns read beside the values; rows after the last value (NaN
@@ -445,39 +463,41 @@ def from_pandas(
     gaps = np.isnan(values)
     name = "values" if data.name is None else str(data.name)
     covariates_of: dict[str, Any] = {}
+    where = lambda row: f"after {time_text(dates[row])}"  # noqa: E731
     if extra is not None:
         end = _covariates_end(gaps, name, "the DataFrame")
-        covariates_of = {
-            "covariates": extra,
-            "covariate_names": tuple(covariates),
-            "future_dates": None if dates is None else list(dates[end:]),
-        }
-        where = lambda row: f"after {time_text(dates[row])}"  # noqa: E731
-        _with_missing_dates(values, gaps, dates, fill, where, True)  # the future rows' dates too
-        values, gaps, dates = values[:end], gaps[:end], None if dates is None else dates[:end]
+        values, gaps, dates, covariates_of = _cut_future_rows(
+            values, gaps, dates, end, extra, tuple(covariates), where
+        )
     if gaps.any() and fill == "none":
         raise DataError(
             "data", f"expected a number at {data.index[np.argmax(gaps)]}, got NaN ({_gaps_note(gaps)})"
         )
-    where = lambda row: f"after {time_text(dates[row])}"  # noqa: E731
     values, gaps, dates = _with_missing_dates(values, gaps, dates, fill, where, extra is not None)
     return _filled_series(values, gaps, dates, name, data.index.name, "pandas", fill, **covariates_of)
 
 
 def _dates_as_index(frame: pd.DataFrame) -> pd.DataFrame:
-    """`frame` indexed by its only datetime column, else by its first column of date strings
-    (read as a file's would be, `parse_dates`); as it is when it has neither."""
+    """`frame` indexed by its first datetime column, else by its first column of date strings
+    (read as a file's would be, `parse_dates`); as it is when it has neither.
+
+    Raises:
+        DataError: a column of date strings that one cell breaks (`broken_date`).
+    """
     times = [name for name in frame.columns if pd.api.types.is_datetime64_any_dtype(frame[name])]
-    if len(times) == 1:
-        return frame.set_index(times[0])
     if times:
-        return frame
+        return frame.set_index(times[0])
     for name in frame.columns:
+        if pd.api.types.is_numeric_dtype(frame[name]):
+            continue
         cells = frame[name].tolist()
         if all(isinstance(cell, str) for cell in cells):
             dates = parse_dates(cells)
             if dates is not None:
                 return frame.drop(columns=name).set_index(pd.DatetimeIndex(dates, name=name))
+        broken = broken_date(cells)
+        if broken is not None:
+            raise DataError("data", f"{_broken_text(name, cells, *broken)} at {frame.index[broken[0]]}")
     return frame
 
 
@@ -601,32 +621,43 @@ def _check_no_broken_dates(
     header: list[str], body: pd.DataFrame, mostly_numeric: list[str], lines: np.ndarray, path: Path
 ) -> None:
     """Refuses a column of dates that one cell breaks (a typo, an empty cell), which would
-    otherwise leave the whole series without dates: its first cell's format must read most
-    cells; the first that it cannot read is named."""
+    otherwise leave the whole series without dates (`broken_date`)."""
     for index, name in enumerate(header):
         if name in mostly_numeric:
             continue
         cells = body.iloc[:, index].tolist()
-        pattern = _date_format(cells[0]) if cells and cells[0] else None
-        if pattern is None:
-            continue
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            read = pd.to_datetime(pd.Index(cells), format=pattern, errors="coerce", utc=True)
-        if 2 * int(read.notna().sum()) > len(cells):
-            position = int(np.argmax(read.isna()))
-            got = repr(cells[position]) if cells[position] else "an empty cell"
-            raise DataError(
-                "data", f"expected a date in column {name!r} like {cells[0]!r}, got {got} on line "
-                f"{lines[position]} of {path.name}",
-            )  # fmt: skip
+        broken = broken_date(cells)
+        if broken is not None:
+            where = f"on line {lines[broken[0]]} of {path.name}"
+            raise DataError("data", f"{_broken_text(name, cells, *broken)} {where}")
 
 
-def _date_format(cell: str) -> str | None:
-    """The date format pandas guesses for `cell` (month first where ambiguous), or None."""
+def broken_date(cells: list[Any]) -> tuple[int, str] | None:
+    """`(position, example)` of the first cell that breaks a column of dates: one format, guessed
+    from the first non-empty cell (`example`) month first or day first, reads more than half of
+    the cells but not this one. None for a column of other text, or of dates all read."""
+    example = next((cell for cell in cells if isinstance(cell, str) and cell), None)
+    if example is None:
+        return None
+    texts = pd.Index([cell if isinstance(cell, str) else "" for cell in cells])
+    best = None
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return guess_datetime_format(cell) or guess_datetime_format(cell, dayfirst=True)
+        warnings.simplefilter("ignore")  # pandas's notes on the guessed order
+        for dayfirst in (False, True):
+            pattern = guess_datetime_format(example, dayfirst=dayfirst)
+            if pattern is not None:
+                read = pd.to_datetime(texts, format=pattern, errors="coerce", utc=True)
+                if best is None or read.notna().sum() > best.notna().sum():
+                    best = read
+    if best is None or 2 * int(best.notna().sum()) <= len(cells) or not best.isna().any():
+        return None
+    return int(np.argmax(best.isna())), example
+
+
+def _broken_text(name: str, cells: list[Any], position: int, example: str) -> str:
+    cell = cells[position]
+    got = repr(cell) if isinstance(cell, str) and cell else "an empty cell"
+    return f"expected a date in column {name!r} like {example!r}, got {got}"
 
 
 def parse_dates(cells: list[str]) -> pd.DatetimeIndex | None:

@@ -432,14 +432,9 @@ class Forecast:
         """The forecast as a DataFrame indexed by time (a `DatetimeIndex` where the series has
         dates): ``forecast``, ``lower``/``upper`` with an interval, each baseline, and ``truth``
         (NaN where unknown)."""
-        columns = {"forecast": self.values}
-        if self.lower is not None:
-            columns.update(lower=self.lower, upper=self.upper)
-        columns.update(self.baselines)
-        columns["truth"] = np.concatenate([self.truth, np.full(self.horizon - len(self.truth), np.nan)])
         times = self.times[1:]
         index = pd.DatetimeIndex(times) if times and hasattr(times[0], "isoformat") else pd.Index(times)
-        return pd.DataFrame(columns, index=index.rename("time"))
+        return pd.DataFrame(self._columns(), index=index.rename("time"))
 
     def to_csv(self, path: str | os.PathLike) -> Path:
         """Writes `csv_text()` to `path`, atomically."""
@@ -447,17 +442,27 @@ class Forecast:
         return atomic_write(path, lambda temporary: temporary.write_text(text, encoding="utf-8"))
 
     def csv_text(self) -> str:
-        """The forecast as CSV: `time, forecast, [lower, upper,] <baselines>, truth` (truth empty
-        where unknown; the bounds with an interval)."""
+        """The forecast as CSV: `time`, then `to_frame`'s columns (`truth` empty where unknown; a
+        diverged model's NaN stays ``nan``)."""
+        columns = self._columns()
+        truth = columns.pop("truth")
         table = io.StringIO()
         writer = csv.writer(table, lineterminator="\n")
-        bounds = {} if self.lower is None else {"lower": self.lower, "upper": self.upper}
-        writer.writerow(["time", "forecast", *bounds, *self.baselines, "truth"])
+        writer.writerow(["time", *columns, "truth"])
         for h, time in enumerate(self.labels()[1:]):
-            known = f"{self.truth[h]:.9g}" if h < len(self.truth) and not np.isnan(self.truth[h]) else ""
-            others = (f"{values[h]:.9g}" for values in [*bounds.values(), *self.baselines.values()])
-            writer.writerow([time, f"{self.values[h]:.9g}", *others, known])
+            known = "" if np.isnan(truth[h]) else f"{truth[h]:.9g}"
+            writer.writerow([time, *(f"{values[h]:.9g}" for values in columns.values()), known])
         return table.getvalue()
+
+    def _columns(self) -> dict[str, np.ndarray]:
+        """`forecast`, `lower` and `upper` with an interval, each baseline, and `truth` (NaN where
+        unknown), each `(horizon,)`."""
+        columns = {"forecast": self.values}
+        if self.lower is not None:
+            columns.update(lower=self.lower, upper=self.upper)
+        columns.update(self.baselines)
+        columns["truth"] = np.concatenate([self.truth, np.full(self.horizon - len(self.truth), np.nan)])
+        return columns
 
     def plot(self, ax: Any = None) -> Any:
         """The end of the history, the forecast and the known truth (`tf_sine.plotting`)."""

@@ -96,7 +96,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         return 0
     # Several series: each of them, all together above; by horizon, the first few one by one.
     print(format_series_table(metrics["series"]))
-    shown = list(metrics["series"].items())[:SERIES_SHOWN] if args.horizon or args.interval else []
+    by_horizon = args.horizon is not None or args.interval is not None
+    shown = list(metrics["series"].items())[:SERIES_SHOWN] if by_horizon else []
     for key, scores in shown:
         print(f"series {key!r}:\n{_horizon_and_interval(scores)}")
     if len(metrics["series"]) > len(shown) > 0:

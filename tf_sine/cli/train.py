@@ -11,6 +11,7 @@ from tf_sine.config import (
     BATCH_ORDERS,
     CALENDARS,
     CELLS,
+    DEFAULT_PRESET,
     DISTRIBUTIONS,
     ENGINES,
     INITIALIZERS,
@@ -23,8 +24,6 @@ from tf_sine.config import (
     get_preset,
 )
 from tf_sine.distribute import PEER_TIMEOUT
-
-DEFAULT_PRESET = "legacy"  # the source script's experiment
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:

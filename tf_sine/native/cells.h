@@ -48,9 +48,11 @@ struct Gradients {
 
 // The input projection of every time step at once: (T * B, width) = inputs K + bias.
 inline void ProjectInputs(const float* inputs, const Weights& w, const Dims& d, float* out) {
+  // The bias first and the product added to it: Eigen's `=` would zero the array first, and
+  // the bias then take another pass over it.
   MatrixMap projected(out, d.rows(), d.gates());
-  projected.noalias() = ConstMatrixMap(inputs, d.rows(), d.features) * ConstMatrixMap(w.kernel, d.features, d.gates());
-  projected.rowwise() += Eigen::Map<const Eigen::RowVectorXf>(w.bias, d.gates());
+  projected.rowwise() = Eigen::Map<const Eigen::RowVectorXf>(w.bias, d.gates());
+  projected.noalias() += ConstMatrixMap(inputs, d.rows(), d.features) * ConstMatrixMap(w.kernel, d.features, d.gates());
 }
 
 // After the backward recurrence: the gradients of the inputs and of both kernels, one product
@@ -72,6 +74,32 @@ inline void InputAndKernelGradients(const float* inputs, const Weights& w, const
         input_grads * ConstMatrixMap(w.kernel, d.features, width).transpose();
   }
 }
+
+// The backward step's product through the recurrent kernel R (units, width): out (rows, units)
+// = dz (rows, width) R^T, or += when `accumulate`. products.h reads R^T, made once a backward
+// pass, where `units` makes whole tiles; elsewhere Eigen multiplies by R's transposed view.
+class BackwardStepProduct {
+ public:
+  BackwardStepProduct(const float* recurrent, int64_t units, int64_t width)
+      : recurrent_(recurrent), units_(units), width_(width) {
+    if (Tiled(units)) transposed_ = ConstMatrixMap(recurrent, units, width).transpose();
+  }
+  void operator()(const float* dz, int64_t rows, float* out, bool accumulate) const {
+    if (transposed_.size() > 0) return StepProduct(dz, rows, width_, transposed_.data(), units_, out, accumulate);
+    MatrixMap result(out, rows, units_);
+    const auto product = ConstMatrixMap(dz, rows, width_) * ConstMatrixMap(recurrent_, units_, width_).transpose();
+    if (accumulate) {
+      result.noalias() += product;
+    } else {
+      result.noalias() = product;
+    }
+  }
+
+ private:
+  const float* recurrent_;
+  int64_t units_, width_;
+  Matrix transposed_;
+};
 
 // Sums the rows of a (rows, width) array into `out` (a bias gradient).
 inline void SumRows(const float* values, int64_t rows, int64_t width, float* out) {
@@ -142,7 +170,7 @@ inline void LstmBackward(const float* inputs, const Weights& w, const Dims& d, c
   float* h_carry = dz_all + d.rows() * width;
   float* c_carry = h_carry + step;
   std::fill(h_carry, h_carry + 2 * step, 0.0f);
-  const Matrix recurrent_transposed = ConstMatrixMap(w.recurrent, units, width).transpose();
+  const BackwardStepProduct through_recurrent(w.recurrent, units, width);
   for (int64_t t = d.time - 1; t >= 0; --t) {
     for (int64_t b = 0; b < d.batch; ++b) {
       const int64_t at = t * step + b * units;  // this row's states in (T, B, u) arrays
@@ -164,7 +192,7 @@ inline void LstmBackward(const float* inputs, const Weights& w, const Dims& d, c
       }
     }
     if (t > 0) {
-      StepProduct(dz_all + t * gate_step, d.batch, width, recurrent_transposed.data(), units, h_carry, false);
+      through_recurrent(dz_all + t * gate_step, d.batch, h_carry, false);
     }
   }
   InputAndKernelGradients(inputs, w, states, dz_all, dz_all, d, grads);
@@ -220,7 +248,7 @@ inline void GruBackward(const float* inputs, const Weights& w, const Dims& d, co
   float* recurrent_side = input_side + d.rows() * width;
   float* h_carry = recurrent_side + d.rows() * width;
   std::fill(h_carry, h_carry + step, 0.0f);
-  const Matrix recurrent_transposed = ConstMatrixMap(w.recurrent, units, width).transpose();
+  const BackwardStepProduct through_recurrent(w.recurrent, units, width);
   for (int64_t t = d.time - 1; t >= 0; --t) {
     for (int64_t b = 0; b < d.batch; ++b) {
       const int64_t at = t * step + b * units;
@@ -241,8 +269,7 @@ inline void GruBackward(const float* inputs, const Weights& w, const Dims& d, co
       }
     }
     if (t > 0) {
-      StepProduct(recurrent_side + t * gate_step, d.batch, width, recurrent_transposed.data(), units, h_carry,
-                  true);
+      through_recurrent(recurrent_side + t * gate_step, d.batch, h_carry, true);
     }
   }
   InputAndKernelGradients(inputs, w, states, input_side, recurrent_side, d, grads);
@@ -271,13 +298,13 @@ inline void SimpleRnnBackward(const float* inputs, const Weights& w, const Dims&
   float* pre = scratch;  // gradients of x K + h R + b per step
   float* h_carry = pre + d.rows() * units;
   std::fill(h_carry, h_carry + step, 0.0f);
-  const Matrix recurrent_transposed = ConstMatrixMap(w.recurrent, units, units).transpose();
+  const BackwardStepProduct through_recurrent(w.recurrent, units, units);
   for (int64_t t = d.time - 1; t >= 0; --t) {
     for (int64_t k = 0; k < step; ++k) {
       const float h = states[t * step + k];
       pre[t * step + k] = (h_carry[k] + states_grad[t * step + k]) * (1.0f - h * h);
     }
-    if (t > 0) StepProduct(pre + t * step, d.batch, units, recurrent_transposed.data(), units, h_carry, false);
+    if (t > 0) through_recurrent(pre + t * step, d.batch, h_carry, false);
   }
   InputAndKernelGradients(inputs, w, states, pre, pre, d, grads);
   SumRows(pre, d.rows(), units, grads.bias);

@@ -4,8 +4,9 @@
 // Eigen's general product copies ("packs") b into its own layout on every call: at every time
 // step, the whole recurrent kernel. Here b is read in place, row p after row p: a tile of
 // `kRows` rows by `kColumns` vectors of `out` stays in registers while p runs over k, each a(r, p)
-// broadcast against b's row segment. Each output is summed over p in order, as Eigen sums it.
-// Widths that are not a multiple of a tile's go to Eigen.
+// broadcast against b's row segment. Each output is summed over p in order, whatever the
+// buffers' addresses (a result can differ from Eigen's in the last bits; the self-test compares
+// both paths with the cells' equations). Widths that are not whole tiles go to Eigen.
 
 #ifndef TF_SINE_NATIVE_PRODUCTS_H_
 #define TF_SINE_NATIVE_PRODUCTS_H_
@@ -37,7 +38,9 @@ constexpr int kRows = 6;
 constexpr int64_t kTileWidth = kColumns * kLanes;
 
 typedef float Vector __attribute__((vector_size(kLanes * sizeof(float))));
-typedef float UnalignedVector __attribute__((vector_size(kLanes * sizeof(float)), aligned(alignof(float))));
+// may_alias: the vectors are loaded from and stored to float arrays, as Intel's __m512_u are.
+typedef float UnalignedVector
+    __attribute__((vector_size(kLanes * sizeof(float)), aligned(alignof(float)), may_alias));
 
 inline Vector Load(const float* p) { return *reinterpret_cast<const UnalignedVector*>(p); }
 inline void Store(float* p, Vector v) { *reinterpret_cast<UnalignedVector*>(p) = v; }
@@ -78,12 +81,15 @@ inline void RemainingRows(int64_t rows, const float* a, int64_t k, const float* 
 
 }  // namespace products
 
+// True where `StepProduct` takes its own path: `n` output columns make whole tiles.
+inline bool Tiled(int64_t n) { return n % products::kTileWidth == 0; }
+
 // out (rows, n) = a (rows, k) b (k, n), or out += a b when `accumulate`.
 inline void StepProduct(const float* a, int64_t rows, int64_t k, const float* b, int64_t n, float* out,
                         bool accumulate) {
   using products::kRows;
   using products::kTileWidth;
-  if (n % kTileWidth != 0) {
+  if (!Tiled(n)) {
     using Matrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
     Eigen::Map<Matrix> result(out, rows, n);
     const auto product = Eigen::Map<const Matrix>(a, rows, k) * Eigen::Map<const Matrix>(b, k, n);

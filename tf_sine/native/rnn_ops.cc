@@ -536,7 +536,12 @@ class TrainOp : public OpKernel {
     MatrixMap(share->grads[3 * layers].data(), units, outputs).noalias() =
         ConstMatrixMap(last, rows, units).transpose() * predicted_grad;
     SumRows(share->prediction_grad.data(), rows, outputs, share->grads[3 * layers + 1].data());
-    top.states_grad.assign(top.d.rows() * units, 0.0f);
+    // Only the last step's states reach the head, and only this line writes the top layer's
+    // states_grad (Backward reads it; a layer's inputs_grad is the buffer of the layer below):
+    // the rest stays zero from one step to the next. A batch of another size re-zeroes it.
+    if (top.states_grad.size() != static_cast<size_t>(top.d.rows() * units)) {
+      top.states_grad.assign(top.d.rows() * units, 0.0f);
+    }
     MatrixMap(top.states_grad.data() + (top.d.time - 1) * rows * units, rows, units).noalias() =
         predicted_grad * ConstMatrixMap(head_kernel, units, outputs).transpose();
     for (int l = layers - 1; l >= 0; --l) {
