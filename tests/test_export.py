@@ -38,6 +38,7 @@ def test_the_manifest_and_the_cli_summary(series_export):
     assert manifest["signatures"]["next_value"]["inputs"] == {"values": [None, 13]}  # one more to difference
     assert manifest["tflite"]["file"] == "model.tflite" and (out / "model.tflite").stat().st_size > 0
     assert "signature serving_default: window [batch, 12, 1] -> prediction [batch, 1]" in done.stdout
+    assert "W0000" not in done.stderr and "Ignored" not in done.stderr, done.stderr  # the converter's notes
 
 
 def test_a_fresh_process_without_tf_sine_serves_what_the_keras_model_predicts(series_export, tmp_path):

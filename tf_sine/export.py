@@ -25,6 +25,9 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import sys
+import tempfile
+from collections.abc import Iterator
 from typing import Any
 
 import keras
@@ -166,13 +169,31 @@ def _next_values(
 def _write_tflite(model: keras.Model, folder: OwnedFolder) -> dict[str, Any]:
     try:
         # The converter saves the model to a temporary SavedModel and lists it on stdout.
-        with contextlib.redirect_stdout(io.StringIO()):
+        with contextlib.redirect_stdout(io.StringIO()), _native_stderr_aside():
             flatbuffer = tf.lite.TFLiteConverter.from_keras_model(unrolled_copy(model)).convert()
     except Exception as error:  # the converter raises many kinds; the SavedModel stands alone
         text = str(error).strip().splitlines()
         return {"file": None, "reason": text[-1] if text else type(error).__name__}
     folder.write(TFLITE_FILE, lambda path: path.write_bytes(flatbuffer))
     return {"file": TFLITE_FILE, "ops": "TFLite builtins", "recurrence": "unrolled", "bytes": len(flatbuffer)}
+
+
+@contextlib.contextmanager
+def _native_stderr_aside() -> Iterator[None]:
+    """Sends what is written to file descriptor 2 meanwhile to a temporary file, dropped after:
+    the TFLite converter's C++ logs the options it ignores there (``W0000 ... Ignored
+    output_format``) whatever ``TF_CPP_MIN_LOG_LEVEL`` says. A failure is still the exception's."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with tempfile.TemporaryFile() as sink:
+            os.dup2(sink.fileno(), 2)
+            try:
+                yield
+            finally:
+                os.dup2(saved, 2)
+    finally:
+        os.close(saved)
 
 
 def unrolled_copy(model: keras.Model) -> keras.Model:
