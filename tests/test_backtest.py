@@ -113,3 +113,20 @@ def test_finished_folds_of_another_experiment_are_refused(small_run, tmp_path):
     assert call_main(*common, "--units", "3")[0] == 0
     status, _, stderr = call_main(*common, "--units", "5")
     assert status == 2 and "to hold fold 1 of this experiment, got one trained with other units" in stderr
+
+
+def test_refitted_folds_keep_filled_values_as_gaps(tmp_path):
+    path = write_seasonal_csv(tmp_path / "gaps.csv", n=120)
+    lines = path.read_text().splitlines()
+    for row in (10, 50):  # a value cell emptied, in every fold's history
+        lines[row + 1] = lines[row + 1].split(",")[0] + ","
+    path.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "bt"
+    status, _, stderr = call_main("backtest", "--data", str(path), "--fill", "interpolate", "--preset", "tiny",
+                                  "--units", "3", "--steps", "20", "--folds", "2", "--horizon", "3",
+                                  "--out", str(out))  # fmt: skip
+    assert status == 0, stderr
+    history = (out / "folds" / "fold-1.csv").read_text().splitlines()
+    assert history[11].endswith(",") and history[51].endswith(",")  # gaps again, not the filled values
+    fold = tf_sine.open_run(out / "folds" / "fold-1")
+    assert fold.config.fill == "interpolate" and fold.dataset.filled.sum() == 2

@@ -3,6 +3,8 @@ predict, export, and bad files."""
 
 import csv
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -171,6 +173,18 @@ def test_bad_files_and_flags_exit_2_with_one_line(tmp_path, cli, text, flags, me
     status, _, stderr = cli("train", "--data", str(path), "--run-dir", str(run_dir), "--steps", "5", *flags)
     assert status == 2 and stderr.count("\n") == 1 and message in stderr, stderr
     assert not run_dir.exists()  # refused before anything was written
+
+
+def test_a_trained_run_keeps_its_split_and_a_closed_pipe_is_no_error(tiny_run, tmp_path, cli):
+    status, _, stderr = cli("evaluate", "--model", str(tiny_run.run.path), "--split", "0.5,0.1,0.4")
+    assert status == 2 and "argument --split: applies to another series (--data)" in stderr, stderr
+    np.save(tmp_path / "series.npy", np.sin(np.arange(1000) / 10))
+    command = [sys.executable, "-m", "tf_sine", "predict", "--model", str(tiny_run.run.path),
+               "--input", str(tmp_path / "series.npy")]  # fmt: skip
+    reader = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    reader.stdout.close()  # gone before the first line, as `| head` is after its lines
+    _, stderr = reader.communicate(timeout=120)
+    assert reader.returncode == 141 and b"Traceback" not in stderr and b"error" not in stderr, stderr
 
 
 def test_missing_data_file_and_patience_without_data(tmp_path, cli):

@@ -168,7 +168,10 @@ def _refitted(
     history = work / f"fold-{fold + 1}.csv"
     dates = data.dates[: origin + 1] if data.dates is not None else None
     covariates = run.config.covariates  # the first of the extra inputs, in their own units
-    series = Series(data.levels[: origin + 1], dates, data.name, None, str(history))
+    # Filled values stay gaps in the history, filled again by the run's `fill` when the fold reads it.
+    filled = None if data.filled is None else data.filled[: origin + 1]
+    fill = run.config.fill or "none"
+    series = Series(data.levels[: origin + 1], dates, data.name, None, str(history), filled, fill)
     if covariates:
         future = None if dates is None else []
         series = dataclasses.replace(series, covariates=data.extras[: origin + 1, : len(covariates)],
@@ -184,7 +187,7 @@ def _refitted(
     run_dir = work / f"fold-{fold + 1}"
     # The history is one series (of a long table's, the one selected).
     one_series = {"id_column": None, "series_id": None}
-    config = run.config.replace(data=str(history.resolve()), column=data.name, fill="none", **one_series)
+    config = run.config.replace(data=str(history.resolve()), column=data.name, fill=fill, **one_series)
     if (run_dir / "metrics.json").is_file():
         _check_same_experiment(run_dir, config, fold)
     else:

@@ -154,9 +154,18 @@ class Run:
                 a `DatetimeIndex` gives the dates).
 
         Raises:
-            ConfigError: a bad `split` or `period` (the checks of `Config`).
+            ConfigError: a bad `split` or `period` (the checks of `Config`), or a `split` of the
+                run's own series, whose other test part would hold values the model trained on.
             DataError: a pandas object that is not a series of numbers in time order.
         """
+        if split is not None and data is None:
+            shown = (
+                ",".join(f"{part:g}" for part in split) if isinstance(split, (tuple, list)) else repr(split)
+            )
+            raise ConfigError(
+                "split", "applies to another series (`data`): on the run's own series another split would "
+                f"test on values the model trained on, got {shown}",
+            )  # fmt: skip
         changes: dict[str, Any] = {"column": column, "split": split, "period": period, "fill": fill}
         series = self.series
         if isinstance(data, pd.DataFrame) and self.config.id_column is not None:  # a long table

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import warnings
@@ -42,6 +43,7 @@ from tf_sine.cli import train as train_commands
 from tf_sine.cli.common import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
+    EXIT_PIPE_CLOSED,
     EXIT_TERMINATED,
     EXIT_USAGE,
     PROGRAM,
@@ -99,6 +101,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         hint = "; run the same command to resume" if args.command == "train" else ""
         print(f"{PROGRAM}: {how}{hint}", file=sys.stderr)
         return EXIT_TERMINATED if received else EXIT_INTERRUPTED
+    except BrokenPipeError:  # `| head` stopped reading: nothing more to say, and no error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit's flush goes nowhere
+        return EXIT_PIPE_CLOSED
     except OSError as error:  # the machine's: a full disk, a file removed meanwhile
         where = f": {error.filename}" if error.filename else ""
         print(f"{PROGRAM}: error: {error.strerror or error}{where}", file=sys.stderr)

@@ -18,6 +18,7 @@ EXIT_USAGE = 2
 EXIT_FAILED = 1
 EXIT_INTERRUPTED = 130  # 128 + SIGINT
 EXIT_TERMINATED = 143  # 128 + SIGTERM
+EXIT_PIPE_CLOSED = 141  # 128 + SIGPIPE: the reader of stdout went away, as for a Unix tool
 
 # Config field -> CLI flag, where they differ by more than '_' vs '-'.
 _FLAGS = {
