@@ -64,7 +64,8 @@ def test_a_forecast_carries_the_interval_in_its_csv_and_bounds(long_run, tmp_pat
     ],
 )
 def test_intervals_that_cannot_be_calibrated_are_refused_in_one_line(long_run, changes, level, message):
-    run = long_run.with_series(**changes) if changes else long_run
+    # Another split takes a series of its own (the same file here, read as another series).
+    run = long_run.with_series(data=long_run.config.data, **changes) if changes else long_run
     with pytest.raises(ValueError) as caught:
         run.forecast(2, interval=level)
     assert str(caught.value).startswith(message) and "\n" not in str(caught.value)
