@@ -394,12 +394,9 @@ def load_dataset(config: Config, series: Any = None) -> Dataset:
         config.check_for_sine()
         return sine_dataset(config.timesteps, bool(config.difference))
     if series is None and config.id_column is not None:  # one series of a long table
-        from tf_sine.panel import pick, read_panel
+        from tf_sine.panel import read_one
 
-        series_by_id = read_panel(
-            config.data, config.id_column, config.column, config.fill, config.covariates, config.series_id
-        )
-        series = pick(series_by_id, config.series_id)
+        series = read_one(config.data, config)
     elif series is None:
         from tf_sine.series import read_series_file
 

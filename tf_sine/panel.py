@@ -140,6 +140,13 @@ def read_panel(
     return series
 
 
+def read_one(source: Any, config: Config) -> Any:
+    """The series `config.series_id` of the long table `source` (a CSV path or a DataFrame),
+    read as `config` says (`read_panel`), the other series' rows unparsed."""
+    args = (config.id_column, config.column, config.fill, config.covariates, config.series_id)
+    return pick(read_panel(source, *args), config.series_id)
+
+
 def _check_id(id_column: str, names: list[str], where: str) -> None:
     if id_column not in names:
         raise DataError(

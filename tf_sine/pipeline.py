@@ -117,12 +117,11 @@ def run_experiment(
         config.check_for_sine()
     several = config.id_column is not None and config.series_id is None  # a long table: tf_sine.panel
     if series is not None:  # checked like a file; kept in the run directory as series.csv
-        from tf_sine.panel import pick, read_panel
+        from tf_sine.panel import read_one, read_panel
         from tf_sine.series import Series, from_pandas
 
         if config.id_column is not None and not several:  # one series of a long table
-            args = (config.id_column, config.column, config.fill, config.covariates, config.series_id)
-            series = pick(read_panel(series, *args), config.series_id)
+            series = read_one(series, config)
             config = config.replace(id_column=None, series_id=None)
         if several:
             from tf_sine.panel import LongTable

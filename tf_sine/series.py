@@ -297,7 +297,8 @@ def table_series(
             f"expected a number in column {value_name!r}, got an empty cell on line "
             f"{lines[np.argmax(gaps)]} of {path.name} ({_gaps_note(gaps)})",
         )
-    values, gaps, dates = _with_missing_dates(values, gaps, dates, fill, where, bool(covariates))
+    if not covariates:  # with them, `_cut_future_rows` checked every date, the future's too
+        values, gaps, dates = _with_missing_dates(values, gaps, dates, fill, where, False)
     return _filled_series(values, gaps, dates, value_name, time_name, source, fill, **extra)
 
 
@@ -473,7 +474,8 @@ def from_pandas(
         raise DataError(
             "data", f"expected a number at {data.index[np.argmax(gaps)]}, got NaN ({_gaps_note(gaps)})"
         )
-    values, gaps, dates = _with_missing_dates(values, gaps, dates, fill, where, extra is not None)
+    if extra is None:  # with covariates, `_cut_future_rows` checked every date, the future's too
+        values, gaps, dates = _with_missing_dates(values, gaps, dates, fill, where, False)
     return _filled_series(values, gaps, dates, name, data.index.name, "pandas", fill, **covariates_of)
 
 
