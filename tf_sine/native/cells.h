@@ -7,15 +7,17 @@
 //   GRU:       (reset_after) x K + b_in and h R + b_rec split (z, r, h);
 //              h' = z h + (1 - z) tanh(x_h + r (h R_h + b_rec_h)).
 //   SimpleRNN: h' = tanh(x K + h R + b).
-// The input projection x K of all time steps is one matrix product before the recurrence, and
-// the weight gradients are one product each after it, so the sequential part is one small
-// product per step (products.h) and one pass of vectorized elementwise math.
+// The input projection x K of many time steps is one matrix product ahead of the recurrence,
+// and the weight gradients are one product each behind it (the LSTM's a few steps at a time,
+// while they are in cache: CachedSteps), so the sequential part is one small product per step
+// (products.h) and one pass of vectorized elementwise math.
 
 #ifndef TF_SINE_NATIVE_CELLS_H_
 #define TF_SINE_NATIVE_CELLS_H_
 
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
 
 #include "Eigen/Core"
 #include "products.h"
@@ -46,31 +48,54 @@ struct Gradients {
   float *inputs, *kernel, *recurrent, *bias;
 };
 
-// The input projection of every time step at once: (T * B, width) = inputs K + bias.
-inline void ProjectInputs(const float* inputs, const Weights& w, const Dims& d, float* out) {
+// The input projection of time steps [first, first + count): (count * B, width) rows of
+// inputs K + bias, into `out`'s rows of those steps.
+inline void ProjectInputs(const float* inputs, const Weights& w, const Dims& d, int64_t first, int64_t count,
+                          float* out) {
   // The bias first and the product added to it: Eigen's `=` would zero the array first, and
   // the bias then take another pass over it.
-  MatrixMap projected(out, d.rows(), d.gates());
+  const int64_t rows = count * d.batch, skipped = first * d.batch;
+  MatrixMap projected(out + skipped * d.gates(), rows, d.gates());
   projected.rowwise() = Eigen::Map<const Eigen::RowVectorXf>(w.bias, d.gates());
-  projected.noalias() += ConstMatrixMap(inputs, d.rows(), d.features) * ConstMatrixMap(w.kernel, d.features, d.gates());
+  projected.noalias() += ConstMatrixMap(inputs + skipped * d.features, rows, d.features) *
+                         ConstMatrixMap(w.kernel, d.features, d.gates());
 }
 
-// After the backward recurrence: the gradients of the inputs and of both kernels, one product
-// each over all steps. `input_side` (T * B, width) is the gradient of x K + b_in, and
+// How many time steps the LSTM handles at a time outside the recurrence: the forward pass
+// projects their inputs, and the backward pass takes their weight gradients, while their
+// gates' rows stay in the core's cache, when a whole sequence's would not (the gates of all
+// steps, kept for the backward pass, then leave the cache once rather than three times).
+inline int64_t CachedSteps(const Dims& d) {
+  constexpr int64_t kFloats = 1 << 16;  // a quarter of a typical 1 MiB second-level cache
+  return std::max<int64_t>(1, kFloats / std::max<int64_t>(1, d.batch * d.gates()));
+}
+
+// The gradients of the inputs and of both kernels from time steps [first, first + count), one
+// product each: the whole sequence after the backward recurrence, or a few steps at a time
+// while their gradients are still in the core's cache (`accumulate` adds to the kernels'
+// gradients of later steps). `input_side` (T * B, width) is the gradient of x K + b_in, and
 // `recurrent_side` that of h R (the same array except in the GRU, whose reset gate sits
 // between h R_h and the candidate); the initial state is zero, so step 0 adds nothing to R's.
 inline void InputAndKernelGradients(const float* inputs, const Weights& w, const float* states,
                                     const float* input_side, const float* recurrent_side, const Dims& d,
-                                    const Gradients& grads) {
-  const int64_t rows = d.rows(), later = rows - d.batch, width = d.gates();
-  ConstMatrixMap input_grads(input_side, rows, width);
-  MatrixMap(grads.kernel, d.features, width).noalias() =
-      ConstMatrixMap(inputs, rows, d.features).transpose() * input_grads;
-  MatrixMap(grads.recurrent, d.units, width).noalias() =
-      ConstMatrixMap(states, later, d.units).transpose() *
-      ConstMatrixMap(recurrent_side + d.batch * width, later, width);
+                                    int64_t first, int64_t count, bool accumulate, const Gradients& grads) {
+  const int64_t width = d.gates(), rows = count * d.batch, skipped = first * d.batch;
+  const int64_t later = first > 0 ? rows : rows - d.batch;  // rows of steps after step 0
+  ConstMatrixMap input_grads(input_side + skipped * width, rows, width);
+  MatrixMap kernel_grad(grads.kernel, d.features, width), recurrent_grad(grads.recurrent, d.units, width);
+  const auto inputs_part = ConstMatrixMap(inputs + skipped * d.features, rows, d.features).transpose();
+  const int64_t states_from = skipped + rows - later - d.batch;  // the steps before those of `later`
+  const auto states_part = ConstMatrixMap(states + states_from * d.units, later, d.units).transpose();
+  const ConstMatrixMap recurrent_grads(recurrent_side + (skipped + rows - later) * width, later, width);
+  if (accumulate) {
+    kernel_grad.noalias() += inputs_part * input_grads;
+    recurrent_grad.noalias() += states_part * recurrent_grads;
+  } else {
+    kernel_grad.noalias() = inputs_part * input_grads;
+    recurrent_grad.noalias() = states_part * recurrent_grads;
+  }
   if (grads.inputs != nullptr) {
-    MatrixMap(grads.inputs, rows, d.features).noalias() =
+    MatrixMap(grads.inputs + skipped * d.features, rows, d.features).noalias() =
         input_grads * ConstMatrixMap(w.kernel, d.features, width).transpose();
   }
 }
@@ -125,6 +150,19 @@ inline void Sigmoid(float* values, int64_t width) {
 
 inline int64_t LstmScratch(const Dims& d) { return d.rows() * d.gates() + 2 * d.batch * d.units; }
 
+// The new cell state of one row, c = f c_previous + i g, from the activated gates `z` (4u).
+// `HasPrevious` is false at the first step, whose previous state is zero: there f * 0 rather
+// than 0, so that a NaN gate spreads as it does in Keras. The branch is resolved at compile
+// time and `__restrict` rules out overlap, so the compiler vectorizes the loop.
+template <bool HasPrevious>
+inline void LstmCellRow(const float* __restrict z, const float* __restrict previous, int64_t units,
+                        float* __restrict c) {
+  for (int64_t j = 0; j < units; ++j) {
+    const float kept = z[units + j] * (HasPrevious ? previous[j] : 0.0f);
+    c[j] = kept + z[j] * z[2 * units + j];
+  }
+}
+
 inline void LstmForward(const float* inputs, const Weights& w, const Dims& d, float* states, float* cells,
                         float* cell_tanh, float* gates) {
   const int64_t units = d.units, width = d.gates();
@@ -133,8 +171,9 @@ inline void LstmForward(const float* inputs, const Weights& w, const Dims& d, fl
   scale.segment(2 * units, units).setConstant(1.0f);  // the cell candidate takes tanh
   offset.segment(2 * units, units).setConstant(0.0f);
 
-  ProjectInputs(inputs, w, d, gates);
+  const int64_t chunk = CachedSteps(d);
   for (int64_t t = 0; t < d.time; ++t) {
+    if (t % chunk == 0) ProjectInputs(inputs, w, d, t, std::min(chunk, d.time - t), gates);
     float* z = gates + t * gate_step;
     float* c = cells + t * step;
     if (t > 0) StepProduct(states + (t - 1) * step, d.batch, units, w.recurrent, width, z, true);
@@ -142,11 +181,10 @@ inline void LstmForward(const float* inputs, const Weights& w, const Dims& d, fl
       float* zb = z + b * width;
       Activate(zb, width, scale, offset);
       float* cb = c + b * units;
-      const float* previous = t > 0 ? cb - step : nullptr;  // zero initial state
-      for (int64_t j = 0; j < units; ++j) {
-        // f * 0 rather than 0 at the first step: a NaN gate spreads as it does in Keras.
-        const float kept = zb[units + j] * (previous ? previous[j] : 0.0f);
-        cb[j] = kept + zb[j] * zb[2 * units + j];
+      if (t > 0) {
+        LstmCellRow<true>(zb, cb - step, units, cb);
+      } else {
+        LstmCellRow<false>(zb, nullptr, units, cb);
       }
     }
     Array tanh_c(cell_tanh + t * step, d.batch, units);
@@ -156,6 +194,62 @@ inline void LstmForward(const float* inputs, const Weights& w, const Dims& d, fl
       const float* o = z + b * width + 3 * units;
       for (int64_t j = 0; j < units; ++j) h[b * units + j] = o[j] * tanh_c.data()[b * units + j];
     }
+  }
+}
+
+// Loads and stores of one float or of one vector register (products.h), so that one body
+// serves a row's vector loop and its scalar tail.
+template <typename Lanes>
+inline Lanes LoadLanes(const float* p) {
+  if constexpr (std::is_same_v<Lanes, float>) {
+    return *p;
+  } else {
+    return products::Load(p);
+  }
+}
+template <typename Lanes>
+inline void StoreLanes(float* p, Lanes value) {
+  if constexpr (std::is_same_v<Lanes, float>) {
+    *p = value;
+  } else {
+    products::Store(p, value);
+  }
+}
+
+// Columns j.. of one row of one backward step (one float, or one vector of them): the
+// pre-activation gradients `dz` (4u) from the activated gates `z` (4u), tanh(c) and the previous
+// cell state (none at the first step: zero, and f * 0 as forward), the state gradient from
+// above and the carries `dh`, `dc` from step t + 1; `dc` is updated in place and `dz` added to
+// the bias gradient `bias_grad` (4u) while it is in registers.
+template <bool HasPrevious, typename Lanes>
+inline void LstmBackwardLanes(const float* z, const float* tanh_c, const float* previous, const float* from_above,
+                              int64_t units, int64_t j, const float* dh, float* dc, float* dz, float* bias_grad) {
+  const Lanes i = LoadLanes<Lanes>(z + j), f = LoadLanes<Lanes>(z + units + j);
+  const Lanes g = LoadLanes<Lanes>(z + 2 * units + j), o = LoadLanes<Lanes>(z + 3 * units + j);
+  const Lanes tc = LoadLanes<Lanes>(tanh_c + j);
+  const Lanes dh_j = LoadLanes<Lanes>(dh + j) + LoadLanes<Lanes>(from_above + j);
+  const Lanes dc_j = LoadLanes<Lanes>(dc + j) + dh_j * o * (1.0f - tc * tc);
+  const Lanes kept = HasPrevious ? LoadLanes<Lanes>(previous + j) : Lanes{} * 0.0f;
+  const Lanes gradients[4] = {dc_j * g * i * (1.0f - i), dc_j * kept * f * (1.0f - f), dc_j * i * (1.0f - g * g),
+                              dh_j * tc * o * (1.0f - o)};
+  for (int gate = 0; gate < 4; ++gate) {
+    StoreLanes(dz + gate * units + j, gradients[gate]);
+    StoreLanes(bias_grad + gate * units + j, LoadLanes<Lanes>(bias_grad + gate * units + j) + gradients[gate]);
+  }
+  StoreLanes(dc + j, dc_j * f);
+}
+
+// One row of one backward step, LstmBackwardLanes over its columns: vector registers written
+// out, as the compiler does not vectorize the bias's read-modify-write beside the gates' reads.
+template <bool HasPrevious>
+inline void LstmBackwardRow(const float* z, const float* tanh_c, const float* previous, const float* from_above,
+                            int64_t units, const float* dh, float* dc, float* dz, float* bias_grad) {
+  int64_t j = 0;
+  for (; j + products::kLanes <= units; j += products::kLanes) {
+    LstmBackwardLanes<HasPrevious, products::Vector>(z, tanh_c, previous, from_above, units, j, dh, dc, dz, bias_grad);
+  }
+  for (; j < units; ++j) {
+    LstmBackwardLanes<HasPrevious, float>(z, tanh_c, previous, from_above, units, j, dh, dc, dz, bias_grad);
   }
 }
 
@@ -170,7 +264,10 @@ inline void LstmBackward(const float* inputs, const Weights& w, const Dims& d, c
   float* h_carry = dz_all + d.rows() * width;
   float* c_carry = h_carry + step;
   std::fill(h_carry, h_carry + 2 * step, 0.0f);
+  std::fill(grads.bias, grads.bias + width, 0.0f);
   const BackwardStepProduct through_recurrent(w.recurrent, units, width);
+  const int64_t chunk = CachedSteps(d);
+  int64_t end = d.time;  // the steps [t, end) whose weight gradients are not yet added
   for (int64_t t = d.time - 1; t >= 0; --t) {
     for (int64_t b = 0; b < d.batch; ++b) {
       const int64_t at = t * step + b * units;  // this row's states in (T, B, u) arrays
@@ -178,25 +275,20 @@ inline void LstmBackward(const float* inputs, const Weights& w, const Dims& d, c
       float* dz = dz_all + t * gate_step + b * width;
       float* dh = h_carry + b * units;
       float* dc = c_carry + b * units;
-      for (int64_t j = 0; j < units; ++j) {
-        const float i = z[j], f = z[units + j], g = z[2 * units + j], o = z[3 * units + j];
-        const float tc = cell_tanh[at + j];
-        const float dh_j = dh[j] + states_grad[at + j];
-        const float dc_j = dc[j] + dh_j * o * (1.0f - tc * tc);
-        const float previous = t > 0 ? cells[at - step + j] : 0.0f;  // zero initial state
-        dz[j] = dc_j * g * i * (1.0f - i);
-        dz[units + j] = dc_j * previous * f * (1.0f - f);
-        dz[2 * units + j] = dc_j * i * (1.0f - g * g);
-        dz[3 * units + j] = dh_j * tc * o * (1.0f - o);
-        dc[j] = dc_j * f;
+      if (t > 0) {
+        LstmBackwardRow<true>(z, cell_tanh + at, cells + at - step, states_grad + at, units, dh, dc, dz, grads.bias);
+      } else {
+        LstmBackwardRow<false>(z, cell_tanh + at, nullptr, states_grad + at, units, dh, dc, dz, grads.bias);
       }
     }
     if (t > 0) {
       through_recurrent(dz_all + t * gate_step, d.batch, h_carry, false);
     }
+    if (t % chunk == 0) {  // the steps [t, end) are done: their weight gradients while cached
+      InputAndKernelGradients(inputs, w, states, dz_all, dz_all, d, t, end - t, end < d.time, grads);
+      end = t;
+    }
   }
-  InputAndKernelGradients(inputs, w, states, dz_all, dz_all, d, grads);
-  SumRows(dz_all, d.rows(), width, grads.bias);
 }
 
 // --- GRU (reset_after=True, Keras's default) ---------------------------------------------------
@@ -211,7 +303,7 @@ inline void GruForward(const float* inputs, const Weights& w, const Dims& d, flo
   const int64_t units = d.units, width = d.gates();
   const int64_t step = d.batch * units, gate_step = d.batch * width;
   const Eigen::Map<const Eigen::RowVectorXf> recurrent_bias(w.bias + width, width);
-  ProjectInputs(inputs, w, d, gates);  // with the input bias, the first row of (2, width)
+  ProjectInputs(inputs, w, d, 0, d.time, gates);  // with the input bias, the first row of (2, width)
   for (int64_t t = 0; t < d.time; ++t) {
     MatrixMap recurrent_part(projected, d.batch, width);  // h R + b_rec of this step
     recurrent_part.rowwise() = recurrent_bias;
@@ -237,6 +329,27 @@ inline void GruForward(const float* inputs, const Weights& w, const Dims& d, flo
   }
 }
 
+// One row of one GRU backward step: the gradients `dx` of x K + b_in and `dr` of h R + b_rec
+// (3u each) from the activated gates `g` (z, r, candidate), h R_h + b_rec_h (`candidate`), the
+// previous state (none at the first step: zero) and the state gradients; `dh` carries the
+// gradient through h' = z h + ... back a step (the product through R is added by the caller).
+template <bool HasPrevious>
+inline void GruBackwardRow(const float* __restrict g, const float* __restrict candidate,
+                           const float* __restrict previous, const float* __restrict from_above, int64_t units,
+                           float* __restrict dh, float* __restrict dx, float* __restrict dr) {
+  for (int64_t j = 0; j < units; ++j) {
+    const float z = g[j], r = g[units + j], hh = g[2 * units + j];
+    const float h = HasPrevious ? previous[j] : 0.0f;
+    const float dh_j = dh[j] + from_above[j];
+    const float d_candidate = dh_j * (1.0f - z) * (1.0f - hh * hh);
+    dx[j] = dr[j] = dh_j * (h - hh) * z * (1.0f - z);
+    dx[units + j] = dr[units + j] = d_candidate * candidate[j] * r * (1.0f - r);
+    dx[2 * units + j] = d_candidate;
+    dr[2 * units + j] = d_candidate * r;
+    dh[j] = dh_j * z;
+  }
+}
+
 inline void GruBackward(const float* inputs, const Weights& w, const Dims& d, const float* states,
                         const float* gates, const float* candidate, const float* states_grad, float* scratch,
                         const Gradients& grads) {
@@ -255,24 +368,18 @@ inline void GruBackward(const float* inputs, const Weights& w, const Dims& d, co
       const float* g = gates + t * gate_step + b * width;
       float* dx = input_side + t * gate_step + b * width;
       float* dr = recurrent_side + t * gate_step + b * width;
-      float* dh = h_carry + b * units;
-      for (int64_t j = 0; j < units; ++j) {
-        const float z = g[j], r = g[units + j], hh = g[2 * units + j];
-        const float previous = t > 0 ? states[at - step + j] : 0.0f;  // zero initial state
-        const float dh_j = dh[j] + states_grad[at + j];
-        const float d_candidate = dh_j * (1.0f - z) * (1.0f - hh * hh);
-        dx[j] = dr[j] = dh_j * (previous - hh) * z * (1.0f - z);
-        dx[units + j] = dr[units + j] = d_candidate * candidate[at + j] * r * (1.0f - r);
-        dx[2 * units + j] = d_candidate;
-        dr[2 * units + j] = d_candidate * r;
-        dh[j] = dh_j * z;  // through h' = z h + ...; the product through R is added below
+      if (t > 0) {
+        GruBackwardRow<true>(g, candidate + at, states + at - step, states_grad + at, units, h_carry + b * units, dx,
+                             dr);
+      } else {
+        GruBackwardRow<false>(g, candidate + at, nullptr, states_grad + at, units, h_carry + b * units, dx, dr);
       }
     }
     if (t > 0) {
       through_recurrent(recurrent_side + t * gate_step, d.batch, h_carry, true);
     }
   }
-  InputAndKernelGradients(inputs, w, states, input_side, recurrent_side, d, grads);
+  InputAndKernelGradients(inputs, w, states, input_side, recurrent_side, d, 0, d.time, false, grads);
   SumRows(input_side, d.rows(), width, grads.bias);
   SumRows(recurrent_side, d.rows(), width, grads.bias + width);
 }
@@ -284,7 +391,7 @@ inline int64_t SimpleRnnScratch(const Dims& d) { return d.rows() * d.units + d.b
 
 inline void SimpleRnnForward(const float* inputs, const Weights& w, const Dims& d, float* states) {
   const int64_t step = d.batch * d.units;
-  ProjectInputs(inputs, w, d, states);
+  ProjectInputs(inputs, w, d, 0, d.time, states);
   for (int64_t t = 0; t < d.time; ++t) {
     if (t > 0) StepProduct(states + (t - 1) * step, d.batch, d.units, w.recurrent, d.units, states + t * step, true);
     Eigen::Map<Eigen::ArrayXf> h(states + t * step, step);
@@ -306,7 +413,7 @@ inline void SimpleRnnBackward(const float* inputs, const Weights& w, const Dims&
     }
     if (t > 0) through_recurrent(pre + t * step, d.batch, h_carry, false);
   }
-  InputAndKernelGradients(inputs, w, states, pre, pre, d, grads);
+  InputAndKernelGradients(inputs, w, states, pre, pre, d, 0, d.time, false, grads);
   SumRows(pre, d.rows(), units, grads.bias);
 }
 
