@@ -73,20 +73,21 @@ inline int64_t CachedSteps(const Dims& d) {
 // The gradients of the inputs and of both kernels from time steps [first, first + count), one
 // product each: the whole sequence after the backward recurrence, or a few steps at a time
 // while their gradients are still in the core's cache (`accumulate` adds to the kernels'
-// gradients of later steps). `input_side` (T * B, width) is the gradient of x K + b_in, and
-// `recurrent_side` that of h R (the same array except in the GRU, whose reset gate sits
-// between h R_h and the candidate); the initial state is zero, so step 0 adds nothing to R's.
+// gradients of later steps). `input_side` (count * B, width), the rows of those steps, is the
+// gradient of x K + b_in, and `recurrent_side` that of h R (the same array except in the GRU,
+// whose reset gate sits between h R_h and the candidate); the initial state is zero, so step 0
+// adds nothing to R's.
 inline void InputAndKernelGradients(const float* inputs, const Weights& w, const float* states,
                                     const float* input_side, const float* recurrent_side, const Dims& d,
                                     int64_t first, int64_t count, bool accumulate, const Gradients& grads) {
   const int64_t width = d.gates(), rows = count * d.batch, skipped = first * d.batch;
   const int64_t later = first > 0 ? rows : rows - d.batch;  // rows of steps after step 0
-  ConstMatrixMap input_grads(input_side + skipped * width, rows, width);
+  ConstMatrixMap input_grads(input_side, rows, width);
   MatrixMap kernel_grad(grads.kernel, d.features, width), recurrent_grad(grads.recurrent, d.units, width);
   const auto inputs_part = ConstMatrixMap(inputs + skipped * d.features, rows, d.features).transpose();
   const int64_t states_from = skipped + rows - later - d.batch;  // the steps before those of `later`
   const auto states_part = ConstMatrixMap(states + states_from * d.units, later, d.units).transpose();
-  const ConstMatrixMap recurrent_grads(recurrent_side + (skipped + rows - later) * width, later, width);
+  const ConstMatrixMap recurrent_grads(recurrent_side + (rows - later) * width, later, width);
   if (accumulate) {
     kernel_grad.noalias() += inputs_part * input_grads;
     recurrent_grad.noalias() += states_part * recurrent_grads;
@@ -146,9 +147,11 @@ inline void Sigmoid(float* values, int64_t width) {
 
 // --- LSTM --------------------------------------------------------------------------------------
 // Forward: states, cells, cell_tanh (T, B, u) and the activated gates (T, B, 4u).
-// Backward scratch: (T, B, 4u) + 2 (B, u) floats.
+// Backward scratch: (min(T, CachedSteps), B, 4u) + 2 (B, u) floats.
 
-inline int64_t LstmScratch(const Dims& d) { return d.rows() * d.gates() + 2 * d.batch * d.units; }
+inline int64_t LstmScratch(const Dims& d) {
+  return std::min(CachedSteps(d), d.time) * d.batch * d.gates() + 2 * d.batch * d.units;
+}
 
 // The new cell state of one row, c = f c_previous + i g, from the activated gates `z` (4u).
 // `HasPrevious` is false at the first step, whose previous state is zero: there f * 0 rather
@@ -258,21 +261,23 @@ inline void LstmBackward(const float* inputs, const Weights& w, const Dims& d, c
                          float* scratch, const Gradients& grads) {
   const int64_t units = d.units, width = d.gates();
   const int64_t step = d.batch * units, gate_step = d.batch * width;
-  // The pre-activation gradients of every step, and the gradients that step t + 1 sends back
-  // into step t: hidden state (h_carry) and cell state (c_carry).
-  float* dz_all = scratch;
-  float* h_carry = dz_all + d.rows() * width;
+  // The pre-activation gradients of the steps not yet in the weight gradients (`chunk` steps
+  // at most, step t in row block t % chunk), and the gradients that step t + 1 sends back into
+  // step t: hidden state (h_carry) and cell state (c_carry).
+  const int64_t chunk = std::min(CachedSteps(d), d.time);
+  float* dz_chunk = scratch;
+  float* h_carry = dz_chunk + chunk * gate_step;
   float* c_carry = h_carry + step;
   std::fill(h_carry, h_carry + 2 * step, 0.0f);
   std::fill(grads.bias, grads.bias + width, 0.0f);
   const BackwardStepProduct through_recurrent(w.recurrent, units, width);
-  const int64_t chunk = CachedSteps(d);
   int64_t end = d.time;  // the steps [t, end) whose weight gradients are not yet added
   for (int64_t t = d.time - 1; t >= 0; --t) {
+    float* dz_step = dz_chunk + (t % chunk) * gate_step;
     for (int64_t b = 0; b < d.batch; ++b) {
       const int64_t at = t * step + b * units;  // this row's states in (T, B, u) arrays
       const float* z = gates + t * gate_step + b * width;
-      float* dz = dz_all + t * gate_step + b * width;
+      float* dz = dz_step + b * width;
       float* dh = h_carry + b * units;
       float* dc = c_carry + b * units;
       if (t > 0) {
@@ -282,10 +287,10 @@ inline void LstmBackward(const float* inputs, const Weights& w, const Dims& d, c
       }
     }
     if (t > 0) {
-      through_recurrent(dz_all + t * gate_step, d.batch, h_carry, false);
+      through_recurrent(dz_step, d.batch, h_carry, false);
     }
     if (t % chunk == 0) {  // the steps [t, end) are done: their weight gradients while cached
-      InputAndKernelGradients(inputs, w, states, dz_all, dz_all, d, t, end - t, end < d.time, grads);
+      InputAndKernelGradients(inputs, w, states, dz_chunk, dz_chunk, d, t, end - t, end < d.time, grads);
       end = t;
     }
   }
