@@ -39,6 +39,9 @@ def test_each_fold_is_the_forecast_from_its_origin(small_run):
     assert result.overall["model"]["rmse"] == pytest.approx(np.sqrt(np.mean(np.concatenate(errors) ** 2)))
     frame = result.to_frame()
     assert list(frame["fold"]) == [1, 2, 3, "all"] and frame["model_mase"].notna().all()
+    assert str(frame["origin"].dtype) == "Int64" and frame["origin"].iloc[:3].tolist() == [
+        fold["origin"] for fold in result.folds
+    ]
     with pytest.raises(
         ValueError, match=r"^folds: expected at most 4 folds of 4 steps in the test part's 18"
     ):

@@ -30,6 +30,9 @@ def test_coverage_on_the_test_part_is_near_nominal_at_every_horizon(long_run):
         assert interval["level"] == level and len(interval["coverage_by_horizon"]) == 3
         for coverage in interval["coverage_by_horizon"]:
             assert abs(coverage - level) < 0.05, interval
+    # The reported widths are the half-widths a forecast's bounds sit at, either side.
+    forecast = long_run.forecast(3, origin="test", interval=0.9)
+    np.testing.assert_allclose(interval["half_width_by_horizon"], forecast.upper - forecast.values, rtol=1e-6)
 
 
 def test_a_forecast_carries_the_interval_in_its_csv_and_bounds(long_run, tmp_path):

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tf_sine.native import build, read_record
-from tf_sine.native.build import compile_command, compiler, compiler_available, ladder
+from tf_sine.native.build import SOURCE, compile_command, compiler, compiler_available, ladder
 
 pytestmark = [
     pytest.mark.portability,
@@ -148,4 +148,33 @@ def test_the_avx2_build_computes_what_the_native_one_does(tmp_path):
     done = subprocess.run(compile_command(library, ("-march=x86-64-v3",)), capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
     summary = run_selftest(library)
-    assert summary["passed"] and summary["cases"] == len(FAMILIES) * (len(selftest.CASES) + 1), summary
+    planned = len(FAMILIES) * (len(selftest.CASES) + 1) + sum(map(len, selftest.EXTRA_CASES.values()))
+    assert summary["passed"] and summary["cases"] == planned, summary
+
+
+def test_the_kernels_ab_benchmark_builds_and_finds_a_version_equal_to_itself(tmp_path):
+    """benchmarks/cells_ab.cc compiles against today's cells.h (with a C++17 compiler, at the
+    compiler's default target) and, given today's version as its "old" one too, reports
+    outputs equal to the bit and a time for each."""
+    import tensorflow as tf
+
+    old = tmp_path / "old_cells"
+    old.mkdir()
+    for name in ("cells.h", "products.h"):  # renamed as the benchmark's header says
+        text = (SOURCE.parent / name).read_text(encoding="utf-8")
+        for current, renamed in (
+            ("namespace tf_sine", "namespace tf_sine_old"),
+            ("TF_SINE_NATIVE_", "TF_SINE_OLD_"),
+        ):
+            text = text.replace(current, renamed)
+        (old / name).write_text(text, encoding="utf-8")
+    program = tmp_path / "cells_ab"
+    source = Path(__file__).resolve().parents[1] / "benchmarks" / "cells_ab.cc"
+    command = [*compiler(), "-O2", "-std=c++17", "-pthread", f"-I{tf.sysconfig.get_include()}",
+               f'-DOLD_CELLS="{old / "cells.h"}"', str(source), "-o", str(program)]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    ran = subprocess.run([str(program), "3", "2", "10"], capture_output=True, text=True, timeout=120)
+    assert ran.returncode == 0, ran.stderr
+    assert "states 0, gradients: inputs 0, kernel 0, recurrent kernel 0, bias 0" in ran.stdout, ran.stdout
+    assert "2 threads, T=10: median old " in ran.stdout and "new/old" in ran.stdout, ran.stdout

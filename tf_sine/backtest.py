@@ -54,10 +54,12 @@ class Backtest:
     overall: dict[str, dict[str, Any]]
 
     def to_frame(self) -> pd.DataFrame:
-        """The folds, then an ``all`` row with the overall scores, as a DataFrame."""
+        """The folds, then an ``all`` row with the overall scores, as a DataFrame. ``origin`` is a
+        nullable integer column (``<NA>`` in the ``all`` row), so positions stay integers."""
         overall = {f"{name}_{metric}": value for name, scores in self.overall.items()
                    for metric, value in scores.items()}  # fmt: skip
-        return pd.DataFrame([*self.folds, {"fold": "all", **overall}])
+        frame = pd.DataFrame([*self.folds, {"fold": "all", **overall}])
+        return frame.astype({"origin": "Int64"})
 
     def save(self, folder: str | os.PathLike) -> list[Path]:
         """Writes ``backtest.csv`` and ``backtest.png`` into `folder`, both or neither."""

@@ -382,7 +382,7 @@ def interval_coverage(
     """The test part's empirical coverage of `conformal_widths`' intervals, by horizon.
 
     Returns:
-        `{"level": level, "width_by_horizon": [...], "coverage_by_horizon": [...]}`: the
+        `{"level": level, "half_width_by_horizon": [...], "coverage_by_horizon": [...]}`: the
         fraction of test targets inside the interval made `h` steps before each.
     """
     widths = conformal_widths(model, data, transform, horizon, level)
@@ -391,7 +391,7 @@ def interval_coverage(
     inside = np.abs(forecasts - data.levels[test]) <= widths[:, None]
     return {
         "level": level,
-        "width_by_horizon": widths.tolist(),
+        "half_width_by_horizon": widths.tolist(),
         "coverage_by_horizon": inside.mean(axis=1).tolist(),
     }
 

@@ -56,7 +56,7 @@ def format_baselines(
 
 def format_interval(interval: dict[str, Any]) -> str:
     """``90% intervals (split conformal): test coverage by horizon 1: 0.91 (width 1.2), ...``."""
-    steps = zip(interval["coverage_by_horizon"], interval["width_by_horizon"], strict=True)
+    steps = zip(interval["coverage_by_horizon"], interval["half_width_by_horizon"], strict=True)
     shown = ", ".join(
         f"{h}: {cover:.3f} (half-width {width:.4g})" for h, (cover, width) in enumerate(steps, 1)
     )
