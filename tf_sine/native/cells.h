@@ -17,7 +17,6 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <type_traits>
 
 #include "Eigen/Core"
 #include "products.h"
@@ -200,25 +199,6 @@ inline void LstmForward(const float* inputs, const Weights& w, const Dims& d, fl
   }
 }
 
-// Loads and stores of one float or of one vector register (products.h), so that one body
-// serves a row's vector loop and its scalar tail.
-template <typename Lanes>
-inline Lanes LoadLanes(const float* p) {
-  if constexpr (std::is_same_v<Lanes, float>) {
-    return *p;
-  } else {
-    return products::Load(p);
-  }
-}
-template <typename Lanes>
-inline void StoreLanes(float* p, Lanes value) {
-  if constexpr (std::is_same_v<Lanes, float>) {
-    *p = value;
-  } else {
-    products::Store(p, value);
-  }
-}
-
 // Columns j.. of one row of one backward step (one float, or one vector of them): the
 // pre-activation gradients `dz` (4u) from the activated gates `z` (4u), tanh(c) and the previous
 // cell state (none at the first step: zero, and f * 0 as forward), the state gradient from
@@ -227,12 +207,14 @@ inline void StoreLanes(float* p, Lanes value) {
 template <bool HasPrevious, typename Lanes>
 inline void LstmBackwardLanes(const float* z, const float* tanh_c, const float* previous, const float* from_above,
                               int64_t units, int64_t j, const float* dh, float* dc, float* dz, float* bias_grad) {
+  using products::LoadLanes;
+  using products::StoreLanes;
   const Lanes i = LoadLanes<Lanes>(z + j), f = LoadLanes<Lanes>(z + units + j);
   const Lanes g = LoadLanes<Lanes>(z + 2 * units + j), o = LoadLanes<Lanes>(z + 3 * units + j);
   const Lanes tc = LoadLanes<Lanes>(tanh_c + j);
   const Lanes dh_j = LoadLanes<Lanes>(dh + j) + LoadLanes<Lanes>(from_above + j);
   const Lanes dc_j = LoadLanes<Lanes>(dc + j) + dh_j * o * (1.0f - tc * tc);
-  const Lanes kept = HasPrevious ? LoadLanes<Lanes>(previous + j) : Lanes{} * 0.0f;
+  const Lanes kept = HasPrevious ? LoadLanes<Lanes>(previous + j) : Lanes{};
   const Lanes gradients[4] = {dc_j * g * i * (1.0f - i), dc_j * kept * f * (1.0f - f), dc_j * i * (1.0f - g * g),
                               dh_j * tc * o * (1.0f - o)};
   for (int gate = 0; gate < 4; ++gate) {

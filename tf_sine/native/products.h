@@ -12,6 +12,7 @@
 #define TF_SINE_NATIVE_PRODUCTS_H_
 
 #include <cstdint>
+#include <type_traits>
 
 #include "Eigen/Core"
 
@@ -44,6 +45,25 @@ typedef float UnalignedVector
 
 inline Vector Load(const float* p) { return *reinterpret_cast<const UnalignedVector*>(p); }
 inline void Store(float* p, Vector v) { *reinterpret_cast<UnalignedVector*>(p) = v; }
+
+// Loads and stores of one float or of one vector, so that one body serves a row's vector loop
+// and its scalar tail (cells.h).
+template <typename Lanes>
+inline Lanes LoadLanes(const float* p) {
+  if constexpr (std::is_same_v<Lanes, float>) {
+    return *p;
+  } else {
+    return Load(p);
+  }
+}
+template <typename Lanes>
+inline void StoreLanes(float* p, Lanes value) {
+  if constexpr (std::is_same_v<Lanes, float>) {
+    *p = value;
+  } else {
+    Store(p, value);
+  }
+}
 
 // One tile: out[0:Rows, 0:kTileWidth] of rows `ld_a` and `ld_out` apart, b's rows `ld_b` apart.
 template <int Rows>
