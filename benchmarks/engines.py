@@ -5,6 +5,7 @@
     python benchmarks/engines.py --sweep            # scaling: timesteps, units, batch size
     python benchmarks/engines.py --predict          # prediction throughput
     python benchmarks/engines.py --kernels          # one LSTM layer: native kernel against BlockLSTM
+    python benchmarks/engines.py --max-isa avx2 ... # every engine, peers and peak held to AVX2 code
 
 Every run is a fresh subprocess, so each pays its own imports, tracing and compilation, and its
 peak RSS is its own (from `os.wait4`). tf_sine runs are `python -m tf_sine train` (their
@@ -43,6 +44,19 @@ CASES = {
     "sequence-30000": ("sequence", {"steps": 30000}),
 }
 PRESET_SHAPE = {"timesteps": 10, "units": 30, "steps": 3000}
+# What holds every process of a run (the peak's, tf_sine's, the peers') to one instruction set, so
+# that an AVX-512 machine runs the code an AVX2 machine would: oneDNN (TensorFlow's and PyTorch's
+# matmuls and PyTorch's LSTM), MKL and ATen (PyTorch), XLA (JAX) and tf_sine's own kernels.
+# TensorFlow's Eigen kernels are compiled into its wheel and are not capped.
+MAX_ISA = {
+    "avx2": {
+        "ONEDNN_MAX_CPU_ISA": "AVX2",
+        "MKL_ENABLE_INSTRUCTIONS": "AVX2",
+        "ATEN_CPU_CAPABILITY": "avx2",
+        "XLA_FLAGS": "--xla_cpu_max_isa=AVX2",
+        "TF_SINE_NATIVE_MARCH": "-march=x86-64-v3",
+    },
+}
 # tf_sine's rows: (engine, environment). "fallback" is the fast engine without the native
 # kernels (TF_SINE_NATIVE=0), what a machine without a C++ compiler gets.
 # "per-op" is the fast engine's graph of per-layer native ops, without the training op
@@ -342,7 +356,14 @@ def main() -> None:
     parser.add_argument("--kernels", action="store_true", help="time one LSTM layer on each kernel instead")
     parser.add_argument("--json", type=Path, help="write the results here")
     parser.add_argument("--plot-dir", type=Path, help="with --sweep: write the sweep's figures here")
+    parser.add_argument("--max-isa", choices=tuple(MAX_ISA), help="hold every process to this ISA")
     args = parser.parse_args()
+    if args.max_isa:
+        os.environ.update(MAX_ISA[args.max_isa])  # inherited by every process the run starts
+        print(json.dumps({"max_isa": MAX_ISA[args.max_isa]}), flush=True)
+    # The kernels built (or found kept) before anything is timed, for the target asked for; a
+    # failed build says why on stderr, and the native rows then measure the fallback.
+    subprocess.run([sys.executable, "-m", "tf_sine.native"], cwd=ROOT, stdout=subprocess.DEVNULL)
     with tempfile.TemporaryDirectory() as scratch:
         if args.sweep:
             rows = sweep(Path(scratch))
@@ -356,7 +377,8 @@ def main() -> None:
             rows = compare(args, Path(scratch))
     from tf_sine.native.build import cpu_model
 
-    machine = f"{cpu_model()}, {platform.machine()}, {os.cpu_count()} cores"
+    held = f", held to {args.max_isa}" if args.max_isa else ""
+    machine = f"{cpu_model()}, {platform.machine()}, {os.cpu_count()} cores{held}"
     print(f"\n{machine}, Python {platform.python_version()}\n")
     print(markdown(rows))
     if args.json:

@@ -3,6 +3,7 @@
 import hashlib
 import json
 import os
+import platform
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +14,15 @@ import pytest
 import tensorflow as tf
 from conftest import ROOT, native_ops, run_cli
 
-from tf_sine.native.build import BuildRecord, ladder, read_record, record_path
+from tf_sine.native.build import (
+    PORTABLE,
+    BuildRecord,
+    TargetError,
+    ladder,
+    library_path,
+    read_record,
+    record_path,
+)
 
 LAYERS = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU, "simple_rnn": keras.layers.SimpleRNN}
 
@@ -215,6 +224,31 @@ def test_an_unwritable_cache_is_named_and_training_falls_back(tmp_path, monkeypa
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert f"cannot write the cache directory {tmp_path / 'file' / 'cache'} (Not a directory)" in done.stderr
     assert "set TF_SINE_CACHE to a writable one" in done.stderr
+
+
+def test_a_named_target_is_built_as_asked_or_not_at_all(tmp_path, monkeypatch):
+    """`TF_SINE_NATIVE_MARCH` replaces -march=native: no portable baseline after it, a library
+    of its own in the cache; a word that is not a target option is named, not compiled."""
+    monkeypatch.setenv("TF_SINE_NATIVE", "1")
+    monkeypatch.setenv("TF_SINE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("TF_SINE_NATIVE_MARCH", raising=False)
+    native_rungs, native_library = ladder(), library_path()
+    baselines = [(flag,) for flag in PORTABLE.get(platform.machine(), ())] or [()]
+    assert native_rungs[0] == ("-march=native",) and native_rungs[-len(baselines) :] == baselines
+    if baselines[0]:  # an architecture with a named baseline: ask for it by name
+        monkeypatch.setenv("TF_SINE_NATIVE_MARCH", f"  {baselines[0][0]} ")
+        assert ladder() == [baselines[0]] and library_path() != native_library
+    monkeypatch.setenv("TF_SINE_NATIVE_MARCH", "x86-64-v3")
+    with pytest.raises(
+        TargetError, match=r"TF_SINE_NATIVE_MARCH: expected compiler target options .* 'x86-64-v3'"
+    ):
+        library_path()
+    done = _module()
+    (line,) = done.stderr.strip().splitlines()
+    assert (
+        done.returncode == 1 and "TF_SINE_NATIVE_MARCH: expected" in line and "Traceback" not in done.stderr
+    )
+    assert not (tmp_path / "cache").exists()
 
 
 def _fake_record(path: Path, changes: dict) -> str:

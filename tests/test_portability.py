@@ -5,6 +5,7 @@ Marked `portability` (two minutes of compiling): `make test-portability`, which 
 """
 
 import functools
+import os
 import platform
 import subprocess
 import sys
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tf_sine.native import build, read_record
+from tf_sine.native import BuildRecord, build, read_record
 from tf_sine.native.build import SOURCE, compile_command, compiler, compiler_available, ladder
 
 pytestmark = [
@@ -137,19 +138,24 @@ def test_the_ladder_passes_a_broken_library_and_a_failed_compile_for_the_next_ru
 
 @x86_only
 def test_the_avx2_build_computes_what_the_native_one_does(tmp_path):
-    """The AVX2 machines' library (`x86-64-v3`: products.h's tiles of 8-float vectors) passes the
-    self-test, here where it can run: every value and gradient, on widths of whole tiles too."""
+    """The AVX2 machines' library (`x86-64-v3`: products.h's tiles of 8-float vectors), built here
+    by asking for that target by name, passes the self-test where it can run: every value and
+    gradient, on widths of whole tiles too. The kept record names that target alone."""
     from tf_sine.native import FAMILIES, selftest
-    from tf_sine.native.build import run_selftest
 
     if "avx2" not in Path("/proc/cpuinfo").read_text().split():
         pytest.skip("this CPU cannot run AVX2 code")
-    library = tmp_path / "rnn_ops_v3.so"
-    done = subprocess.run(compile_command(library, ("-march=x86-64-v3",)), capture_output=True, text=True)
+    env = dict(
+        os.environ, TF_SINE_NATIVE="1", TF_SINE_CACHE=str(tmp_path), TF_SINE_NATIVE_MARCH="-march=x86-64-v3"
+    )
+    done = subprocess.run([sys.executable, "-m", "tf_sine.native"], capture_output=True, text=True, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
-    summary = run_selftest(library)
+    (record_file,) = tmp_path.glob("rnn_ops-*.json")
+    record = BuildRecord.from_json(record_file.read_text())
     planned = len(FAMILIES) * (len(selftest.CASES) + 1) + sum(map(len, selftest.EXTRA_CASES.values()))
-    assert summary["passed"] and summary["cases"] == planned, summary
+    assert record.ok and record.selftest["cases"] == planned, record
+    assert [attempt.flags for attempt in record.attempts] == [("-march=x86-64-v3",)]
+    assert record.library == done.stdout.strip()
 
 
 def test_the_kernels_ab_benchmark_builds_and_finds_a_version_equal_to_itself(tmp_path):

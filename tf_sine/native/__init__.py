@@ -17,6 +17,8 @@ slower, same function. `report()` says what was built, with which flags, and why
 Environment:
     TF_SINE_NATIVE=0: never build or load the library (the fallback everywhere).
     TF_SINE_CACHE: the cache directory (default `$XDG_CACHE_HOME/tf_sine` or `~/.cache/tf_sine`).
+    TF_SINE_NATIVE_MARCH: the CPU to compile for instead of this one's (`-march=native`), say
+        `-march=x86-64-v3` to run an AVX2 machine's code here; built as asked or not at all.
     CXX: the C++ compiler (default `c++`).
 """
 
@@ -33,6 +35,7 @@ from types import ModuleType
 from tf_sine.native.build import (
     BuildRecord,
     CacheError,
+    TargetError,
     build,
     compiler,
     compiler_available,
@@ -50,6 +53,7 @@ __all__ = [
     "BuildRecord",
     "CacheError",
     "NativeKernelsWarning",
+    "TargetError",
     "build",
     "cache_dir",
     "check",
@@ -119,7 +123,7 @@ def load() -> ModuleType | None:
         record = build(announce=announce)
         if record.ok:
             return tf.load_op_library(record.library)
-    except CacheError as error:
+    except (CacheError, TargetError) as error:
         _warn(f"could not be built: {error}")
         return None
     except (OSError, tf.errors.OpError) as error:
@@ -143,7 +147,11 @@ def load() -> ModuleType | None:
 def report() -> dict[str, str]:
     """What is kept for this machine, as ``name -> value`` rows, without building anything:
     status, library, record, flags, compiler, CPU, TensorFlow, the families a load provides,
-    and every rung tried."""
+    and every rung tried.
+
+    Raises:
+        TargetError: `TF_SINE_NATIVE_MARCH` is malformed.
+    """
     import tensorflow as tf
 
     record = read_record()

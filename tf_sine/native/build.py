@@ -3,6 +3,8 @@
 `build()` tries the flag sets of `ladder()` in order: `-march=native`; native with the
 instruction-set extensions that TensorFlow's bundled Eigen cannot compile under turned off
 (`EIGEN_UNSUPPORTED`, where native turns one on); then portable baselines for the architecture.
+`TF_SINE_NATIVE_MARCH` names another target instead of native (`target_flags()`): that target is
+built, with those extensions off if need be, or nothing is.
 The first library that compiles and passes the numerical self-test (`tf_sine.native.selftest`,
 in a process of its own) is moved into the cache under its final name. The outcome is written
 to a `BuildRecord` (JSON) beside it, keyed like the library, so that a failed ladder is not
@@ -37,6 +39,8 @@ BASE_OPTIONS = ("-O3", "-fPIC", "-w")
 # arch/AVX512/PacketMathFP16.h fails with gcc 12 ("expected initializer before '<' token");
 # -march=native turns it on on Sapphire Rapids and later Xeons.
 EIGEN_UNSUPPORTED = {"avx512fp16": "__AVX512FP16__"}
+NATIVE = ("-march=native",)
+TARGET_VARIABLE = "TF_SINE_NATIVE_MARCH"  # another target than NATIVE (`target_flags`)
 # Portable baselines per architecture (platform.machine()), tried after native, best first.
 PORTABLE = {
     "x86_64": ("-march=x86-64-v3", "-march=x86-64-v2"),
@@ -51,6 +55,10 @@ _LASTING = ("self-test failed", "compile failed", "no compiler")  # another try 
 
 class CacheError(RuntimeError):
     """The cache directory cannot be created or written."""
+
+
+class TargetError(RuntimeError):
+    """`TF_SINE_NATIVE_MARCH` holds something other than compiler target options."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -198,20 +206,38 @@ def _predefined_macros(flags: Sequence[str]) -> str:
     return done.stdout if done.returncode == 0 else ""
 
 
-def ladder(march: Sequence[str] = ("-march=native",)) -> list[tuple[str, ...]]:
+def target_flags() -> tuple[str, ...]:
+    """The flags naming the CPU to compile for: `$TF_SINE_NATIVE_MARCH` split at spaces (say
+    ``-march=x86-64-v3``, to run an AVX2 machine's code on this one), else ``-march=native``.
+
+    Raises:
+        TargetError: a word of the variable is not a target option (``-m...``).
+    """
+    words = os.environ.get(TARGET_VARIABLE, "").split()
+    strays = [word for word in words if not word.startswith("-m")]
+    if strays:
+        raise TargetError(f"{TARGET_VARIABLE}: expected compiler target options such as -march=x86-64-v3, "
+                          f"got {strays[0]!r}")  # fmt: skip
+    return tuple(words) or NATIVE
+
+
+def ladder(march: Sequence[str] | None = None) -> list[tuple[str, ...]]:
     """The flag sets `build` tries, in order (see the module docstring).
 
     Args:
-        march: the flags that name the target CPU; `-march=native` for this machine, another
-            CPU's to compile for it (the portability tests).
+        march: the flags that name the target CPU (default `target_flags()`): `-march=native`
+            for this machine, another CPU's to compile for it. Only native is followed by the
+            portable baselines: a target chosen by name is built as asked or not at all.
     """
-    rungs = [tuple(march)]
+    march = tuple(march or target_flags())
+    rungs = [march]
     macros = _predefined_macros(march)
     unsupported = [name for name, macro in EIGEN_UNSUPPORTED.items() if f"#define {macro} " in macros]
     if unsupported:
         rungs.append((*march, *(f"-mno-{extension}" for extension in unsupported)))
-    baselines = PORTABLE.get(platform.machine())
-    rungs += [(flag,) for flag in baselines] if baselines else [()]  # (): the compiler's default target
+    if march == NATIVE:
+        baselines = PORTABLE.get(platform.machine())
+        rungs += [(flag,) for flag in baselines] if baselines else [()]  # (): the compiler's default target
     return rungs
 
 
@@ -226,7 +252,12 @@ def compile_command(output: Path, flags: Sequence[str], compile_only: bool = Fal
 
 
 def library_path() -> Path:
-    """The library file for this source, TensorFlow build, compiler, build code and CPU."""
+    """The library file for this source, TensorFlow build, compiler, build code, CPU and target
+    (`target_flags`).
+
+    Raises:
+        TargetError: `TF_SINE_NATIVE_MARCH` is malformed.
+    """
     import tensorflow as tf
 
     from tf_sine.native import cache_dir, selftest
@@ -240,7 +271,12 @@ def library_path() -> Path:
         Path(__file__).read_bytes(),
         Path(selftest.__file__).read_bytes(),
     ]
-    machine = ["\n".join(tensorflow).encode(), compiler_description().encode(), _cpu_signature().encode()]
+    machine = [
+        "\n".join(tensorflow).encode(),
+        compiler_description().encode(),
+        _cpu_signature().encode(),
+        " ".join(target_flags()).encode(),
+    ]
     parts = [*code, *machine]
     for part in parts:
         key.update(part)
@@ -286,6 +322,7 @@ def build(force: bool = False, announce: Callable[[str], None] | None = None) ->
 
     Raises:
         CacheError: the cache directory cannot be created or written.
+        TargetError: `TF_SINE_NATIVE_MARCH` is malformed.
     """
     library = library_path()
     record = None if force else read_record(library)
