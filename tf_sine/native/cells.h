@@ -100,32 +100,6 @@ inline void InputAndKernelGradients(const float* inputs, const Weights& w, const
   }
 }
 
-// The backward step's product through the recurrent kernel R (units, width): out (rows, units)
-// = dz (rows, width) R^T, or += when `accumulate`. products.h reads R^T, made once a backward
-// pass, where `units` makes whole tiles; elsewhere Eigen multiplies by R's transposed view.
-class BackwardStepProduct {
- public:
-  BackwardStepProduct(const float* recurrent, int64_t units, int64_t width)
-      : recurrent_(recurrent), units_(units), width_(width) {
-    if (Tiled(units)) transposed_ = ConstMatrixMap(recurrent, units, width).transpose();
-  }
-  void operator()(const float* dz, int64_t rows, float* out, bool accumulate) const {
-    if (transposed_.size() > 0) return StepProduct(dz, rows, width_, transposed_.data(), units_, out, accumulate);
-    MatrixMap result(out, rows, units_);
-    const auto product = ConstMatrixMap(dz, rows, width_) * ConstMatrixMap(recurrent_, units_, width_).transpose();
-    if (accumulate) {
-      result.noalias() += product;
-    } else {
-      result.noalias() = product;
-    }
-  }
-
- private:
-  const float* recurrent_;
-  int64_t units_, width_;
-  Matrix transposed_;
-};
-
 // Sums the rows of a (rows, width) array into `out` (a bias gradient).
 inline void SumRows(const float* values, int64_t rows, int64_t width, float* out) {
   Eigen::Map<Eigen::RowVectorXf>(out, width).noalias() = ConstMatrixMap(values, rows, width).colwise().sum();
@@ -174,11 +148,12 @@ inline void LstmForward(const float* inputs, const Weights& w, const Dims& d, fl
   offset.segment(2 * units, units).setConstant(0.0f);
 
   const int64_t chunk = CachedSteps(d);
+  const StepProduct through_recurrent(w.recurrent, units, width, d.time - 1);
   for (int64_t t = 0; t < d.time; ++t) {
     if (t % chunk == 0) ProjectInputs(inputs, w, d, t, std::min(chunk, d.time - t), gates);
     float* z = gates + t * gate_step;
     float* c = cells + t * step;
-    if (t > 0) StepProduct(states + (t - 1) * step, d.batch, units, w.recurrent, width, z, true);
+    if (t > 0) through_recurrent(states + (t - 1) * step, d.batch, z, true);
     for (int64_t b = 0; b < d.batch; ++b) {
       float* zb = z + b * width;
       Activate(zb, width, scale, offset);
@@ -252,7 +227,7 @@ inline void LstmBackward(const float* inputs, const Weights& w, const Dims& d, c
   float* c_carry = h_carry + step;
   std::fill(h_carry, h_carry + 2 * step, 0.0f);
   std::fill(grads.bias, grads.bias + width, 0.0f);
-  const BackwardStepProduct through_recurrent(w.recurrent, units, width);
+  const StepProduct through_recurrent(w.recurrent, width, units, d.time - 1, true);  // dz R^T
   int64_t end = d.time;  // the steps [t, end) whose weight gradients are not yet added
   for (int64_t t = d.time - 1; t >= 0; --t) {
     float* dz_step = dz_chunk + (t % chunk) * gate_step;
@@ -291,10 +266,11 @@ inline void GruForward(const float* inputs, const Weights& w, const Dims& d, flo
   const int64_t step = d.batch * units, gate_step = d.batch * width;
   const Eigen::Map<const Eigen::RowVectorXf> recurrent_bias(w.bias + width, width);
   ProjectInputs(inputs, w, d, 0, d.time, gates);  // with the input bias, the first row of (2, width)
+  const StepProduct through_recurrent(w.recurrent, units, width, d.time - 1);
   for (int64_t t = 0; t < d.time; ++t) {
     MatrixMap recurrent_part(projected, d.batch, width);  // h R + b_rec of this step
     recurrent_part.rowwise() = recurrent_bias;
-    if (t > 0) StepProduct(states + (t - 1) * step, d.batch, units, w.recurrent, width, projected, true);
+    if (t > 0) through_recurrent(states + (t - 1) * step, d.batch, projected, true);
     for (int64_t b = 0; b < d.batch; ++b) {
       float* g = gates + t * gate_step + b * width;  // x K + b_in, becomes (z, r, hh)
       const float* p = projected + b * width;
@@ -348,7 +324,7 @@ inline void GruBackward(const float* inputs, const Weights& w, const Dims& d, co
   float* recurrent_side = input_side + d.rows() * width;
   float* h_carry = recurrent_side + d.rows() * width;
   std::fill(h_carry, h_carry + step, 0.0f);
-  const BackwardStepProduct through_recurrent(w.recurrent, units, width);
+  const StepProduct through_recurrent(w.recurrent, width, units, d.time - 1, true);  // dr R^T
   for (int64_t t = d.time - 1; t >= 0; --t) {
     for (int64_t b = 0; b < d.batch; ++b) {
       const int64_t at = t * step + b * units;
@@ -379,8 +355,9 @@ inline int64_t SimpleRnnScratch(const Dims& d) { return d.rows() * d.units + d.b
 inline void SimpleRnnForward(const float* inputs, const Weights& w, const Dims& d, float* states) {
   const int64_t step = d.batch * d.units;
   ProjectInputs(inputs, w, d, 0, d.time, states);
+  const StepProduct through_recurrent(w.recurrent, d.units, d.units, d.time - 1);
   for (int64_t t = 0; t < d.time; ++t) {
-    if (t > 0) StepProduct(states + (t - 1) * step, d.batch, d.units, w.recurrent, d.units, states + t * step, true);
+    if (t > 0) through_recurrent(states + (t - 1) * step, d.batch, states + t * step, true);
     Eigen::Map<Eigen::ArrayXf> h(states + t * step, step);
     h = h.tanh();
   }
@@ -392,7 +369,7 @@ inline void SimpleRnnBackward(const float* inputs, const Weights& w, const Dims&
   float* pre = scratch;  // gradients of x K + h R + b per step
   float* h_carry = pre + d.rows() * units;
   std::fill(h_carry, h_carry + step, 0.0f);
-  const BackwardStepProduct through_recurrent(w.recurrent, units, units);
+  const StepProduct through_recurrent(w.recurrent, units, units, d.time - 1, true);  // pre R^T
   for (int64_t t = d.time - 1; t >= 0; --t) {
     for (int64_t k = 0; k < step; ++k) {
       const float h = states[t * step + k];

@@ -2,16 +2,22 @@
 // contiguous, with few rows (a share of the batch) and a b that is the same at every step.
 //
 // Eigen's general product copies ("packs") b into its own layout on every call: at every time
-// step, the whole recurrent kernel. Here b is read in place, row p after row p: a tile of
-// `kRows` rows by `kColumns` vectors of `out` stays in registers while p runs over k, each a(r, p)
-// broadcast against b's row segment. Each output is summed over p in order, whatever the
-// buffers' addresses (a result can differ from Eigen's in the last bits; the self-test compares
-// both paths with the cells' equations). Widths that are not whole tiles go to Eigen.
+// step, the whole recurrent kernel. Here b is laid out once per pass over a sequence, in strips
+// of `kTileWidth` columns whose k rows are contiguous: a tile of `kRows` rows by `kColumns`
+// vectors of `out` stays in registers while p runs over k, each a(r, p) broadcast against the
+// strip's row p. In b's own layout those row segments are n floats apart, which maps them onto a
+// few sets of the first-level cache, where they evict each other between the tiles that share
+// them. Each output is summed over p in order, whatever the buffers' addresses (a result can
+// differ from Eigen's in the last bits; the self-test compares both paths with the cells'
+// equations). Widths that are not whole tiles go to Eigen, with b in place.
 
 #ifndef TF_SINE_NATIVE_PRODUCTS_H_
 #define TF_SINE_NATIVE_PRODUCTS_H_
 
 #include <cstdint>
+#include <cstdlib>
+#include <memory>
+#include <new>
 #include <type_traits>
 
 #include "Eigen/Core"
@@ -86,15 +92,15 @@ inline void Tile(const float* a, int64_t ld_a, const float* b, int64_t ld_b, int
   }
 }
 
-// The last rows < kRows of a column of tiles.
-inline void RemainingRows(int64_t rows, const float* a, int64_t k, const float* b, int64_t n, float* out,
-                          bool accumulate) {
+// The last rows < kRows of a column of tiles (leading dimensions as in Tile).
+inline void RemainingRows(int64_t rows, const float* a, int64_t k, const float* b, int64_t ld_b, float* out,
+                          int64_t ld_out, bool accumulate) {
   switch (rows) {
-    case 5: return Tile<5>(a, k, b, n, k, out, n, accumulate);
-    case 4: return Tile<4>(a, k, b, n, k, out, n, accumulate);
-    case 3: return Tile<3>(a, k, b, n, k, out, n, accumulate);
-    case 2: return Tile<2>(a, k, b, n, k, out, n, accumulate);
-    case 1: return Tile<1>(a, k, b, n, k, out, n, accumulate);
+    case 5: return Tile<5>(a, k, b, ld_b, k, out, ld_out, accumulate);
+    case 4: return Tile<4>(a, k, b, ld_b, k, out, ld_out, accumulate);
+    case 3: return Tile<3>(a, k, b, ld_b, k, out, ld_out, accumulate);
+    case 2: return Tile<2>(a, k, b, ld_b, k, out, ld_out, accumulate);
+    case 1: return Tile<1>(a, k, b, ld_b, k, out, ld_out, accumulate);
     default: return;
   }
 }
@@ -104,30 +110,73 @@ inline void RemainingRows(int64_t rows, const float* a, int64_t k, const float* 
 // True where `StepProduct` takes its own path: `n` output columns make whole tiles.
 inline bool Tiled(int64_t n) { return n % products::kTileWidth == 0; }
 
-// out (rows, n) = a (rows, k) b (k, n), or out += a b when `accumulate`.
-inline void StepProduct(const float* a, int64_t rows, int64_t k, const float* b, int64_t n, float* out,
-                        bool accumulate) {
-  using products::kRows;
-  using products::kTileWidth;
-  if (!Tiled(n)) {
-    using Matrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-    Eigen::Map<Matrix> result(out, rows, n);
-    const auto product = Eigen::Map<const Matrix>(a, rows, k) * Eigen::Map<const Matrix>(b, k, n);
+// out (rows, n) = a (rows, k) b (k, n), or out += a b, for many `a` and one `b`.
+class StepProduct {
+ public:
+  // `b` is a row-major (k, n) array or, when `transposed`, the transpose of a row-major (n, k)
+  // one (the backward pass's R^T, read from R); it must outlive this object. `uses` is how many
+  // products will read it: laying it out pays only for more than one.
+  StepProduct(const float* b, int64_t k, int64_t n, int64_t uses, bool transposed = false)
+      : b_(b), k_(k), n_(n), transposed_(transposed) {
+    if (!Tiled(n) || uses < 2) return;
+    using products::kTileWidth;
+    const int64_t bytes = (k * n * static_cast<int64_t>(sizeof(float)) + 63) / 64 * 64;  // as aligned_alloc asks
+    strips_.reset(static_cast<float*>(std::aligned_alloc(64, bytes)));
+    if (!strips_) throw std::bad_alloc();
+    for (int64_t j = 0; j < n; j += kTileWidth) {
+      float* strip = strips_.get() + j * k;
+      for (int64_t p = 0; p < k; ++p) {
+        for (int64_t q = 0; q < kTileWidth; ++q) {
+          strip[p * kTileWidth + q] = transposed ? b[(j + q) * k + p] : b[p * n + j + q];
+        }
+      }
+    }
+  }
+
+  void operator()(const float* a, int64_t rows, float* out, bool accumulate) const {
+    if (!strips_) return ByEigen(a, rows, out, accumulate);
+    using products::kRows;
+    using products::kTileWidth;
+    for (int64_t j = 0; j < n_; j += kTileWidth) {
+      const float* strip = strips_.get() + j * k_;
+      int64_t i = 0;
+      for (; i + kRows <= rows; i += kRows) {
+        products::Tile<kRows>(a + i * k_, k_, strip, kTileWidth, k_, out + i * n_ + j, n_, accumulate);
+      }
+      products::RemainingRows(rows - i, a + i * k_, k_, strip, kTileWidth, out + i * n_ + j, n_, accumulate);
+    }
+  }
+
+ private:
+  using Matrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+  struct Free {
+    void operator()(float* p) const { std::free(p); }
+  };
+
+  void ByEigen(const float* a, int64_t rows, float* out, bool accumulate) const {
+    Eigen::Map<Matrix> result(out, rows, n_);
+    const Eigen::Map<const Matrix> left(a, rows, k_);
+    if (transposed_) {
+      Assign(result, left * Eigen::Map<const Matrix>(b_, n_, k_).transpose(), accumulate);
+    } else {
+      Assign(result, left * Eigen::Map<const Matrix>(b_, k_, n_), accumulate);
+    }
+  }
+
+  template <typename Product>
+  static void Assign(Eigen::Map<Matrix>& result, const Product& product, bool accumulate) {
     if (accumulate) {
       result.noalias() += product;
     } else {
       result.noalias() = product;
     }
-    return;
   }
-  for (int64_t j = 0; j < n; j += kTileWidth) {
-    int64_t i = 0;
-    for (; i + kRows <= rows; i += kRows) {
-      products::Tile<kRows>(a + i * k, k, b + j, n, k, out + i * n + j, n, accumulate);
-    }
-    products::RemainingRows(rows - i, a + i * k, k, b + j, n, out + i * n + j, accumulate);
-  }
-}
+
+  const float* b_;
+  int64_t k_, n_;
+  bool transposed_;
+  std::unique_ptr<float[], Free> strips_;  // 64-byte aligned: no vector load splits a cache line
+};
 
 }  // namespace tf_sine
 
