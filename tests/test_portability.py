@@ -150,6 +150,7 @@ def test_the_avx2_build_computes_what_the_native_one_does(tmp_path):
     )
     done = subprocess.run([sys.executable, "-m", "tf_sine.native"], capture_output=True, text=True, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
+    assert "compiling the native recurrent kernels for -march=x86-64-v3 into" in done.stderr
     (record_file,) = tmp_path.glob("rnn_ops-*.json")
     record = BuildRecord.from_json(record_file.read_text())
     planned = len(FAMILIES) * (len(selftest.CASES) + 1) + sum(map(len, selftest.EXTRA_CASES.values()))

@@ -345,8 +345,9 @@ def build(force: bool = False, announce: Callable[[str], None] | None = None) ->
         if record is not None:
             return record
         if announce is not None and compiler_available():
+            target = "this machine" if target_flags() == NATIVE else shlex.join(target_flags())
             announce(
-                f"compiling the native recurrent kernels for this machine into {library.parent} (usually "
+                f"compiling the native recurrent kernels for {target} into {library.parent} (usually "
                 "under a minute; the outcome is kept for this CPU, compiler and TensorFlow)"
             )
         record = _climb(library)
