@@ -361,9 +361,11 @@ def main() -> None:
     if args.max_isa:
         os.environ.update(MAX_ISA[args.max_isa])  # inherited by every process the run starts
         print(json.dumps({"max_isa": MAX_ISA[args.max_isa]}), flush=True)
-    # The kernels built (or found kept) before anything is timed, for the target asked for; a
-    # failed build says why on stderr, and the native rows then measure the fallback.
-    subprocess.run([sys.executable, "-m", "tf_sine.native"], cwd=ROOT, stdout=subprocess.DEVNULL)
+    # The kernels built (or found kept) before anything is timed, for the target asked for: the
+    # native rows would otherwise time the fallback under the native kernels' name.
+    built = subprocess.run([sys.executable, "-m", "tf_sine.native"], cwd=ROOT, stdout=subprocess.DEVNULL)
+    if built.returncode and os.environ.get("TF_SINE_NATIVE", "1") != "0":
+        sys.exit("benchmarks/engines.py: the native kernels were not built (the reason is above)")
     with tempfile.TemporaryDirectory() as scratch:
         if args.sweep:
             rows = sweep(Path(scratch))

@@ -195,6 +195,7 @@ def check() -> str:
     Raises:
         RuntimeError: nothing kept, or the library fails; a failing library and its record
             are removed, so that the next command builds it again.
+        TargetError: `TF_SINE_NATIVE_MARCH` is malformed.
     """
     record = read_record()
     if record is None or not record.ok:

@@ -6,7 +6,8 @@
     python -m tf_sine.native --check  # self-test the kept library again
 
 Exit status 0 when a self-tested library is available, 1 with the reason when none is (training
-then falls back, see `tf_sine.native.FALLBACK`), 2 for an unknown option.
+then falls back, see `tf_sine.native.FALLBACK`), 2 for an unknown option or a malformed
+`TF_SINE_NATIVE_MARCH`.
 """
 
 from __future__ import annotations
@@ -45,6 +46,9 @@ def main(argv: list[str] | None = None) -> int:
             print(native.check())
             return 0
         record = native.build(force=args.force, announce=native.note)
+    except native.TargetError as error:  # a malformed setting: a usage error
+        print(f"{PROGRAM}: {error}", file=sys.stderr)
+        return 2
     except (OSError, RuntimeError) as error:
         print(f"{PROGRAM}: {error}", file=sys.stderr)
         return 1

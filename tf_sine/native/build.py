@@ -31,6 +31,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from tf_sine.errors import ConfigError
+
 SOURCE = Path(__file__).with_name("rnn_ops.cc")
 HEADERS = tuple(sorted(Path(__file__).parent.glob("*.h")))  # included by SOURCE
 BASE_OPTIONS = ("-O3", "-fPIC", "-w")
@@ -57,7 +59,7 @@ class CacheError(RuntimeError):
     """The cache directory cannot be created or written."""
 
 
-class TargetError(RuntimeError):
+class TargetError(ConfigError):
     """`TF_SINE_NATIVE_MARCH` holds something other than compiler target options."""
 
 
@@ -207,8 +209,11 @@ def _predefined_macros(flags: Sequence[str]) -> str:
 
 
 def target_flags() -> tuple[str, ...]:
-    """The flags naming the CPU to compile for: `$TF_SINE_NATIVE_MARCH` split at spaces (say
-    ``-march=x86-64-v3``, to run an AVX2 machine's code on this one), else ``-march=native``.
+    """The flags naming the CPU to compile for.
+
+    Returns:
+        `$TF_SINE_NATIVE_MARCH` split at spaces (say ``-march=x86-64-v3``, to run an AVX2
+        machine's code on this one), else ``-march=native``.
 
     Raises:
         TargetError: a word of the variable is not a target option (``-m...``).
@@ -216,7 +221,7 @@ def target_flags() -> tuple[str, ...]:
     words = os.environ.get(TARGET_VARIABLE, "").split()
     strays = [word for word in words if not word.startswith("-m")]
     if strays:
-        raise TargetError(f"{TARGET_VARIABLE}: expected compiler target options such as -march=x86-64-v3, "
+        raise TargetError(TARGET_VARIABLE, "expected compiler target options such as -march=x86-64-v3, "
                           f"got {strays[0]!r}")  # fmt: skip
     return tuple(words) or NATIVE
 
@@ -229,7 +234,7 @@ def ladder(march: Sequence[str] | None = None) -> list[tuple[str, ...]]:
             for this machine, another CPU's to compile for it. Only native is followed by the
             portable baselines: a target chosen by name is built as asked or not at all.
     """
-    march = tuple(march or target_flags())
+    march = tuple(target_flags() if march is None else march)
     rungs = [march]
     macros = _predefined_macros(march)
     unsupported = [name for name, macro in EIGEN_UNSUPPORTED.items() if f"#define {macro} " in macros]
@@ -251,12 +256,14 @@ def compile_command(output: Path, flags: Sequence[str], compile_only: bool = Fal
             *tf.sysconfig.get_compile_flags(), *libraries]  # fmt: skip
 
 
-def library_path() -> Path:
-    """The library file for this source, TensorFlow build, compiler, build code, CPU and target
-    (`target_flags`).
+def library_path(target: Sequence[str] | None = None) -> Path:
+    """The library file for this source, TensorFlow build, compiler, build code, CPU and target.
+
+    Args:
+        target: the flags naming the target CPU (default `target_flags()`).
 
     Raises:
-        TargetError: `TF_SINE_NATIVE_MARCH` is malformed.
+        TargetError: `TF_SINE_NATIVE_MARCH` is malformed (where `target` is not given).
     """
     import tensorflow as tf
 
@@ -275,7 +282,7 @@ def library_path() -> Path:
         "\n".join(tensorflow).encode(),
         compiler_description().encode(),
         _cpu_signature().encode(),
-        " ".join(target_flags()).encode(),
+        " ".join(target_flags() if target is None else target).encode(),
     ]
     parts = [*code, *machine]
     for part in parts:
@@ -295,7 +302,11 @@ def _digest(path: Path) -> str:
 
 def read_record(library: Path | None = None) -> BuildRecord | None:
     """The record of the last build for this machine, or None: never built, unreadable, or
-    built but its library is gone or is no longer the file that passed the self-test."""
+    built but its library is gone or is no longer the file that passed the self-test.
+
+    Raises:
+        TargetError: `TF_SINE_NATIVE_MARCH` is malformed (where `library` is not given).
+    """
     library = library or library_path()
     try:
         record = BuildRecord.from_json(record_path(library).read_text())
@@ -324,7 +335,8 @@ def build(force: bool = False, announce: Callable[[str], None] | None = None) ->
         CacheError: the cache directory cannot be created or written.
         TargetError: `TF_SINE_NATIVE_MARCH` is malformed.
     """
-    library = library_path()
+    target = target_flags()  # read once: the key and the ladder must agree
+    library = library_path(target)
     record = None if force else read_record(library)
     if record is not None:
         return record  # no lock needed: records and libraries appear whole, by rename
@@ -345,12 +357,12 @@ def build(force: bool = False, announce: Callable[[str], None] | None = None) ->
         if record is not None:
             return record
         if announce is not None and compiler_available():
-            target = "this machine" if target_flags() == NATIVE else shlex.join(target_flags())
+            named = "this machine" if target == NATIVE else shlex.join(target)
             announce(
-                f"compiling the native recurrent kernels for {target} into {library.parent} (usually "
+                f"compiling the native recurrent kernels for {named} into {library.parent} (usually "
                 "under a minute; the outcome is kept for this CPU, compiler and TensorFlow)"
             )
-        record = _climb(library)
+        record = _climb(library, target)
         if record.recurs:
             _write_atomically(record_path(library), record.to_json())
     return record
@@ -365,8 +377,8 @@ def _write_atomically(path: Path, text: str) -> None:
         partial.unlink(missing_ok=True)
 
 
-def _climb(library: Path) -> BuildRecord:
-    """Tries each rung of `ladder()`; the first library that passes the self-test becomes `library`."""
+def _climb(library: Path, target: Sequence[str]) -> BuildRecord:
+    """Tries each rung of `ladder(target)`; the first library that passes the self-test becomes `library`."""
     import tensorflow as tf
 
     when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
@@ -378,7 +390,7 @@ def _climb(library: Path) -> BuildRecord:
     attempts: list[Attempt] = []
     partial = library.with_suffix(f".{os.getpid()}.tmp.so")
     try:
-        for flags in ladder():
+        for flags in ladder(target):
             started = time.perf_counter()
             attempt, summary = _try(flags, partial)
             attempts.append(dataclasses.replace(attempt, seconds=round(time.perf_counter() - started, 1)))

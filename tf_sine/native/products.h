@@ -107,7 +107,7 @@ inline void RemainingRows(int64_t rows, const float* a, int64_t k, const float* 
 
 }  // namespace products
 
-// True where `StepProduct` takes its own path: `n` output columns make whole tiles.
+// True where `StepProduct` takes the tiles: `n` output columns make whole tiles.
 inline bool Tiled(int64_t n) { return n % products::kTileWidth == 0; }
 
 // out (rows, n) = a (rows, k) b (k, n), or out += a b, for many `a` and one `b`.
@@ -115,10 +115,10 @@ class StepProduct {
  public:
   // `b` is a row-major (k, n) array or, when `transposed`, the transpose of a row-major (n, k)
   // one (the backward pass's R^T, read from R); it must outlive this object. `uses` is how many
-  // products will read it: laying it out pays only for more than one.
+  // products will read it: none (a sequence of one step) lays nothing out.
   StepProduct(const float* b, int64_t k, int64_t n, int64_t uses, bool transposed = false)
       : b_(b), k_(k), n_(n), transposed_(transposed) {
-    if (!Tiled(n) || uses < 2) return;
+    if (!Tiled(n) || uses < 1 || k * n == 0) return;
     using products::kTileWidth;
     const int64_t bytes = (k * n * static_cast<int64_t>(sizeof(float)) + 63) / 64 * 64;  // as aligned_alloc asks
     strips_.reset(static_cast<float*>(std::aligned_alloc(64, bytes)));
