@@ -345,6 +345,8 @@ def markdown(rows: list[dict]) -> str:
 
 
 def main() -> None:
+    from tf_sine import native
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--peer-python", help="an interpreter that has torch and/or jax+keras")
     parser.add_argument("--bench", type=Path, default=DEFAULT_BENCH, help="folder of the reference trainers")
@@ -364,7 +366,7 @@ def main() -> None:
     # The kernels built (or found kept) before anything is timed, for the target asked for: the
     # native rows would otherwise time the fallback under the native kernels' name.
     built = subprocess.run([sys.executable, "-m", "tf_sine.native"], cwd=ROOT, stdout=subprocess.DEVNULL)
-    if built.returncode and os.environ.get("TF_SINE_NATIVE", "1") != "0":
+    if built.returncode and native.enabled():
         sys.exit("benchmarks/engines.py: the native kernels were not built (the reason is above)")
     with tempfile.TemporaryDirectory() as scratch:
         if args.sweep:
@@ -377,10 +379,9 @@ def main() -> None:
             rows = kernel_calls()
         else:
             rows = compare(args, Path(scratch))
-    from tf_sine.native.build import cpu_model
 
     held = f", held to {args.max_isa}" if args.max_isa else ""
-    machine = f"{cpu_model()}, {platform.machine()}, {os.cpu_count()} cores{held}"
+    machine = f"{native.cpu_model()}, {platform.machine()}, {os.cpu_count()} cores{held}"
     print(f"\n{machine}, Python {platform.python_version()}\n")
     print(markdown(rows))
     if args.json:

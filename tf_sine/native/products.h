@@ -71,36 +71,36 @@ inline void StoreLanes(float* p, Lanes value) {
   }
 }
 
-// One tile: out[0:Rows, 0:kTileWidth] of rows `ld_a` and `ld_out` apart, b's rows `ld_b` apart.
+// One tile: out[0:Rows, 0:kTileWidth] (rows `n` apart) of a[0:Rows, 0:k] (rows k apart) times
+// one strip of b (k rows of kTileWidth floats, contiguous).
 template <int Rows>
-inline void Tile(const float* a, int64_t ld_a, const float* b, int64_t ld_b, int64_t k, float* out,
-                 int64_t ld_out, bool accumulate) {
+inline void Tile(const float* a, int64_t k, const float* strip, float* out, int64_t n, bool accumulate) {
   Vector sum[Rows][kColumns] = {};
   for (int64_t p = 0; p < k; ++p) {
     Vector segment[kColumns];
-    for (int q = 0; q < kColumns; ++q) segment[q] = Load(b + p * ld_b + q * kLanes);
+    for (int q = 0; q < kColumns; ++q) segment[q] = Load(strip + p * kTileWidth + q * kLanes);
     for (int r = 0; r < Rows; ++r) {
-      const float scalar = a[r * ld_a + p];
+      const float scalar = a[r * k + p];
       for (int q = 0; q < kColumns; ++q) sum[r][q] += scalar * segment[q];
     }
   }
   for (int r = 0; r < Rows; ++r) {
-    float* row = out + r * ld_out;
+    float* row = out + r * n;
     for (int q = 0; q < kColumns; ++q) {
       Store(row + q * kLanes, accumulate ? Load(row + q * kLanes) + sum[r][q] : sum[r][q]);
     }
   }
 }
 
-// The last rows < kRows of a column of tiles (leading dimensions as in Tile).
-inline void RemainingRows(int64_t rows, const float* a, int64_t k, const float* b, int64_t ld_b, float* out,
-                          int64_t ld_out, bool accumulate) {
+// The last rows < kRows of a column of tiles.
+inline void RemainingRows(int64_t rows, const float* a, int64_t k, const float* strip, float* out, int64_t n,
+                          bool accumulate) {
   switch (rows) {
-    case 5: return Tile<5>(a, k, b, ld_b, k, out, ld_out, accumulate);
-    case 4: return Tile<4>(a, k, b, ld_b, k, out, ld_out, accumulate);
-    case 3: return Tile<3>(a, k, b, ld_b, k, out, ld_out, accumulate);
-    case 2: return Tile<2>(a, k, b, ld_b, k, out, ld_out, accumulate);
-    case 1: return Tile<1>(a, k, b, ld_b, k, out, ld_out, accumulate);
+    case 5: return Tile<5>(a, k, strip, out, n, accumulate);
+    case 4: return Tile<4>(a, k, strip, out, n, accumulate);
+    case 3: return Tile<3>(a, k, strip, out, n, accumulate);
+    case 2: return Tile<2>(a, k, strip, out, n, accumulate);
+    case 1: return Tile<1>(a, k, strip, out, n, accumulate);
     default: return;
   }
 }
@@ -141,9 +141,9 @@ class StepProduct {
       const float* strip = strips_.get() + j * k_;
       int64_t i = 0;
       for (; i + kRows <= rows; i += kRows) {
-        products::Tile<kRows>(a + i * k_, k_, strip, kTileWidth, k_, out + i * n_ + j, n_, accumulate);
+        products::Tile<kRows>(a + i * k_, k_, strip, out + i * n_ + j, n_, accumulate);
       }
-      products::RemainingRows(rows - i, a + i * k_, k_, strip, kTileWidth, out + i * n_ + j, n_, accumulate);
+      products::RemainingRows(rows - i, a + i * k_, k_, strip, out + i * n_ + j, n_, accumulate);
     }
   }
 
