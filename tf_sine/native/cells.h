@@ -48,16 +48,13 @@ struct Gradients {
 };
 
 // The input projection of time steps [first, first + count): (count * B, width) rows of
-// inputs K + bias, into `out`'s rows of those steps.
-inline void ProjectInputs(const float* inputs, const Weights& w, const Dims& d, int64_t first, int64_t count,
-                          float* out) {
-  // The bias first and the product added to it: Eigen's `=` would zero the array first, and
-  // the bias then take another pass over it.
+// inputs K + bias, into `out`'s rows of those steps. `through_kernel` is the product by K.
+inline void ProjectInputs(const float* inputs, const StepProduct& through_kernel, const float* bias, const Dims& d,
+                          int64_t first, int64_t count, float* out) {
+  // The bias first and the product added to it, as Eigen's `x K + b` would sum them.
   const int64_t rows = count * d.batch, skipped = first * d.batch;
-  MatrixMap projected(out + skipped * d.gates(), rows, d.gates());
-  projected.rowwise() = Eigen::Map<const Eigen::RowVectorXf>(w.bias, d.gates());
-  projected.noalias() += ConstMatrixMap(inputs + skipped * d.features, rows, d.features) *
-                         ConstMatrixMap(w.kernel, d.features, d.gates());
+  MatrixMap(out + skipped * d.gates(), rows, d.gates()).rowwise() = Eigen::Map<const Eigen::RowVectorXf>(bias, d.gates());
+  through_kernel(inputs + skipped * d.features, rows, out + skipped * d.gates(), true);
 }
 
 // How many time steps the LSTM handles at a time outside the recurrence: the forward pass
@@ -69,14 +66,23 @@ inline int64_t CachedSteps(const Dims& d) {
   return std::max<int64_t>(1, kFloats / std::max<int64_t>(1, d.batch * d.gates()));
 }
 
+// How many pieces of at most `chunk` steps make `time` steps.
+inline int64_t Chunks(int64_t time, int64_t chunk) { return (time + chunk - 1) / chunk; }
+
+// The product by K^T that takes the inputs' gradient, for `uses` pieces of a sequence; none is
+// laid out where that gradient is not wanted (the first layer's).
+inline StepProduct InputGradientProduct(const Weights& w, const Dims& d, int64_t uses, const Gradients& grads) {
+  return StepProduct(w.kernel, d.gates(), d.features, grads.inputs != nullptr ? uses : 0, true);
+}
+
 // The gradients of the inputs and of both kernels from time steps [first, first + count), one
 // product each: the whole sequence after the backward recurrence, or a few steps at a time
 // while their gradients are still in the core's cache (`accumulate` adds to the kernels'
 // gradients of later steps). `input_side` (count * B, width), the rows of those steps, is the
 // gradient of x K + b_in, and `recurrent_side` that of h R (the same array except in the GRU,
 // whose reset gate sits between h R_h and the candidate); the initial state is zero, so step 0
-// adds nothing to R's.
-inline void InputAndKernelGradients(const float* inputs, const Weights& w, const float* states,
+// adds nothing to R's. `through_kernel_t` is the product by K^T (the inputs' gradient).
+inline void InputAndKernelGradients(const float* inputs, const StepProduct& through_kernel_t, const float* states,
                                     const float* input_side, const float* recurrent_side, const Dims& d,
                                     int64_t first, int64_t count, bool accumulate, const Gradients& grads) {
   const int64_t width = d.gates(), rows = count * d.batch, skipped = first * d.batch;
@@ -94,10 +100,7 @@ inline void InputAndKernelGradients(const float* inputs, const Weights& w, const
     kernel_grad.noalias() = inputs_part * input_grads;
     recurrent_grad.noalias() = states_part * recurrent_grads;
   }
-  if (grads.inputs != nullptr) {
-    MatrixMap(grads.inputs + skipped * d.features, rows, d.features).noalias() =
-        input_grads * ConstMatrixMap(w.kernel, d.features, width).transpose();
-  }
+  if (grads.inputs != nullptr) through_kernel_t(input_side, rows, grads.inputs + skipped * d.features, false);
 }
 
 // Sums the rows of a (rows, width) array into `out` (a bias gradient).
@@ -148,9 +151,10 @@ inline void LstmForward(const float* inputs, const Weights& w, const Dims& d, fl
   offset.segment(2 * units, units).setConstant(0.0f);
 
   const int64_t chunk = CachedSteps(d);
+  const StepProduct through_kernel(w.kernel, d.features, width, Chunks(d.time, chunk));
   const StepProduct through_recurrent(w.recurrent, units, width, d.time - 1);
   for (int64_t t = 0; t < d.time; ++t) {
-    if (t % chunk == 0) ProjectInputs(inputs, w, d, t, std::min(chunk, d.time - t), gates);
+    if (t % chunk == 0) ProjectInputs(inputs, through_kernel, w.bias, d, t, std::min(chunk, d.time - t), gates);
     float* z = gates + t * gate_step;
     float* c = cells + t * step;
     if (t > 0) through_recurrent(states + (t - 1) * step, d.batch, z, true);
@@ -227,6 +231,7 @@ inline void LstmBackward(const float* inputs, const Weights& w, const Dims& d, c
   float* c_carry = h_carry + step;
   std::fill(h_carry, h_carry + 2 * step, 0.0f);
   std::fill(grads.bias, grads.bias + width, 0.0f);
+  const StepProduct through_kernel_t = InputGradientProduct(w, d, Chunks(d.time, chunk), grads);
   const StepProduct through_recurrent(w.recurrent, width, units, d.time - 1, true);  // dz R^T
   int64_t end = d.time;  // the steps [t, end) whose weight gradients are not yet added
   for (int64_t t = d.time - 1; t >= 0; --t) {
@@ -247,7 +252,8 @@ inline void LstmBackward(const float* inputs, const Weights& w, const Dims& d, c
       through_recurrent(dz_step, d.batch, h_carry, false);
     }
     if (t % chunk == 0) {  // the steps [t, end) are done: their weight gradients while cached
-      InputAndKernelGradients(inputs, w, states, dz_chunk, dz_chunk, d, t, end - t, end < d.time, grads);
+      InputAndKernelGradients(inputs, through_kernel_t, states, dz_chunk, dz_chunk, d, t, end - t, end < d.time,
+                              grads);
       end = t;
     }
   }
@@ -265,7 +271,8 @@ inline void GruForward(const float* inputs, const Weights& w, const Dims& d, flo
   const int64_t units = d.units, width = d.gates();
   const int64_t step = d.batch * units, gate_step = d.batch * width;
   const Eigen::Map<const Eigen::RowVectorXf> recurrent_bias(w.bias + width, width);
-  ProjectInputs(inputs, w, d, 0, d.time, gates);  // with the input bias, the first row of (2, width)
+  // with the input bias, the first row of (2, width)
+  ProjectInputs(inputs, StepProduct(w.kernel, d.features, width, 1), w.bias, d, 0, d.time, gates);
   const StepProduct through_recurrent(w.recurrent, units, width, d.time - 1);
   for (int64_t t = 0; t < d.time; ++t) {
     MatrixMap recurrent_part(projected, d.batch, width);  // h R + b_rec of this step
@@ -342,7 +349,8 @@ inline void GruBackward(const float* inputs, const Weights& w, const Dims& d, co
       through_recurrent(recurrent_side + t * gate_step, d.batch, h_carry, true);
     }
   }
-  InputAndKernelGradients(inputs, w, states, input_side, recurrent_side, d, 0, d.time, false, grads);
+  InputAndKernelGradients(inputs, InputGradientProduct(w, d, 1, grads), states, input_side, recurrent_side, d, 0,
+                          d.time, false, grads);
   SumRows(input_side, d.rows(), width, grads.bias);
   SumRows(recurrent_side, d.rows(), width, grads.bias + width);
 }
@@ -354,7 +362,7 @@ inline int64_t SimpleRnnScratch(const Dims& d) { return d.rows() * d.units + d.b
 
 inline void SimpleRnnForward(const float* inputs, const Weights& w, const Dims& d, float* states) {
   const int64_t step = d.batch * d.units;
-  ProjectInputs(inputs, w, d, 0, d.time, states);
+  ProjectInputs(inputs, StepProduct(w.kernel, d.features, d.units, 1), w.bias, d, 0, d.time, states);
   const StepProduct through_recurrent(w.recurrent, d.units, d.units, d.time - 1);
   for (int64_t t = 0; t < d.time; ++t) {
     if (t > 0) through_recurrent(states + (t - 1) * step, d.batch, states + t * step, true);
@@ -377,7 +385,7 @@ inline void SimpleRnnBackward(const float* inputs, const Weights& w, const Dims&
     }
     if (t > 0) through_recurrent(pre + t * step, d.batch, h_carry, false);
   }
-  InputAndKernelGradients(inputs, w, states, pre, pre, d, 0, d.time, false, grads);
+  InputAndKernelGradients(inputs, InputGradientProduct(w, d, 1, grads), states, pre, pre, d, 0, d.time, false, grads);
   SumRows(pre, d.rows(), units, grads.bias);
 }
 

@@ -1,5 +1,6 @@
-// The recurrence's per-step product, out (rows, n) [+]= a (rows, k) b (k, n), all row-major and
-// contiguous, with few rows (a share of the batch) and a b that is the same at every step.
+// Products out (rows, n) [+]= a (rows, k) b (k, n), all row-major and contiguous, by a b that is
+// the same for a whole pass over a sequence: the recurrence's per-step product (few rows, a share
+// of the batch) and, a few steps at a time, the input projection and the inputs' gradient.
 //
 // Eigen's general product copies ("packs") b into its own layout on every call: at every time
 // step, the whole recurrent kernel. Here b is laid out once per pass over a sequence, in strips
@@ -115,7 +116,7 @@ class StepProduct {
  public:
   // `b` is a row-major (k, n) array or, when `transposed`, the transpose of a row-major (n, k)
   // one (the backward pass's R^T, read from R); it must outlive this object. `uses` is how many
-  // products will read it: none (a sequence of one step) lays nothing out.
+  // products will read it: none (a sequence of one step, a gradient not wanted) lays nothing out.
   StepProduct(const float* b, int64_t k, int64_t n, int64_t uses, bool transposed = false)
       : b_(b), k_(k), n_(n), transposed_(transposed) {
     if (!Tiled(n) || uses < 1 || k * n == 0) return;

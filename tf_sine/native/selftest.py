@@ -22,9 +22,10 @@ import numpy as np
 
 # (time steps, batch, features, units): one step (the legacy layout); several steps whose units
 # leave a remainder after any vector width (4, 8 or 16 floats), which products.h leaves to Eigen;
-# and kernels whose widths are whole register tiles (products.h's own path), with a batch of a
-# full tile of rows and a remainder.
-CASES = ((1, 3, 10, 7), (4, 5, 2, 33), (3, 7, 5, 64))
+# and kernels whose widths, and features, are whole register tiles (products.h's own path, for the
+# recurrence, the input projection and the inputs' gradient), with a batch of a full tile of rows
+# and a remainder.
+CASES = ((1, 3, 10, 7), (4, 5, 2, 33), (3, 7, 64, 64))
 # An LSTM wide enough that its projection and weight gradients go a few steps at a time (cells.h's
 # CachedSteps: 3 of the 5 steps here, then 2). A SimpleRNN of this width, with these random
 # weights, amplifies float32 rounding beyond the tolerance within five steps.
