@@ -121,9 +121,22 @@ print(2 * 2048 ** 3 / min(seconds) / 1e9)
 """
 
 
+def fma_peak_gflops(scratch: Path) -> float:
+    """This machine's fp32 multiply-add ceiling, GFLOP/s: benchmarks/fma_peak.cc built for the
+    native kernels' target (held by `--max-isa` as they are) and run on every core at once."""
+    from tf_sine import native
+
+    program = scratch / "fma_peak"
+    subprocess.run([*native.compiler(), "-O2", "-ffp-contract=fast", *native.target_flags(),
+                    str(ROOT / "benchmarks" / "fma_peak.cc"), "-o", str(program)], check=True)  # fmt: skip
+    copies = [subprocess.Popen([str(program)], stdout=subprocess.PIPE, text=True)
+              for _ in range(len(os.sched_getaffinity(0)))]  # fmt: skip
+    return sum(float(copy.communicate()[0].split()[0]) for copy in copies)
+
+
 def measured_peak_gflops() -> float:
     """This machine's fp32 matmul throughput, GFLOP/s: the best of 20 TensorFlow 2048^3 products
-    on all cores (the yardstick a training's arithmetic rate is a fraction of)."""
+    on all cores (what a library reaches on a large product; `fma_peak_gflops` is the ceiling)."""
     done = subprocess.run([sys.executable, "-c", _PEAK_PROGRAM], capture_output=True, text=True, check=True)
     return float(done.stdout.split()[-1])
 
@@ -179,8 +192,8 @@ def median_of(runs: list[dict]) -> dict:
 def compare(args: argparse.Namespace, scratch: Path) -> list[dict]:
     """Each case's tf_sine rows and peers, interleaved repeats, medians and ratios."""
     peers = peers_available(args.peer_python, args.bench)
-    peak = measured_peak_gflops()
-    print(json.dumps({"fp32_peak_gflops": peak}), flush=True)
+    peak, fma_peak = measured_peak_gflops(), fma_peak_gflops(scratch)
+    print(json.dumps({"fp32_peak_gflops": peak, "fp32_fma_peak_gflops": fma_peak}), flush=True)
     rows = []
     for case in args.cases:
         layout, shape, flags = case_flags(case)
@@ -205,7 +218,7 @@ def compare(args: argparse.Namespace, scratch: Path) -> list[dict]:
         for name, summary in summaries.items():
             rate = flops / summary["train_seconds"] / 1e9
             row = {"case": case, "engine": name, **summary, "gflops_per_second": rate,
-                   "fraction_of_peak": rate / peak}  # fmt: skip
+                   "fraction_of_peak": rate / peak, "fraction_of_fma_peak": rate / fma_peak}  # fmt: skip
             if fastest_peer:
                 row["ratio_to_fastest_peer"] = summary["train_seconds"] / fastest_peer
             row.pop("config", None)

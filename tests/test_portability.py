@@ -185,3 +185,24 @@ def test_the_kernels_ab_benchmark_builds_and_finds_a_version_equal_to_itself(tmp
     assert ran.returncode == 0, ran.stderr
     assert "states 0, gradients: inputs 0, kernel 0, recurrent kernel 0, bias 0" in ran.stdout, ran.stdout
     assert "2 threads, T=10: median old " in ran.stdout and "new/old" in ran.stdout, ran.stdout
+
+
+def test_the_fma_peak_benchmark_is_built_for_the_kernels_target(tmp_path, monkeypatch):
+    """benchmarks/fma_peak.cc, as benchmarks/engines.py builds and runs it, measures vectors as
+    wide as the kernels' target has: 8 floats for `x86-64-v3` (the AVX2 machines'), and a rate."""
+    if "avx2" not in Path("/proc/cpuinfo").read_text().split():
+        pytest.skip("this CPU cannot run AVX2 code")
+    monkeypatch.setenv("TF_SINE_NATIVE_MARCH", "-march=x86-64-v3")
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    try:
+        import engines
+    finally:
+        sys.path.pop(0)
+    assert engines.fma_peak_gflops(tmp_path) > 0
+    program = str(tmp_path / "fma_peak")
+    rate, lanes, _ = subprocess.run(
+        [program], capture_output=True, text=True, timeout=120, check=True
+    ).stdout.split()
+    assert float(rate) > 0 and lanes == "8"
+    # multiply-adds (binutils' objdump comes with the compiler), not a multiply and an add
+    assert "vfmadd" in subprocess.run(["objdump", "-d", program], capture_output=True, text=True).stdout

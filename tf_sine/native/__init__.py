@@ -45,6 +45,7 @@ from tf_sine.native.build import (
     read_record,
     record_path,
     run_selftest,
+    target_flags,
 )
 
 __all__ = [
@@ -67,6 +68,7 @@ __all__ = [
     "read_record",
     "record_path",
     "report",
+    "target_flags",
 ]
 
 FAMILIES = ("lstm", "gru", "simple_rnn")  # cells with a forward and a gradient op in rnn_ops.cc
