@@ -18,6 +18,8 @@ from conftest import ROOT, TINY, run_cli
 
 import tf_sine
 from tf_sine.config import Config
+from tf_sine.experiments import run_study
+from tf_sine.owned import check_writable_folder
 from tf_sine.runs import RunDirectory
 from tf_sine.trained import load_model
 
@@ -119,6 +121,26 @@ CASES = [
          lambda p: tf_sine.run_experiment(TINY.replace(data=str(p["huge"])), p["dir"] / "huge"), ValueError, "data: expected values whose differences and spread"),
     Case("forecast beyond the series", ["forecast", "--model", "{model}", "--horizon", "100000"], "argument --horizon: expected at most",
          lambda p: tf_sine.open_run(p["model"]).forecast(100000), ValueError, "horizon: expected at most"),
+    Case("batch beyond memory", ["--batch-size", "100000000"], "argument --batch-size: expected a batch that fits in this machine's memory",
+         lambda p: Config(batch_size=10**8), ValueError, "batch_size: expected a batch that fits in this machine's memory"),
+    Case("output steps beyond the training part", ["--output-steps", "100000", "--run-dir", "{dir}/outputs"],
+         "argument --output-steps: expected a training part with room for a window of 10 steps and the 100000 values",
+         lambda p: tf_sine.run_experiment(TINY.replace(horizon=100000), p["dir"] / "outputs-api"), ValueError,
+         "output_steps: expected a training part with room for a window of 10 steps and the 100000 values"),
+    Case("values beyond float32", ["predict", "--model", "{model}", "--input", "{float32}"],
+         "argument --input: expected values within float32's range once scaled as the run scales its series (about ±3.4e38), got 1e+39 at index 0",
+         lambda p: tf_sine.open_run(p["model"]).predict([1e39] * 12), ValueError, "values: expected values within float32's range"),
+    Case("memory study lengths beyond memory", ["memory", "--lengths", "1000000000"],
+         "argument --lengths: expected sequence lengths whose adding problems fit in this machine's memory",
+         lambda p: run_study("memory", p["dir"] / "memory", lengths=[10**9]), ValueError, "lengths: expected sequence lengths whose"),
+    Case("backtest folder empty", ["backtest", "--model", "{model}", "--folds", "1", "--horizon", "1", "--out", ""],
+         "argument --out: expected a directory path, got an empty string",
+         lambda p: check_writable_folder(""), ValueError, "out: expected a directory path, got an empty string"),
+    Case("backtest folder is a file", ["backtest", "--model", "{model}", "--folds", "1", "--horizon", "1", "--out", "{file}"],
+         "argument --out: expected a directory, got the file",
+         lambda p: check_writable_folder(p["file"]), ValueError, "out: expected a directory, got the file"),
+    Case("calendar names empty", ["--calendar", ""], "argument --calendar: expected names such as 'weekday,yearday', got an empty name in ''",
+         lambda p: Config(calendar=""), ValueError, "calendar: expected names such as 'weekday,yearday', got an empty name"),
     Case("window longer than the test series", ["--timesteps", "999", "--run-dir", "{dir}/long"], "argument --timesteps: expected at most 998",
          lambda p: tf_sine.sine_windows(timesteps=999), ValueError, "timesteps: expected at most 998"),
 ]  # fmt: skip
@@ -131,7 +153,7 @@ def paths(tiny_run, tmp_path_factory) -> dict[str, Path]:
     made = {"model": tiny_run.run.path / "model.keras", "dir": folder}
     for name, content in {
         "matrix.npy": None, "npy.npy": None, "empty.txt": b"", "nan.txt": b"0\n1\n2\nnan\n" + b"0\n" * 20,
-        "weights.h5": b"\x89HDF", "truncated.keras": model_bytes[: len(model_bytes) // 3],
+        "weights.h5": b"\x89HDF", "float32.txt": b"1e39\n" * 12, "truncated.keras": model_bytes[: len(model_bytes) // 3],
         "corrupt.keras": b"this is not a zip archive", "file.txt": b"a file, not a directory",
         "one.csv": b"date,value\n2020-01-01,1.5\n",
         "huge.csv": ("date,value\n" + "".join(f"2020-01-{d + 1:02d},{(-1) ** d * 1e308}\n" for d in range(28))).encode(),
@@ -167,7 +189,7 @@ def test_cli_exits_2_with_one_line(case, paths, cli):
 
 
 BEFORE_TENSORFLOW = ["run directory empty", "run directory of other files", "run directory is a file",
-                     "seed negative", "units beyond memory", "split without data"]  # fmt: skip
+                     "seed negative", "units beyond memory", "batch beyond memory", "split without data"]  # fmt: skip
 
 
 def test_what_needs_no_tensorflow_is_refused_before_it_starts(paths, tmp_path):
@@ -192,3 +214,34 @@ def test_a_real_process_exits_2_without_a_traceback(name, paths):
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-500:]
     lines = [line for line in done.stderr.splitlines() if line.startswith("tf-sine")]
     assert len(lines) == 1 and case.cli_message in lines[0], done.stderr
+
+
+def test_a_head_longer_than_the_training_part_is_refused_before_the_run_is_written(paths, cli):
+    """No configuration, scaling or checkpoint of a run that cannot train (the head's output steps
+    leave no training window): only the folder's own bookkeeping."""
+    run_dir = paths["dir"] / "long-head"
+    status, _, stderr = cli("--output-steps", "100000", "--run-dir", str(run_dir))
+    assert status == 2 and "argument --output-steps: expected a training part" in stderr, stderr
+    assert sorted(path.name for path in run_dir.iterdir()) == [".tf_sine"]
+
+
+def test_a_refused_backtest_folder_trains_nothing(paths, tmp_path, monkeypatch, cli):
+    """An empty --out is refused before any fold is trained, so nothing lands in the working
+    directory (which an empty path would have meant)."""
+    monkeypatch.chdir(tmp_path)
+    status, _, stderr = cli("backtest", "--model", str(paths["model"]), "--refit", "--data",
+                            str(paths["one"]), "--folds", "1", "--horizon", "1", "--out", "")  # fmt: skip
+    assert status == 2 and "argument --out: expected a directory path" in stderr, stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("value", ["-3", "abc"])
+def test_a_thread_count_tensorflow_would_abort_on_or_ignore_is_refused(value, paths, monkeypatch, cli):
+    """TensorFlow aborts the process on a negative pool size (a C++ check and a stack trace) and
+    silently ignores a word: both are refused in one line naming the variable."""
+    monkeypatch.setenv("TF_NUM_INTRAOP_THREADS", value)
+    status, stdout, stderr = cli(
+        "--preset", "tiny", "--steps", "1", "--run-dir", str(paths["dir"] / "threads")
+    )
+    assert status == 2 and stdout == "" and stderr.count("\n") == 1, stderr
+    assert "argument TF_NUM_INTRAOP_THREADS: expected a number of threads, 0 or more" in stderr, stderr

@@ -212,6 +212,25 @@ def test_results_written_together_are_all_or_none(tmp_path):
     assert (good / "a.csv").read_text() == "old" and not (good / ".tf_sine" / "staging").exists()
 
 
+def test_a_full_disk_while_marking_the_folder_is_named_as_while_writing(tmp_path, monkeypatch):
+    """ENOSPC outside the files themselves (the folder's lock and manifest, the commit's mark):
+    the same one line naming the folder and the space left, not the system's bare message."""
+    import tf_sine.owned
+
+    def full(*_args: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(tf_sine.owned, "write_json", full)
+    for attempt in (
+        lambda: write_together(tmp_path / "out", ["a.csv"], lambda staging: None),
+        lambda: tf_sine.owned.check_writable_folder(tmp_path / "checked"),
+    ):
+        with pytest.raises(
+            RunFailedError, match=r"^no space left on the device of '.*' \([0-9.e+]+ MiB free\)"
+        ):
+            attempt()
+
+
 def test_a_resume_on_changed_data_is_refused_and_overwrite_starts_over(tmp_path, cli):
     csv = write_seasonal_csv(tmp_path / "series.csv")
     run_dir = tmp_path / "run"

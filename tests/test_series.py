@@ -69,6 +69,9 @@ def test_npy_files_one_dimensional_or_one_column(tmp_path):
          "data: expected a date in column 'm' like '2020-01', got an empty cell on line 4 of f.csv"),
         ("d,v\n13/02/2020,1\n14/02/2020,2\n15/02/2O20,3\n16/02/2020,4\n",
          "data: expected a date in column 'd' like '13/02/2020', got '15/02/2O20' on line 4 of f.csv"),
+        ("m,v\n2020-01,\n2020-02,\n", "column: expected the name of the value column of f.csv (numeric columns: none; 'v' has only empty cells)"),
+        ("m,v\nnotadate,1\n2020-02,2\n2020-03,3\n2020-04,4\n",  # the first cell, which a format is not guessed from
+         "data: expected a date in column 'm' like '2020-02', got 'notadate' on line 2 of f.csv"),
     ],
 )  # fmt: skip
 def test_bad_files_give_one_clear_error(tmp_path, text, message):

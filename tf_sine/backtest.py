@@ -166,7 +166,12 @@ def _refitted(
     from tf_sine.pipeline import run_experiment
     from tf_sine.trained import open_run
 
-    work.mkdir(parents=True, exist_ok=True)
+    try:
+        work.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise RunError("work", f"expected a folder for the folds' runs, got the file {str(work)!r}") from None
+    except OSError as error:
+        raise RunError("work", f"cannot create {str(work)!r}: {error.strerror}") from None
     history = work / f"fold-{fold + 1}.csv"
     dates = data.dates[: origin + 1] if data.dates is not None else None
     covariates = run.config.covariates  # the first of the extra inputs, in their own units

@@ -105,14 +105,15 @@ def check_choice(argument: str, value: Any, allowed: dict[str, str] | tuple[str,
     return value
 
 
-def check_names(argument: str, value: Any) -> tuple[str, ...]:
-    """`value` (a sequence of distinct non-empty strings, or one comma-separated string) as a tuple."""
+def check_names(argument: str, value: Any, example: str = "price,holiday") -> tuple[str, ...]:
+    """`value` (a sequence of distinct non-empty strings, or one comma-separated string) as a tuple;
+    `example` is what a message shows as such names."""
     names = tuple(value.split(",")) if isinstance(value, str) else value
     if not isinstance(names, (tuple, list)) or not all(isinstance(name, str) for name in names):
-        raise ConfigTypeError(argument, f"expected names such as 'price,holiday', got {value!r}")
+        raise ConfigTypeError(argument, f"expected names such as {example!r}, got {value!r}")
     if not all(names):
         shown = ",".join(names)
-        raise ConfigError(argument, f"expected names such as 'price,holiday', got an empty name in {shown!r}")
+        raise ConfigError(argument, f"expected names such as {example!r}, got an empty name in {shown!r}")
     repeated = sorted({name for name in names if names.count(name) > 1})
     if repeated:
         raise ConfigError(argument, f"expected each name once, got {repeated[0]!r} more than once")
@@ -233,7 +234,7 @@ def validate_model_options(
     count = weight_count(
         cell, units, num_layers, bidirectional, timesteps if layout == "legacy" else features
     )
-    available = _physical_memory()
+    available = physical_memory()
     if available and count * _BYTES_PER_WEIGHT > available:
         raise ConfigError(
             "units",
@@ -265,7 +266,25 @@ def weight_count(cell: str, units: int, num_layers: int, bidirectional: bool, in
     return count + units * directions + 1
 
 
-def _physical_memory() -> int:
+def batch_bytes(
+    cell: str, units: int, num_layers: int, bidirectional: bool, inputs: int, steps: int, batch_size: int
+) -> int:
+    """About the memory one training step's batch takes: its windows, and the activations each
+    layer keeps for the backward pass at each time step (gates and states), with their gradients.
+
+    Args:
+        inputs: values per time step of the first layer (the window length in the legacy
+            layout, `features` in the sequence layout).
+        steps: time steps per window (1 in the legacy layout, the window length in the
+            sequence layout).
+    """
+    directions = 2 if bidirectional else 1
+    per_window = inputs * steps + num_layers * directions * steps * units * (_GATES[cell] + 3)
+    return 2 * 4 * batch_size * per_window
+
+
+def physical_memory() -> int:
+    """This machine's memory in bytes; 0 where the platform does not say."""
     try:
         return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):  # not every platform says
@@ -327,6 +346,7 @@ class Config:
         validate_model_options(**self.model_options())
         check_positive_int("steps", self.steps)
         check_positive_int("batch_size", self.batch_size)
+        self._check_batch_memory()
         if not 0 <= check_int("seed", self.seed) < 2**32:
             raise ConfigError("seed", f"expected an integer from 0 to 2**32 - 1, got {self.seed}")
         check_positive_int("checkpoint_every", self.checkpoint_every)
@@ -401,11 +421,24 @@ class Config:
                 "id_column", f"applies to a `data` table of several series, got {self.id_column!r} without it"
             )
 
+    def _check_batch_memory(self) -> None:
+        """Refuses a batch whose step cannot fit in this machine's memory (`batch_bytes`), before
+        anything runs: past it, the process is killed by the system without a word."""
+        steps, inputs = (1, self.timesteps) if self.layout == "legacy" else (self.timesteps, self.features)
+        need = batch_bytes(self.cell, self.units, self.num_layers, self.bidirectional, inputs, steps,
+                           self.batch_size)  # fmt: skip
+        available = physical_memory()
+        if available and need > available:
+            raise ConfigError(
+                "batch_size", f"expected a batch that fits in this machine's memory ({available / 2**30:.3g} "
+                f"GiB), got {self.batch_size:,} windows, which need about {need / 2**30:.3g} GiB a step",
+            )  # fmt: skip
+
     def _check_extra_inputs(self) -> None:
         """Checks `covariates` and `calendar`, and sets `features` to the values per time step
         they make: the value, each covariate, and a sine and cosine per calendar cycle."""
         object.__setattr__(self, "covariates", check_names("covariates", self.covariates))
-        object.__setattr__(self, "calendar", check_names("calendar", self.calendar))
+        object.__setattr__(self, "calendar", check_names("calendar", self.calendar, "weekday,yearday"))
         for name in self.calendar:
             check_choice("calendar", name, CALENDARS)
         if "auto" in self.calendar and len(self.calendar) > 1:

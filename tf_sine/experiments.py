@@ -28,7 +28,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tf_sine.config import Config, check_choice, check_positive_int
+from tf_sine.config import Config, check_choice, check_positive_int, physical_memory
 from tf_sine.data import adding_problem, sine_windows
 from tf_sine.errors import ConfigError
 from tf_sine.evaluation import evaluate
@@ -155,6 +155,10 @@ def gradient_study(
 
 # Always predicting 1.0 on the adding problem: the variance of the sum of two U(0, 1) values.
 ADDING_BASELINE_MSE = 2.0 / 12.0
+ADDING_TRAIN, ADDING_TEST = 10_000, 1_000  # the memory study's sequences
+# Bytes per time step of the memory study's data: two float64 inputs per sequence, and a float32
+# copy of them as training batches are taken.
+ADDING_BYTES_PER_STEP = (ADDING_TRAIN + ADDING_TEST) * 2 * (8 + 4)
 
 
 def memory_study(
@@ -176,8 +180,8 @@ def memory_study(
     """
     rows = []
     for timesteps in lengths:
-        train_x, train_y = adding_problem(10_000, timesteps, seed=seed)
-        test_x, test_y = adding_problem(1_000, timesteps, seed=seed + 1)
+        train_x, train_y = adding_problem(ADDING_TRAIN, timesteps, seed=seed)
+        test_x, test_y = adding_problem(ADDING_TEST, timesteps, seed=seed + 1)
         for cell in cells:
             config = Config(
                 cell=cell, units=units, num_layers=1, timesteps=timesteps, features=2, layout="sequence",
@@ -334,25 +338,30 @@ def run_study(
     Returns:
         `(result, files written)`.
     """
-    from tf_sine.owned import OwnedFolder
+    from tf_sine.owned import check_writable_folder
     from tf_sine.runs import DEFAULT_ROOT, default_run_name
 
     function, _ = STUDIES[check_choice("study", name, STUDIES)]
     _check_study_parameters(parameters)
-    folder = OwnedFolder(
-        Path(DEFAULT_ROOT) / default_run_name(name) if out is None else out, "out", shared=True
-    )
-    folder.claim().release()  # a folder that cannot be written is refused now, not after the work
+    folder = Path(DEFAULT_ROOT) / default_run_name(name) if out is None else out
+    check_writable_folder(folder, "out")  # refused now, not after the work
     result = StudyResult(name, function(**parameters))
-    return result, result.save(folder.path)
+    return result, result.save(folder)
 
 
 def _check_study_parameters(parameters: dict[str, Any]) -> None:
     for argument in ("steps", "timesteps", "units"):
         if argument in parameters:
             check_positive_int(argument, parameters[argument])
+    available = physical_memory()
     for length in parameters.get("lengths", ()):
         if check_positive_int("lengths", length) < 2:
             raise ConfigError("lengths", f"expected sequence lengths of at least 2, got {length}")
+        need = ADDING_BYTES_PER_STEP * length
+        if available and need > available:
+            raise ConfigError(
+                "lengths", f"expected sequence lengths whose adding problems fit in this machine's memory "
+                f"({available / 2**30:.3g} GiB), got {length}, which needs about {need / 2**30:.3g} GiB",
+            )  # fmt: skip
     for seed in parameters.get("seeds", ()):
         Config(seed=seed)  # the seed range training accepts

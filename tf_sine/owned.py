@@ -489,7 +489,16 @@ def write_together(
         RunError: `path` cannot be written, is being written by another process, holds a file
             of one of `names` that tf_sine did not write, or (without `overwrite`) tf_sine's.
     """
-    folder = OwnedFolder(path, argument, shared=True).claim()
+    folder = OwnedFolder(path, argument, shared=True)
+    with disk_full_named(folder.path):  # the bookkeeping (lock, manifest, commit) too
+        _write_together(folder, names, build, argument, overwrite)
+    return folder
+
+
+def _write_together(
+    folder: OwnedFolder, names: list[str], build: Callable[[OwnedFolder], Any], argument: str, overwrite: bool
+) -> None:
+    folder.claim()
     try:
         earlier = sorted({r.split("/")[0] for r in folder.owned_files()} & set(names))
         if earlier and not overwrite:
@@ -512,4 +521,16 @@ def write_together(
         folder.commit(names)
     finally:
         folder.release()
-    return folder
+
+
+def check_writable_folder(path: str | os.PathLike, argument: str = "out") -> None:
+    """Refuses, before any work, a folder `write_together` could not write into: an empty path,
+    a file, or a folder that cannot be created or written (it is created, marked as tf_sine's).
+
+    Raises:
+        RunError: as `write_together` would, naming `argument`.
+        RunFailedError: the disk is full.
+    """
+    folder = OwnedFolder(path, argument, shared=True)
+    with disk_full_named(folder.path):
+        folder.claim().release()

@@ -40,7 +40,7 @@ from tf_sine.distribute import (
     weights_fingerprint,
     worker_name,
 )
-from tf_sine.errors import RunError
+from tf_sine.errors import DataError, RunError
 from tf_sine.evaluation import score
 from tf_sine.files import load_keras
 from tf_sine.models import build_model_from_config
@@ -211,6 +211,12 @@ def _train_into(
     for line in _range_warnings(data, transform) if chief else ():
         notify(line)
     train_x, train_y = _windows(data, transform, "train", config)
+    if not len(train_x):  # the head predicts more values at once than the training part holds
+        raise DataError(
+            "data" if config.data is not None else "output_steps",  # the sine's length is fixed
+            f"expected a training part with room for a window of {config.timesteps} steps and the "
+            f"{config.horizon} values after it that the model predicts at once (output steps), got none",
+        )  # fmt: skip
     validation = _windows(data, transform, "val", config)
     if not len(validation[0]):
         validation = None

@@ -22,6 +22,7 @@ from __future__ import annotations
 import collections
 import csv
 import io
+import itertools
 import numbers
 import os
 import re
@@ -250,7 +251,9 @@ def table_series(
         candidates = [name for name in mostly_numeric if name != time_name and name
                       and not name.startswith("Unnamed") and name not in covariates]  # fmt: skip
         if len(candidates) != 1:
-            found = ", ".join(repr(name) for name in candidates) or "none"
+            found = ", ".join(repr(name) for name in candidates) or "none" + _why_none(
+                header, body, covariates
+            )
             raise DataError(
                 "column",
                 f"expected the name of the value column of {path.name} (numeric columns: {found})",
@@ -594,6 +597,18 @@ def fill_gaps(values: np.ndarray, dates: pd.DatetimeIndex | list | None, fill: s
     return series.to_numpy(dtype=np.float64)
 
 
+def _why_none(header: list[str], body: pd.DataFrame, covariates: tuple[str, ...]) -> str:
+    """What a table without a value column holds instead: numeric columns taken as covariates,
+    columns of empty cells only (an all-NaN column, as pandas writes it)."""
+    taken = [name for name in covariates if name in header]
+    empty = [
+        name for index, name in enumerate(header) if name not in taken and (body.iloc[:, index] == "").all()
+    ]
+    notes = [f" besides the covariates {', '.join(map(repr, taken))}"] if taken else []
+    notes += [f"; {name!r} has only empty cells" for name in empty]
+    return "".join(notes)
+
+
 def _time_column(
     header: list[str], body: pd.DataFrame, numeric: list[str], mostly_numeric: list[str]
 ) -> tuple[str | None, pd.DatetimeIndex | list[int] | None]:
@@ -634,23 +649,27 @@ def _check_no_broken_dates(
             raise DataError("data", f"{_broken_text(name, cells, *broken)} {where}")
 
 
+_DATE_EXAMPLES = 3  # the first non-empty cells a date format is guessed from
+
+
 def broken_date(cells: list[Any]) -> tuple[int, str] | None:
     """`(position, example)` of the first cell that breaks a column of dates: one format, guessed
-    from the first non-empty cell (`example`) month first or day first, reads more than half of
-    the cells but not this one. None for a column of other text, or of dates all read."""
-    example = next((cell for cell in cells if isinstance(cell, str) and cell), None)
-    if example is None:
-        return None
+    from one of the first non-empty cells (`example`; the first may be the broken one) month first
+    or day first, reads more than half of the cells but not this one. None for a column of other
+    text, or of dates all read."""
+    filled = (cell for cell in cells if isinstance(cell, str) and cell)
+    examples = list(dict.fromkeys(itertools.islice(filled, _DATE_EXAMPLES)))
     texts = pd.Index([cell if isinstance(cell, str) else "" for cell in cells])
-    best = None
+    best, example = None, None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # pandas's notes on the guessed order
-        for dayfirst in (False, True):
-            pattern = guess_datetime_format(example, dayfirst=dayfirst)
-            if pattern is not None:
-                read = pd.to_datetime(texts, format=pattern, errors="coerce", utc=True)
-                if best is None or read.notna().sum() > best.notna().sum():
-                    best = read
+        for candidate in examples:
+            for dayfirst in (False, True):
+                pattern = guess_datetime_format(candidate, dayfirst=dayfirst)
+                if pattern is not None:
+                    read = pd.to_datetime(texts, format=pattern, errors="coerce", utc=True)
+                    if best is None or read.notna().sum() > best.notna().sum():
+                        best, example = read, candidate
     if best is None or 2 * int(best.notna().sum()) <= len(cells) or not best.isna().any():
         return None
     return int(np.argmax(best.isna())), example

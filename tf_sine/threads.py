@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from tf_sine.config import Config
+from tf_sine.config import Config, ConfigError
 
 # A user's own settings, which a plan never overrides.
 USER_VARIABLES = ("TF_NUM_INTEROP_THREADS", "TF_NUM_INTRAOP_THREADS")
@@ -47,6 +47,21 @@ def plan_for(config: Config | None) -> ThreadPlan:
         and config.layout == "sequence" and config.dropout == 0 and config.recurrent_dropout == 0
     )  # fmt: skip
     return ThreadPlan(2, 1) if halves else ThreadPlan(1)
+
+
+def check_user_variables() -> None:
+    """Refuses a thread count in `USER_VARIABLES` that is not a whole number from 0 (TensorFlow's
+    default) up: TensorFlow aborts the process on a negative one and ignores a word.
+
+    Raises:
+        ConfigError: naming the variable.
+    """
+    for name in USER_VARIABLES:
+        value = os.environ.get(name, "")
+        if value and not value.strip().isdigit():
+            raise ConfigError(
+                name, f"expected a number of threads, 0 or more (0: TensorFlow's default), got {value!r}"
+            )
 
 
 def apply_plan(plan: ThreadPlan) -> bool:

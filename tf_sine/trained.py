@@ -273,6 +273,7 @@ class Run:
                 "step; use forecast, or the export's next_value signature",
             )  # fmt: skip
         series = as_series(values, "values").astype(np.float64)
+        _check_float32_range(series, self.transform)
         first = first_target(self.config.timesteps, self.transform.difference)
         if len(series) < first:
             raise DataError("values", f"expected at least {first} values for one window, got {len(series)}")
@@ -517,6 +518,20 @@ def untrained_run(config: Config) -> Run:
     (`tf_sine.backtest.backtest(..., refit=True)`)."""
     data = load_dataset(config)
     return Run(None, None, config, Transform.for_config(data, config), None)
+
+
+def _check_float32_range(series: np.ndarray, transform: Transform) -> None:
+    """Refuses values the model, which reads float32, would see as infinite once scaled as the
+    run scales its series (they would come back as NaN predictions)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        scaled = np.abs(transform.encode(series))
+    beyond = np.flatnonzero(scaled > np.finfo(np.float32).max)
+    if len(beyond):
+        at = int(beyond[0])
+        raise DataError(
+            "values", f"expected values within float32's range once scaled as the run scales its series "
+            f"(about ±3.4e38), got {series[at]:.6g} at index {at}, which scales to {scaled[at]:.3g}",
+        )  # fmt: skip
 
 
 def open_run(path: str | os.PathLike) -> Run:

@@ -35,10 +35,13 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 
 def _backtest(args: argparse.Namespace) -> int:
     from tf_sine.backtest import backtest
+    from tf_sine.owned import check_writable_folder
 
     args.refit = args.refit or args.model is None  # nothing trained yet: every fold trains
     if args.refit and args.out is None:
         raise ConfigError("out", "expected a folder for the refitted folds' runs with --refit, got none")
+    if args.out is not None:
+        check_writable_folder(args.out, "out")  # before any fold is trained or forecast
     run = open_from_args(args) if args.model is not None else _untrained(args)
     work = Path(args.out) / FOLDS_DIR if args.out is not None else None
     result = backtest(run, args.folds, args.horizon, args.refit, work,

@@ -33,7 +33,10 @@ _FLAGS = {
 
 
 def flag_for(argument: str) -> str:
-    """The CLI flag that sets a configuration field or library argument."""
+    """The CLI flag that sets a configuration field or library argument (an environment
+    variable, in capitals, is named as it is)."""
+    if argument.isupper():
+        return argument
     return _FLAGS.get(argument, "--" + argument.replace("_", "-"))
 
 
