@@ -14,6 +14,7 @@ from tf_sine.dataset import (
     sine_dataset,
     split_series,
 )
+from tf_sine.evaluation import rmse
 
 
 @pytest.mark.parametrize("difference", [False, True])
@@ -97,3 +98,16 @@ def test_trend_detection_and_range_warnings():
     assert warnings[1].endswith("consider `difference`")  # the CLI prints it as --difference
     differenced = split_series(seasonal_series(500), (0.7, 0.15, 0.15), timesteps=12, difference=True)
     assert range_warnings(differenced, Transform(difference=True)) == []
+
+
+def test_a_series_near_1e_minus_300_is_scaled_to_unit_spread_and_scored_in_its_units():
+    """Squares of values near 1e-300 underflow to zero: the standard scaling's spread and the
+    RMSE are then taken on the values divided by their largest, not reported as 0 (which left
+    the model reading zeros in float32 and every score 0)."""
+    levels = (10 + np.sin(np.arange(200) / 3)) * 1e-300
+    data = split_series(levels, (0.7, 0.15, 0.15), 10)
+    encoded = Transform.fit(data, "standard").encode(levels[: data.train_end])
+    assert 0.99 < np.std(encoded) < 1.01
+    errors = levels * 0.01
+    expected = 1e-300 * float(np.sqrt(np.mean((errors / 1e-300) ** 2)))
+    assert rmse(levels + errors, levels) == pytest.approx(expected, rel=1e-12)

@@ -299,6 +299,8 @@ class Transform:
                 f"expected values whose differences and spread a float64 can hold, got values up to "
                 f"{largest:.3g} in size; divide the series by a power of ten first",
             )
+        if not factor > 0 and scale == "standard":  # a spread whose squares underflow (values near 1e-300)
+            factor = root_mean_square(values - offset)
         if not factor > 0:  # a constant training part: shift only
             factor = 1.0
         offsets, factors = _extra_scaling(data, scale)
@@ -372,6 +374,18 @@ def _extra_scaling(data: Dataset, scale: str) -> tuple[tuple[float, ...], tuple[
         offsets, factors = np.zeros(seen.shape[1]), np.ones(seen.shape[1])
     factors = np.where(factors > 0, factors, 1.0)  # a constant column: shifted only
     return tuple(map(float, offsets)), tuple(map(float, factors))
+
+
+def root_mean_square(values: np.ndarray) -> float:
+    """`sqrt(mean(values ** 2))` in float64, computed on `values / max|values|` where the squares
+    themselves would underflow to zero or overflow (values beyond about 1e±150)."""
+    values = np.asarray(values, dtype=np.float64)
+    with np.errstate(over="ignore", under="ignore"):
+        plain = float(np.sqrt(np.mean(values**2))) if values.size else math.nan
+    largest = float(np.max(np.abs(values))) if values.size else 0.0
+    if (plain > 0 and math.isfinite(plain)) or not largest > 0 or not math.isfinite(largest):
+        return plain
+    return largest * float(np.sqrt(np.mean((values / largest) ** 2)))
 
 
 def _differenced(values: np.ndarray, difference: bool) -> np.ndarray:

@@ -18,7 +18,7 @@ import numpy as np
 
 from tf_sine.config import ConfigError
 from tf_sine.data import layout_of
-from tf_sine.dataset import Dataset, Transform, first_target
+from tf_sine.dataset import Dataset, Transform, first_target, root_mean_square
 
 PREDICT_BATCH = 4096
 
@@ -81,7 +81,7 @@ def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, floa
         raise ConfigError("y_pred", f"expected shape {y_true.shape} like the labels, got {y_pred.shape}")
     error = y_pred - y_true
     mse = float(np.mean(error**2))
-    return {"rmse": float(np.sqrt(mse)), "mse": mse, "mae": float(np.mean(np.abs(error)))}
+    return {"rmse": root_mean_square(error), "mse": mse, "mae": float(np.mean(np.abs(error)))}
 
 
 def evaluate(model: Any, x: np.ndarray, y: np.ndarray) -> tuple[dict[str, float], np.ndarray]:
@@ -406,4 +406,4 @@ def max_horizon(model: Any, data: Dataset, transform: Transform) -> int:
 
 def rmse(predicted: np.ndarray, truth: np.ndarray) -> float:
     """The root mean squared error of `predicted` against `truth` (same shape), in float64."""
-    return float(np.sqrt(np.mean((np.asarray(predicted, np.float64) - truth) ** 2)))
+    return root_mean_square(np.asarray(predicted, np.float64) - truth)
