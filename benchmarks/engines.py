@@ -123,15 +123,17 @@ print(2 * 2048 ** 3 / min(seconds) / 1e9)
 
 def fma_peak_gflops(scratch: Path) -> float:
     """This machine's fp32 multiply-add ceiling, GFLOP/s: benchmarks/fma_peak.cc built for the
-    native kernels' target (held by `--max-isa` as they are) and run on every core at once."""
+    native kernels' target (held by `--max-isa` as they are) and run on every core at once, all
+    copies the same rounds, their medians summed."""
     from tf_sine import native
 
     program = scratch / "fma_peak"
     subprocess.run([*native.compiler(), "-O2", "-ffp-contract=fast", *native.target_flags(),
                     str(ROOT / "benchmarks" / "fma_peak.cc"), "-o", str(program)], check=True)  # fmt: skip
-    copies = [subprocess.Popen([str(program)], stdout=subprocess.PIPE, text=True)
+    rounds = subprocess.run([str(program)], capture_output=True, text=True, check=True).stdout.split()[2]
+    copies = [subprocess.Popen([str(program), rounds], stdout=subprocess.PIPE, text=True)
               for _ in range(len(os.sched_getaffinity(0)))]  # fmt: skip
-    return sum(float(copy.communicate()[0].split()[0]) for copy in copies)
+    return sum(float(copy.communicate()[0].split()[0]) for copy in copies)  # each copy's median
 
 
 def measured_peak_gflops() -> float:

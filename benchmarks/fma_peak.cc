@@ -7,8 +7,10 @@
 // to 2, so no operand is ever subnormal (which would fall back to microcode).
 //
 //   c++ -O2 -ffp-contract=fast -march=native benchmarks/fma_peak.cc -o /tmp/fma_peak
-//   /tmp/fma_peak     # prints GFLOP/s and the floats per vector
+//   /tmp/fma_peak [ROUNDS]  # prints the median GFLOP/s of 5 trials, floats per vector, the
+//                           # rounds of a trial and a checksum
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -23,6 +25,10 @@ constexpr int kLanes = 8;
 constexpr int kLanes = 4;
 #endif
 constexpr int kChains = 12;
+constexpr int kTrials = 5;  // the median is reported
+
+// Read at run time (volatile), so that the compiler cannot fold the chains into constants.
+volatile float scale = 0.5f, offset = 1.0f;
 
 typedef float Vector __attribute__((vector_size(kLanes * sizeof(float))));
 
@@ -43,23 +49,21 @@ float Run(long rounds, float scale, float offset) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  // Read at run time, so that the compiler cannot fold the chains into constants.
-  const float scale = argc > 2 ? std::strtof(argv[1], nullptr) : 0.5f;
-  const float offset = argc > 2 ? std::strtof(argv[2], nullptr) : 1.0f;
-  long rounds = 1 << 20;
-  double best = 0.0, checksum = 0.0;
-  for (int trial = 0; trial < 5;) {
+  // Without an argument, the rounds a trial takes at least 0.2 s are found first; engines.py
+  // then gives every copy that count, so that all of them run their trials side by side.
+  long rounds = argc > 1 ? std::atol(argv[1]) : 0;
+  double checksum = 0.0;
+  auto trial = [&](long count) {
     const auto began = std::chrono::steady_clock::now();
-    checksum += Run(rounds, scale, offset);
-    const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count();
-    if (took < 0.2) {  // too short to time well: more rounds, and this trial again
-      rounds *= 2;
-      continue;
-    }
-    const double rate = 2.0 * kLanes * kChains * rounds / took / 1e9;
-    if (rate > best) best = rate;
-    ++trial;
+    checksum += Run(count, scale, offset);
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count();
+  };
+  if (rounds < 1) {
+    for (rounds = 1 << 20; trial(rounds) < 0.2;) rounds *= 2;
   }
-  std::printf("%.3f %d %.0f\n", best, kLanes, checksum);
+  double rates[kTrials];
+  for (double& rate : rates) rate = 2.0 * kLanes * kChains * rounds / trial(rounds) / 1e9;
+  std::sort(rates, rates + kTrials);
+  std::printf("%.3f %d %ld %.0f\n", rates[kTrials / 2], kLanes, rounds, checksum);
   return 0;
 }

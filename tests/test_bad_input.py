@@ -14,14 +14,14 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import ROOT, TINY, run_cli
+from conftest import ROOT, TINY, run_cli, write_seasonal_csv
 
 import tf_sine
+from tf_sine.backtest import backtest
 from tf_sine.config import Config
 from tf_sine.experiments import run_study
-from tf_sine.owned import check_writable_folder
 from tf_sine.runs import RunDirectory
-from tf_sine.trained import load_model
+from tf_sine.trained import load_model, untrained_run
 
 
 @dataclass
@@ -121,12 +121,12 @@ CASES = [
          lambda p: tf_sine.run_experiment(TINY.replace(data=str(p["huge"])), p["dir"] / "huge"), ValueError, "data: expected values whose differences and spread"),
     Case("forecast beyond the series", ["forecast", "--model", "{model}", "--horizon", "100000"], "argument --horizon: expected at most",
          lambda p: tf_sine.open_run(p["model"]).forecast(100000), ValueError, "horizon: expected at most"),
-    Case("batch beyond memory", ["--batch-size", "100000000"], "argument --batch-size: expected a batch that fits in this machine's memory",
-         lambda p: Config(batch_size=10**8), ValueError, "batch_size: expected a batch that fits in this machine's memory"),
+    Case("batch beyond memory", ["--batch-size", str(10**12)], "argument --batch-size: expected a batch that fits in this machine's memory",
+         lambda p: Config(batch_size=10**12).check_batch_memory(), ValueError, "batch_size: expected a batch that fits in this machine's memory"),
     Case("output steps beyond the training part", ["--output-steps", "100000", "--run-dir", "{dir}/outputs"],
          "argument --output-steps: expected a training part with room for a window of 10 steps and the 100000 values",
          lambda p: tf_sine.run_experiment(TINY.replace(horizon=100000), p["dir"] / "outputs-api"), ValueError,
-         "output_steps: expected a training part with room for a window of 10 steps and the 100000 values"),
+         "horizon: expected a training part with room for a window of 10 steps and the 100000 values"),
     Case("values beyond float32", ["predict", "--model", "{model}", "--input", "{float32}"],
          "argument --input: expected values within float32's range once scaled as the run scales its series (about ±3.4e38), got 1e+39 at index 0",
          lambda p: tf_sine.open_run(p["model"]).predict([1e39] * 12), ValueError, "values: expected values within float32's range"),
@@ -135,10 +135,12 @@ CASES = [
          lambda p: run_study("memory", p["dir"] / "memory", lengths=[10**9]), ValueError, "lengths: expected sequence lengths whose"),
     Case("backtest folder empty", ["backtest", "--model", "{model}", "--folds", "1", "--horizon", "1", "--out", ""],
          "argument --out: expected a directory path, got an empty string",
-         lambda p: check_writable_folder(""), ValueError, "out: expected a directory path, got an empty string"),
+         lambda p: backtest(untrained_run(TINY.replace(data=str(p["seasonal"]))), 1, 1, True, ""), ValueError,
+         "work: expected a directory path, got an empty string"),
     Case("backtest folder is a file", ["backtest", "--model", "{model}", "--folds", "1", "--horizon", "1", "--out", "{file}"],
          "argument --out: expected a directory, got the file",
-         lambda p: check_writable_folder(p["file"]), ValueError, "out: expected a directory, got the file"),
+         lambda p: backtest(untrained_run(TINY.replace(data=str(p["seasonal"]))), 1, 1, True, p["file"]), ValueError,
+         "work: expected a directory, got the file"),
     Case("calendar names empty", ["--calendar", ""], "argument --calendar: expected names such as 'weekday,yearday', got an empty name in ''",
          lambda p: Config(calendar=""), ValueError, "calendar: expected names such as 'weekday,yearday', got an empty name"),
     Case("window longer than the test series", ["--timesteps", "999", "--run-dir", "{dir}/long"], "argument --timesteps: expected at most 998",
@@ -166,6 +168,7 @@ def paths(tiny_run, tmp_path_factory) -> dict[str, Path]:
         else:
             path.write_bytes(content)
         made[name.split(".")[0]] = path
+    made["seasonal"] = write_seasonal_csv(folder / "seasonal.csv")
     return made
 
 
@@ -217,20 +220,20 @@ def test_a_real_process_exits_2_without_a_traceback(name, paths):
 
 
 def test_a_head_longer_than_the_training_part_is_refused_before_the_run_is_written(paths, cli):
-    """No configuration, scaling or checkpoint of a run that cannot train (the head's output steps
-    leave no training window): only the folder's own bookkeeping."""
+    """A run that cannot train (the head's output steps leave no training window) is refused
+    before its folder exists: no configuration, scaling or checkpoint of it."""
     run_dir = paths["dir"] / "long-head"
     status, _, stderr = cli("--output-steps", "100000", "--run-dir", str(run_dir))
     assert status == 2 and "argument --output-steps: expected a training part" in stderr, stderr
-    assert sorted(path.name for path in run_dir.iterdir()) == [".tf_sine"]
+    assert not run_dir.exists()
 
 
 def test_a_refused_backtest_folder_trains_nothing(paths, tmp_path, monkeypatch, cli):
     """An empty --out is refused before any fold is trained, so nothing lands in the working
     directory (which an empty path would have meant)."""
     monkeypatch.chdir(tmp_path)
-    status, _, stderr = cli("backtest", "--model", str(paths["model"]), "--refit", "--data",
-                            str(paths["one"]), "--folds", "1", "--horizon", "1", "--out", "")  # fmt: skip
+    status, _, stderr = cli("backtest", "--data", str(paths["seasonal"]), "--preset", "tiny", "--steps", "5",
+                            "--folds", "1", "--horizon", "1", "--out", "")  # fmt: skip
     assert status == 2 and "argument --out: expected a directory path" in stderr, stderr
     assert list(tmp_path.iterdir()) == []
 

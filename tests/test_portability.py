@@ -200,8 +200,8 @@ def test_the_fma_peak_benchmark_is_built_for_the_kernels_target(tmp_path, monkey
         sys.path.pop(0)
     assert engines.fma_peak_gflops(tmp_path) > 0
     program = str(tmp_path / "fma_peak")
-    rate, lanes, _ = subprocess.run(
-        [program], capture_output=True, text=True, timeout=120, check=True
+    rate, lanes, *_ = subprocess.run(
+        [program, "1000000"], capture_output=True, text=True, timeout=120, check=True
     ).stdout.split()
     assert float(rate) > 0 and lanes == "8"
     # multiply-adds (binutils' objdump comes with the compiler), not a multiply and an add

@@ -101,7 +101,8 @@ def backtest(
     Raises:
         ConfigError: `folds` or `horizon` is not a positive integer, their product passes the
             test part's length, or `refit` is asked without `work` or on the source's sine.
-        RunError: `work` holds a fold's history file with other contents (another series).
+        RunError: `work` is empty, a file or cannot be written, or holds a fold's history file
+            with other contents (another series).
     """
     check_positive_int("folds", folds)
     check_positive_int("horizon", horizon)
@@ -118,6 +119,10 @@ def backtest(
         raise ConfigError("work", "expected a folder for the refitted folds' runs, got None")
     if refit and run.config.data is None:
         raise ConfigError("refit", "applies to a series of your own (`data`), not the source's sine")
+    if refit:
+        from tf_sine.owned import check_writable_folder
+
+        check_writable_folder(work, "work")  # "" or a file refused before any fold trains
     origins = int(test[0]) - 1 + horizon * np.arange(folds)
     scale = mase_scale(data, run.period)
     rows, pooled = [], {}
@@ -166,12 +171,6 @@ def _refitted(
     from tf_sine.pipeline import run_experiment
     from tf_sine.trained import open_run
 
-    try:
-        work.mkdir(parents=True, exist_ok=True)
-    except FileExistsError:
-        raise RunError("work", f"expected a folder for the folds' runs, got the file {str(work)!r}") from None
-    except OSError as error:
-        raise RunError("work", f"cannot create {str(work)!r}: {error.strerror}") from None
     history = work / f"fold-{fold + 1}.csv"
     dates = data.dates[: origin + 1] if data.dates is not None else None
     covariates = run.config.covariates  # the first of the extra inputs, in their own units

@@ -246,6 +246,9 @@ def validate_model_options(
 
 # Each weight is float32 and comes with its gradient and up to two optimizer slots (Adam's).
 _BYTES_PER_WEIGHT = 4 * 4
+_FLOAT_BYTES = 4
+_STATES_KEPT = 3  # beside the gates: the hidden state, the cell state and its tanh (the LSTM's)
+_WITH_GRADIENTS = 2  # an activation and its gradient
 _GATES = {"lstm": 4, "gru": 3, "simple_rnn": 1}
 
 
@@ -279,8 +282,9 @@ def batch_bytes(
             sequence layout).
     """
     directions = 2 if bidirectional else 1
-    per_window = inputs * steps + num_layers * directions * steps * units * (_GATES[cell] + 3)
-    return 2 * 4 * batch_size * per_window
+    kept = _GATES[cell] + _STATES_KEPT  # floats per unit, step and layer kept for the backward pass
+    per_window = inputs * steps + num_layers * directions * steps * units * kept
+    return _WITH_GRADIENTS * _FLOAT_BYTES * batch_size * per_window
 
 
 def physical_memory() -> int:
@@ -346,7 +350,6 @@ class Config:
         validate_model_options(**self.model_options())
         check_positive_int("steps", self.steps)
         check_positive_int("batch_size", self.batch_size)
-        self._check_batch_memory()
         if not 0 <= check_int("seed", self.seed) < 2**32:
             raise ConfigError("seed", f"expected an integer from 0 to 2**32 - 1, got {self.seed}")
         check_positive_int("checkpoint_every", self.checkpoint_every)
@@ -421,9 +424,14 @@ class Config:
                 "id_column", f"applies to a `data` table of several series, got {self.id_column!r} without it"
             )
 
-    def _check_batch_memory(self) -> None:
-        """Refuses a batch whose step cannot fit in this machine's memory (`batch_bytes`), before
-        anything runs: past it, the process is killed by the system without a word."""
+    def check_batch_memory(self) -> None:
+        """Refuses a batch whose training step cannot fit in this machine's memory (`batch_bytes`),
+        before anything runs: past it, the process is killed by the system without a word. Only
+        training asks (a run trained elsewhere still opens here for predictions).
+
+        Raises:
+            ConfigError: naming `batch_size`.
+        """
         steps, inputs = (1, self.timesteps) if self.layout == "legacy" else (self.timesteps, self.features)
         need = batch_bytes(self.cell, self.units, self.num_layers, self.bidirectional, inputs, steps,
                            self.batch_size)  # fmt: skip

@@ -156,9 +156,9 @@ def gradient_study(
 # Always predicting 1.0 on the adding problem: the variance of the sum of two U(0, 1) values.
 ADDING_BASELINE_MSE = 2.0 / 12.0
 ADDING_TRAIN, ADDING_TEST = 10_000, 1_000  # the memory study's sequences
-# Bytes per time step of the memory study's data: two float64 inputs per sequence, and a float32
-# copy of them as training batches are taken.
-ADDING_BYTES_PER_STEP = (ADDING_TRAIN + ADDING_TEST) * 2 * (8 + 4)
+# Bytes per time step of the memory study's data, all of it held at once while `adding_problem`
+# builds it: the values and the markers (float64), both stacked (float64), then as float32.
+ADDING_BYTES_PER_STEP = (ADDING_TRAIN + ADDING_TEST) * (8 + 8 + 2 * 8 + 2 * 4)
 
 
 def memory_study(
@@ -178,6 +178,7 @@ def memory_study(
         One dict per (cell, length): `cell`, `timesteps`, `mse`, `baseline_mse` (0.167),
         `ratio` (mse / baseline; near 1 means nothing was remembered), `train_seconds`.
     """
+    check_lengths(lengths)  # every length before the first is trained
     rows = []
     for timesteps in lengths:
         train_x, train_y = adding_problem(ADDING_TRAIN, timesteps, seed=seed)
@@ -198,6 +199,21 @@ def memory_study(
                 "ratio": mse / ADDING_BASELINE_MSE, "train_seconds": result.train_seconds,
             })  # fmt: skip
     return rows
+
+
+def check_lengths(lengths: Sequence[int]) -> None:
+    """Refuses a memory-study length below 2, or one whose data cannot fit in this machine's
+    memory (`ADDING_BYTES_PER_STEP`), naming `lengths`."""
+    available = physical_memory()
+    for length in lengths:
+        if check_positive_int("lengths", length) < 2:
+            raise ConfigError("lengths", f"expected sequence lengths of at least 2, got {length}")
+        need = ADDING_BYTES_PER_STEP * length
+        if available and need > available:
+            raise ConfigError(
+                "lengths", f"expected sequence lengths whose adding problems fit in this machine's memory "
+                f"({available / 2**30:.3g} GiB), got {length}, which needs about {need / 2**30:.3g} GiB",
+            )  # fmt: skip
 
 
 # The clipping study's settings: name -> optimizer clipping option.
@@ -353,15 +369,6 @@ def _check_study_parameters(parameters: dict[str, Any]) -> None:
     for argument in ("steps", "timesteps", "units"):
         if argument in parameters:
             check_positive_int(argument, parameters[argument])
-    available = physical_memory()
-    for length in parameters.get("lengths", ()):
-        if check_positive_int("lengths", length) < 2:
-            raise ConfigError("lengths", f"expected sequence lengths of at least 2, got {length}")
-        need = ADDING_BYTES_PER_STEP * length
-        if available and need > available:
-            raise ConfigError(
-                "lengths", f"expected sequence lengths whose adding problems fit in this machine's memory "
-                f"({available / 2**30:.3g} GiB), got {length}, which needs about {need / 2**30:.3g} GiB",
-            )  # fmt: skip
+    check_lengths(parameters.get("lengths", ()))
     for seed in parameters.get("seeds", ()):
         Config(seed=seed)  # the seed range training accepts

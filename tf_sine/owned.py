@@ -268,6 +268,8 @@ class OwnedFolder:
         try:
             self._bookkeeping.mkdir(parents=True, exist_ok=True)
         except OSError as error:
+            if error.errno == errno.ENOSPC:
+                raise  # the machine's: `disk_full_named` names it
             raise RunError(self.argument, f"cannot create {str(self.path)!r}: {error.strerror}") from None
         if not os.access(self.path, os.W_OK | os.X_OK):
             raise RunError(self.argument, f"expected a writable directory, got {str(self.path)!r}")
@@ -491,19 +493,19 @@ def write_together(
     """
     folder = OwnedFolder(path, argument, shared=True)
     with disk_full_named(folder.path):  # the bookkeeping (lock, manifest, commit) too
-        _write_together(folder, names, build, argument, overwrite)
+        _write_together(folder, names, build, overwrite)
     return folder
 
 
 def _write_together(
-    folder: OwnedFolder, names: list[str], build: Callable[[OwnedFolder], Any], argument: str, overwrite: bool
+    folder: OwnedFolder, names: list[str], build: Callable[[OwnedFolder], Any], overwrite: bool
 ) -> None:
     folder.claim()
     try:
         earlier = sorted({r.split("/")[0] for r in folder.owned_files()} & set(names))
         if earlier and not overwrite:
             raise RunError(
-                argument,
+                folder.argument,
                 f"{str(folder.path)!r} already holds {', '.join(earlier)}; pass `overwrite` to replace it",
             )
         for name in names:
@@ -513,8 +515,7 @@ def _write_together(
         folder.discard_staging()  # another command's leftover is never moved in with ours
         folder.step_aside()
         try:
-            with disk_full_named(folder.path):
-                build(folder.staging())
+            build(folder.staging())
         except BaseException:
             folder.discard_staging()  # a result cut short is not kept
             raise

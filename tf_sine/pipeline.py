@@ -110,6 +110,7 @@ def run_experiment(
             configuration's unfinished run (and `overwrite` is not set).
     """
     config = config or Config()
+    config.check_batch_memory()
     notify = notify or (lambda message: None)
     if tensorboard:
         _require_tensorboard()  # before any work is done
@@ -143,6 +144,11 @@ def run_experiment(
     if config.calendar != data.calendar:  # "auto" resolved from the dates, for the run to keep
         config = config.replace(calendar=data.calendar, features=1)
     transform = data.fit_transforms(config) if several else Transform.for_config(data, config)
+    if not len(_windows(data, transform, "train", config)[0]):  # the head is longer than the training part
+        raise DataError(
+            "horizon", f"expected a training part with room for a window of {config.timesteps} steps and "
+            f"the {config.horizon} values after it that the model predicts at once, got none",
+        )  # fmt: skip
     strategy = make_strategy(config.distribute, peer_timeout, notify)
     chief = is_chief(strategy)  # only the chief writes the run directory
     if config.distribute == "multi-worker" and run_dir is None:
@@ -211,12 +217,6 @@ def _train_into(
     for line in _range_warnings(data, transform) if chief else ():
         notify(line)
     train_x, train_y = _windows(data, transform, "train", config)
-    if not len(train_x):  # the head predicts more values at once than the training part holds
-        raise DataError(
-            "data" if config.data is not None else "output_steps",  # the sine's length is fixed
-            f"expected a training part with room for a window of {config.timesteps} steps and the "
-            f"{config.horizon} values after it that the model predicts at once (output steps), got none",
-        )  # fmt: skip
     validation = _windows(data, transform, "val", config)
     if not len(validation[0]):
         validation = None

@@ -14,9 +14,11 @@ this plan, so it is right in either case.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 
-from tf_sine.config import Config, ConfigError
+from tf_sine.config import Config
+from tf_sine.errors import ConfigError
 
 # A user's own settings, which a plan never overrides.
 USER_VARIABLES = ("TF_NUM_INTEROP_THREADS", "TF_NUM_INTRAOP_THREADS")
@@ -58,7 +60,7 @@ def check_user_variables() -> None:
     """
     for name in USER_VARIABLES:
         value = os.environ.get(name, "")
-        if value and not value.strip().isdigit():
+        if value and not re.fullmatch(r"[0-9]+", value.strip()):  # ASCII digits, as TensorFlow reads them
             raise ConfigError(
                 name, f"expected a number of threads, 0 or more (0: TensorFlow's default), got {value!r}"
             )

@@ -90,7 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _COMMANDS[args.command](args)
     except TfSineError as error:  # the user's mistake or input
         print(
-            f"{PROGRAM}: error: argument {flag_for(error.argument)}: {in_flags(error.detail)}",
+            f"{PROGRAM}: error: argument {flag_for(error.argument, args.command)}: {in_flags(error.detail)}",
             file=sys.stderr,
         )
         return EXIT_USAGE

@@ -29,15 +29,19 @@ _FLAGS = {
     "preset": "--preset",
     "id_column": "--id",
     "series_id": "--series",
+    "work": "--out",  # backtest's folds go to OUT/folds
 }
+# Where one command's flag differs from the table: `train` sets the head's `horizon` with
+# --output-steps (forecast and backtest have a --horizon of their own, the steps forecast).
+_COMMAND_FLAGS = {("train", "horizon"): "--output-steps"}
 
 
-def flag_for(argument: str) -> str:
-    """The CLI flag that sets a configuration field or library argument (an environment
-    variable, in capitals, is named as it is)."""
+def flag_for(argument: str, command: str | None = None) -> str:
+    """The CLI flag that sets a configuration field or library argument in `command` (an
+    environment variable, in capitals, is named as it is)."""
     if argument.isupper():
         return argument
-    return _FLAGS.get(argument, "--" + argument.replace("_", "-"))
+    return _COMMAND_FLAGS.get((command, argument)) or _FLAGS.get(argument, "--" + argument.replace("_", "-"))
 
 
 def in_flags(text: str) -> str:

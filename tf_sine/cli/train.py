@@ -118,6 +118,7 @@ def checked_config(args: argparse.Namespace) -> Config:
     from tf_sine.owned import OwnedFolder
 
     config = config_from_args(args)
+    config.check_batch_memory()
     if config.data is None:
         config.check_for_sine()
     if args.run_dir is not None:

@@ -53,7 +53,8 @@ inline void ProjectInputs(const float* inputs, const StepProduct& through_kernel
                           int64_t first, int64_t count, float* out) {
   // The bias first and the product added to it, as Eigen's `x K + b` would sum them.
   const int64_t rows = count * d.batch, skipped = first * d.batch;
-  MatrixMap(out + skipped * d.gates(), rows, d.gates()).rowwise() = Eigen::Map<const Eigen::RowVectorXf>(bias, d.gates());
+  const Eigen::Map<const Eigen::RowVectorXf> bias_row(bias, d.gates());
+  MatrixMap(out + skipped * d.gates(), rows, d.gates()).rowwise() = bias_row;
   through_kernel(inputs + skipped * d.features, rows, out + skipped * d.gates(), true);
 }
 

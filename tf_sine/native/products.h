@@ -15,6 +15,7 @@
 #ifndef TF_SINE_NATIVE_PRODUCTS_H_
 #define TF_SINE_NATIVE_PRODUCTS_H_
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdlib>
 #include <memory>
@@ -44,6 +45,9 @@ constexpr int kColumns = 2;
 #endif
 constexpr int kRows = 6;
 constexpr int64_t kTileWidth = kColumns * kLanes;
+// Rows of `a` the strips pass over before the next ones: the LSTM's chunk of a few steps (cells.h's
+// CachedSteps) in one block, a longer run of rows in several that each stay in the core's cache.
+constexpr int64_t kBlockRows = 128;
 
 typedef float Vector __attribute__((vector_size(kLanes * sizeof(float))));
 // may_alias: the vectors are loaded from and stored to float arrays, as Intel's __m512_u are.
@@ -136,6 +140,20 @@ class StepProduct {
 
   void operator()(const float* a, int64_t rows, float* out, bool accumulate) const {
     if (!strips_) return ByEigen(a, rows, out, accumulate);
+    // A block of rows at a time, every strip passing over it: a whole sequence's rows (the GRU's
+    // and SimpleRNN's projection) would otherwise be read again from far caches for each strip.
+    for (int64_t first = 0; first < rows; first += products::kBlockRows) {
+      Block(a + first * k_, std::min(products::kBlockRows, rows - first), out + first * n_, accumulate);
+    }
+  }
+
+ private:
+  using Matrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+  struct Free {
+    void operator()(float* p) const { std::free(p); }
+  };
+
+  void Block(const float* a, int64_t rows, float* out, bool accumulate) const {
     using products::kRows;
     using products::kTileWidth;
     for (int64_t j = 0; j < n_; j += kTileWidth) {
@@ -147,12 +165,6 @@ class StepProduct {
       products::RemainingRows(rows - i, a + i * k_, k_, strip, out + i * n_ + j, n_, accumulate);
     }
   }
-
- private:
-  using Matrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-  struct Free {
-    void operator()(float* p) const { std::free(p); }
-  };
 
   void ByEigen(const float* a, int64_t rows, float* out, bool accumulate) const {
     Eigen::Map<Matrix> result(out, rows, n_);

@@ -27,9 +27,10 @@ import numpy as np
 # and a remainder.
 CASES = ((1, 3, 10, 7), (4, 5, 2, 33), (3, 7, 64, 64))
 # An LSTM wide enough that its projection and weight gradients go a few steps at a time (cells.h's
-# CachedSteps: 3 of the 5 steps here, then 2). A SimpleRNN of this width, with these random
+# CachedSteps: 3 of the 5 steps here, then 2), with features that make whole tiles, so that the
+# inputs' gradient of each piece takes them too. A SimpleRNN of this width, with these random
 # weights, amplifies float32 rounding beyond the tolerance within five steps.
-EXTRA_CASES = {"lstm": ((5, 40, 3, 128),)}
+EXTRA_CASES = {"lstm": ((5, 40, 64, 128),)}
 RTOL, ATOL = 1e-4, 2e-5
 GATES = {"lstm": 4, "gru": 3, "simple_rnn": 1}  # the kernel is (features, gates * units)
 
