@@ -144,7 +144,8 @@ def run_experiment(
     if config.calendar != data.calendar:  # "auto" resolved from the dates, for the run to keep
         config = config.replace(calendar=data.calendar, features=1)
     transform = data.fit_transforms(config) if several else Transform.for_config(data, config)
-    if not len(_windows(data, transform, "train", config)[0]):  # the head is longer than the training part
+    train_windows = _windows(data, transform, "train", config)
+    if not len(train_windows[0]):  # the head is longer than the training part
         raise DataError(
             "horizon", f"expected a training part with room for a window of {config.timesteps} steps and "
             f"the {config.horizon} values after it that the model predicts at once, got none",
@@ -162,7 +163,7 @@ def run_experiment(
             if series is not None and chief and not (target.path / SERIES_FILE).is_file():
                 target.save_series(series)
             result = _train_into(
-                target, data, transform, config, strategy, chief, tensorboard, progress, notify
+                target, data, transform, train_windows, config, strategy, chief, tensorboard, progress, notify
             )
             if target is not run and chief:
                 run.commit_replacement()  # the old run stays as it was until the new one is complete
@@ -205,6 +206,7 @@ def _train_into(
     run: RunDirectory,
     data: Dataset,
     transform: Transform,
+    train_windows: tuple[np.ndarray, np.ndarray],
     config: Config,
     strategy: Any,
     chief: bool,
@@ -212,11 +214,12 @@ def _train_into(
     progress: bool,
     notify: Callable[[str], None],
 ) -> ExperimentResult:
-    """Trains (or resumes) `config` into `run`, scores it, and writes the plots, then the metrics."""
+    """Trains (or resumes) `config` into `run` on the training windows `train_windows` (`_windows`),
+    scores it, and writes the plots, then the metrics."""
     fingerprint = data_fingerprint(config, data)
     for line in _range_warnings(data, transform) if chief else ():
         notify(line)
-    train_x, train_y = _windows(data, transform, "train", config)
+    train_x, train_y = train_windows
     validation = _windows(data, transform, "val", config)
     if not len(validation[0]):
         validation = None
