@@ -26,7 +26,8 @@ def test_run_directory_is_complete(tiny_run):
     path = tiny_run.run.path
     assert {p.name for p in path.iterdir()} >= RUN_FILES
     assert sorted(p.name for p in (path / "checkpoints").iterdir()) == [
-        "step-000020.keras", "step-000020.state.json", "step-000040.keras", "step-000040.state.json",
+        "history-000000-000040.npz", "step-000020.keras", "step-000020.state.json", "step-000040.keras",
+        "step-000040.state.json",
     ]  # fmt: skip
     metrics = read_json(path / "metrics.json")
     assert {"rmse", "mse", "mae", "steps", "train_seconds"} <= set(metrics)

@@ -66,12 +66,24 @@ def _predictions(run_dir: Path) -> np.ndarray:
     return model.predict(tf_sine.sine_windows(layout="sequence")[2], verbose=0)
 
 
+def _outcome(run_dir: Path) -> tuple[np.ndarray, dict]:
+    """A finished run's test predictions and its loss history (`history.json`)."""
+    return _predictions(run_dir), json.loads((run_dir / "history.json").read_text())
+
+
+def _assert_same_run(run_dir: Path, expected: tuple[np.ndarray, dict]) -> None:
+    """Bit for bit on this CPU: the predictions, and the loss of every step, resumed or not."""
+    predictions, history = _outcome(run_dir)
+    np.testing.assert_array_equal(predictions, expected[0])
+    assert history == expected[1]
+
+
 @pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory) -> np.ndarray:
+def uninterrupted(tmp_path_factory) -> tuple[np.ndarray, dict]:
     run_dir = tmp_path_factory.mktemp("whole") / "run"
     done = _train("train", *FLAGS, "--run-dir", str(run_dir))
     assert done.returncode == 0, done.stderr
-    return _predictions(run_dir)
+    return _outcome(run_dir)
 
 
 def test_sigkill_at_random_moments_then_resume_gives_the_same_model(tmp_path, uninterrupted):
@@ -93,7 +105,7 @@ def test_sigkill_at_random_moments_then_resume_gives_the_same_model(tmp_path, un
     assert done.returncode == 0, done.stderr
     if "resuming" not in done.stderr:
         assert (run_dir / "metrics.json").exists()  # finished before a kill landed: nothing to resume
-    np.testing.assert_array_equal(_predictions(run_dir), uninterrupted)  # bit for bit on this CPU
+    _assert_same_run(run_dir, uninterrupted)
     assert json.loads((run_dir / "metrics.json").read_text())["steps"] == 2500
 
 
@@ -112,7 +124,7 @@ def test_sigterm_and_ctrl_c_write_a_final_checkpoint_and_resume(
     done = _train("train", *FLAGS, "--run-dir", str(run_dir))
     assert done.returncode == 0, done.stderr
     assert f"resuming {run_dir} from step {steps[-1]} of 2500" in done.stderr
-    np.testing.assert_array_equal(_predictions(run_dir), uninterrupted)
+    _assert_same_run(run_dir, uninterrupted)
 
 
 def test_a_series_run_with_validation_resumes_to_the_same_best_model(tmp_path):
@@ -131,6 +143,7 @@ def test_a_series_run_with_validation_resumes_to_the_same_best_model(tmp_path):
         np.testing.assert_array_equal(got, expected)
     metrics = [json.loads((path / "metrics.json").read_text()) for path in (run_dir, whole)]
     assert metrics[0]["best_step"] == metrics[1]["best_step"] and metrics[0]["rmse"] == metrics[1]["rmse"]
+    assert _outcome(run_dir)[1] == _outcome(whole)[1]  # losses and validation losses, step for step
 
 
 def test_half_written_and_corrupt_checkpoints_are_reported_and_skipped(tmp_path, uninterrupted):
@@ -151,7 +164,7 @@ def test_half_written_and_corrupt_checkpoints_are_reported_and_skipped(tmp_path,
     assert f"checkpoint {newest} is unreadable" in done.stderr and "using the one before it" in done.stderr
     assert "half-written" in done.stderr and str(users) not in done.stderr
     assert not list(checkpoints.glob(".*.tf_sine-tmp-*")) and users.read_text() == "the user's"
-    np.testing.assert_array_equal(_predictions(run_dir), uninterrupted)
+    _assert_same_run(run_dir, uninterrupted)
 
 
 def test_a_finished_run_is_not_overwritten_without_the_flag(tiny_run):
@@ -206,3 +219,26 @@ def test_divergence_stops_with_the_step_and_writes_no_nan_model(tmp_path):
     assert len(lines) == 1 and "training diverged: the loss is" in lines[0] and "at step" in lines[0]
     assert "--learning-rate" in lines[0] and "Traceback" not in done.stderr
     assert not (run_dir / "model.keras").exists() and not (run_dir / "metrics.json").exists()
+
+
+def test_a_signal_waits_for_the_end_of_the_piece_it_arrived_in():
+    """In process: the held signal reaches its handler after the block, never inside it."""
+    from tf_sine.interrupts import held_interrupts
+
+    received: list[int] = []
+
+    def handler(signum: int, frame) -> None:
+        received.append(signum)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    finished = []
+    try:
+        with pytest.raises(KeyboardInterrupt), held_interrupts():
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.05)  # where an unheld handler would already have raised
+            finished.append(received[:])
+        assert finished == [[]] and received == [signal.SIGTERM]
+        assert signal.getsignal(signal.SIGTERM) is handler  # restored
+    finally:
+        signal.signal(signal.SIGTERM, previous)

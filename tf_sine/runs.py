@@ -9,7 +9,8 @@ Layout of a run directory::
     prediction.png       predicted vs real sine on the test range
     loss.png             training loss by step
     scaling.json         the differencing and scaling the model sees the series through
-    checkpoints/         step-000500.keras, ... with their training state, the last few kept
+    checkpoints/         step-000500.keras, ... with their training state, the last few kept,
+                         and the training history's segments
     tensorboard/         event files, with --tensorboard
 
 (`tf_sine.checkpoints` describes the checkpoint files.)
@@ -25,6 +26,7 @@ metrics.json marks a finished run; it is written after the plots.
 from __future__ import annotations
 
 import datetime as _datetime
+import functools
 import os
 from pathlib import Path
 from typing import Any
@@ -119,9 +121,10 @@ class RunDirectory:
     def checkpoint_dir(self) -> Path:
         return self.path / CHECKPOINT_DIR
 
-    @property
+    @functools.cached_property
     def checkpoints(self) -> Checkpoints:
-        """The run's checkpoints (`tf_sine.checkpoints.Checkpoints`)."""
+        """The run's checkpoints (`tf_sine.checkpoints.Checkpoints`): one object, which knows the
+        history segments the checkpoint it loaded or saved last relies on."""
         return Checkpoints(self.files, CHECKPOINT_DIR)
 
     @property

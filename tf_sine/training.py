@@ -42,6 +42,7 @@ from tf_sine.config import (
 )
 from tf_sine.engines import ENGINES as ENGINE_CLASSES
 from tf_sine.errors import RunFailedError
+from tf_sine.interrupts import held_interrupts
 from tf_sine.kernels import default_kernel, training_device
 
 # Steps in the first compiled call. Later calls are sized to take about CHUNK_SECONDS each: long
@@ -360,48 +361,57 @@ def train(
     result.kernel, result.shards, result.device = run_chunk.kernel, run_chunk.shards, training_device()
     result.whole_steps = getattr(run_chunk, "whole_steps", None) is not None
 
+    last_checkpoint = None
+
     def checkpoint(step: int) -> None:
+        nonlocal last_checkpoint
         if on_checkpoint is not None:
             with clock.checkpointing():
                 on_checkpoint(model, step)
+            last_checkpoint = step
 
     start = step = result.final_step
     epoch_losses: list[float] = []
+
+    def piece(step: int) -> int:
+        """One chunk, its losses, its callbacks and a checkpoint due after it; the step reached."""
+        nonlocal epoch_losses
+        end = schedule.end_after(step)
+        if step % validate_every == 0:
+            hooks.on_epoch_begin(step // validate_every)
+        hooks.on_train_batch_begin(end - 1)
+        called = time.perf_counter()
+        if batches == "passes":
+            losses = run_chunk(batch_order(len(x), batch_size, seed, step, end))
+        else:
+            losses = run_chunk(*datafeeder_order(len(x), batch_size, step - feed_start, end - feed_start))
+        if step > start:  # the first call includes tracing
+            schedule.measured(time.perf_counter() - called, end - step)
+        # The fit engine reports one mean for the chunk: it stands for each of its steps.
+        epoch_losses += [float(v) for v in losses] if len(losses) > 1 else [float(losses[0])] * (end - step)
+        state.steps += list(range(step + 1, end + 1)) if len(losses) > 1 else [end]
+        state.losses += [float(value) for value in losses]
+        hooks.on_train_batch_end(end - 1, {"loss": float(losses[-1])})
+        if end % validate_every == 0 or end == steps:
+            hooks.on_epoch_end((end - 1) // validate_every, {"loss": float(np.mean(epoch_losses))})
+            epoch_losses = []
+        if checkpoint_every and (end % checkpoint_every == 0 or end == steps or model.stop_training):
+            clock.stop()
+            checkpoint(end)
+        return end
+
     model.stop_training = False
     hooks.on_train_begin()
     try:
         while step < steps and not model.stop_training:
-            end = schedule.end_after(step)
-            if step % validate_every == 0:
-                hooks.on_epoch_begin(step // validate_every)
-            hooks.on_train_batch_begin(end - 1)
-            called = time.perf_counter()
-            if batches == "passes":
-                losses = run_chunk(batch_order(len(x), batch_size, seed, step, end))
-            else:
-                losses = run_chunk(*datafeeder_order(len(x), batch_size, step - feed_start, end - feed_start))
-            if step > start:  # the first call includes tracing
-                schedule.measured(time.perf_counter() - called, end - step)
-            # The fit engine reports one mean for the chunk: it stands for each of its steps.
-            epoch_losses += (
-                [float(v) for v in losses] if len(losses) > 1 else [float(losses[0])] * (end - step)
-            )
-            state.steps += list(range(step + 1, end + 1)) if len(losses) > 1 else [end]
-            state.losses += [float(value) for value in losses]
-            step = end
-            hooks.on_train_batch_end(end - 1, {"loss": float(losses[-1])})
-            if step % validate_every == 0 or step == steps:
-                hooks.on_epoch_end((step - 1) // validate_every, {"loss": float(np.mean(epoch_losses))})
-                epoch_losses = []
-            if checkpoint_every and (step % checkpoint_every == 0 or step == steps or model.stop_training):
-                clock.stop()
-                checkpoint(step)
-    except KeyboardInterrupt:
-        # Ctrl-C lands between chunks (Python handles signals once the graph call returns), so
-        # the model is consistent: keep the work done so far.
+            # Ctrl-C and SIGTERM land between pieces, where the model and the histories agree
+            # (`tf_sine.interrupts`).
+            with held_interrupts():
+                step = piece(step)
+    except KeyboardInterrupt:  # keep the work done so far
         result.final_step = int(model.optimizer.iterations.numpy())
         clock.stop()
-        if result.final_step > start:
+        if result.final_step > start and result.final_step != last_checkpoint:
             checkpoint(result.final_step)
         raise
     clock.stop()
