@@ -1,12 +1,15 @@
 """The native training op makes the updates Keras's own step makes: every optimizer, every clip."""
 
 import json
+import os
+import subprocess
+import sys
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import native_ops
+from conftest import ROOT, native_ops
 
 from tf_sine.config import OPTIMIZERS
 from tf_sine.data import sine_windows
@@ -151,3 +154,33 @@ def test_the_op_is_never_chosen_on_a_gpu(monkeypatch):
     native_ops()
     monkeypatch.setattr("tf_sine.whole_steps.training_device", lambda: "GPU")
     assert coverage(build_model(units=4)) == "training runs on a GPU"
+
+
+def test_memory_the_op_cannot_get_is_an_error_not_an_abort():
+    """Its own buffers (not TensorFlow's) failing to allocate: TensorFlow's out-of-memory error.
+
+    A process held to a little more address space than it has (RLIMIT_AS) trains a batch whose
+    buffers in the op need several hundred megabytes; an exception leaving the op had aborted it.
+    """
+    native_ops()
+    script = """if True:
+        import resource
+        import numpy as np
+        from tf_sine import build_model, train
+        model = build_model(layout="sequence", timesteps=100, units=256, num_layers=1)
+        x, y = np.zeros((4096, 100, 1), np.float32), np.zeros((4096, 1), np.float32)
+        status = open("/proc/self/status").read()
+        size = int(status.split("VmSize:")[1].split()[0]) * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (size + (128 << 20), resource.RLIM_INFINITY))
+        try:
+            train(model, x, y, steps=1, batch_size=4096, progress=False)
+        except Exception as error:
+            print(type(error).__name__, error)
+    """
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES="")  # the op trains on the CPU only
+    command = [sys.executable, "-c", script]
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "ResourceExhaustedError" in done.stdout and "tf_sine kernels' own buffers" in done.stdout, (
+        done.stdout
+    )

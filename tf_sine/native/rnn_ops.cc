@@ -5,12 +5,15 @@
 #include <algorithm>
 #include <condition_variable>
 #include <cstring>
+#include <exception>
 #include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <new>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "cells.h"
@@ -151,14 +154,36 @@ float* Scratch(OpKernelContext* context, int64_t count, Tensor* holder) {
   return holder->flat<float>().data();
 }
 
+// An op whose buffers outside TensorFlow's allocator (the products' strips, the training op's
+// shares) may fail to allocate: the failure becomes TensorFlow's out-of-memory error, where an
+// exception leaving Compute would abort the process.
+class GuardedOp : public OpKernel {
+ public:
+  explicit GuardedOp(OpKernelConstruction* context) : OpKernel(context) {}
+
+  void Compute(OpKernelContext* context) final {
+    try {
+      Run(context);
+    } catch (const std::bad_alloc&) {
+      context->SetStatus(absl::ResourceExhaustedError("out of memory for the tf_sine kernels' own buffers in " +
+                                                      name()));
+    } catch (const std::exception& error) {  // a thread that could not start
+      context->SetStatus(absl::InternalError(std::string("tf_sine kernels: ") + error.what()));
+    }
+  }
+
+ protected:
+  virtual void Run(OpKernelContext* context) = 0;
+};
+
 // ---------------------------------------------------------------------------------------------
 // The per-layer ops (the fast engine's graph calls one per layer, forward and backward)
 
-class LstmOp : public OpKernel {
+class LstmOp : public GuardedOp {
  public:
-  explicit LstmOp(OpKernelConstruction* context) : OpKernel(context) {}
+  explicit LstmOp(OpKernelConstruction* context) : GuardedOp(context) {}
 
-  void Compute(OpKernelContext* context) override {
+  void Run(OpKernelContext* context) override {
     Dims d;
     std::vector<float*> out;
     if (!StartForward(context, 4, 0, 4, {3}, &d, &out)) return;
@@ -166,11 +191,11 @@ class LstmOp : public OpKernel {
   }
 };
 
-class LstmGradOp : public OpKernel {
+class LstmGradOp : public GuardedOp {
  public:
-  explicit LstmGradOp(OpKernelConstruction* context) : OpKernel(context) {}
+  explicit LstmGradOp(OpKernelConstruction* context) : GuardedOp(context) {}
 
-  void Compute(OpKernelContext* context) override {
+  void Run(OpKernelContext* context) override {
     Dims d;
     Gradients grads;  // takes back states, cells, cell_tanh, gates (wide) and states_grad
     if (!StartGradient(context, 4, 0, 5, {3}, &d, &grads)) return;
@@ -182,11 +207,11 @@ class LstmGradOp : public OpKernel {
   }
 };
 
-class GruOp : public OpKernel {
+class GruOp : public GuardedOp {
  public:
-  explicit GruOp(OpKernelConstruction* context) : OpKernel(context) {}
+  explicit GruOp(OpKernelConstruction* context) : GuardedOp(context) {}
 
-  void Compute(OpKernelContext* context) override {
+  void Run(OpKernelContext* context) override {
     Dims d;
     std::vector<float*> out;
     if (!StartForward(context, 3, 2, 3, {1}, &d, &out)) return;
@@ -197,11 +222,11 @@ class GruOp : public OpKernel {
   }
 };
 
-class GruGradOp : public OpKernel {
+class GruGradOp : public GuardedOp {
  public:
-  explicit GruGradOp(OpKernelConstruction* context) : OpKernel(context) {}
+  explicit GruGradOp(OpKernelConstruction* context) : GuardedOp(context) {}
 
-  void Compute(OpKernelContext* context) override {
+  void Run(OpKernelContext* context) override {
     Dims d;
     Gradients grads;  // takes back states, gates (wide), recurrent_candidate and states_grad
     if (!StartGradient(context, 3, 2, 4, {1}, &d, &grads)) return;
@@ -213,11 +238,11 @@ class GruGradOp : public OpKernel {
   }
 };
 
-class SimpleRnnOp : public OpKernel {
+class SimpleRnnOp : public GuardedOp {
  public:
-  explicit SimpleRnnOp(OpKernelConstruction* context) : OpKernel(context) {}
+  explicit SimpleRnnOp(OpKernelConstruction* context) : GuardedOp(context) {}
 
-  void Compute(OpKernelContext* context) override {
+  void Run(OpKernelContext* context) override {
     Dims d;
     std::vector<float*> out;
     if (!StartForward(context, 1, 0, 1, {}, &d, &out)) return;
@@ -225,11 +250,11 @@ class SimpleRnnOp : public OpKernel {
   }
 };
 
-class SimpleRnnGradOp : public OpKernel {
+class SimpleRnnGradOp : public GuardedOp {
  public:
-  explicit SimpleRnnGradOp(OpKernelConstruction* context) : OpKernel(context) {}
+  explicit SimpleRnnGradOp(OpKernelConstruction* context) : GuardedOp(context) {}
 
-  void Compute(OpKernelContext* context) override {
+  void Run(OpKernelContext* context) override {
     Dims d;
     Gradients grads;  // takes back states and states_grad
     if (!StartGradient(context, 1, 0, 2, {}, &d, &grads)) return;
@@ -291,9 +316,11 @@ class Helper {
     }
     wake_.notify_all();
   }
+  // Rethrows what the task threw, here: the op's thread turns it into an error status.
   void Wait() {
     std::unique_lock<std::mutex> lock(mu_);
     done_.wait(lock, [this] { return !pending_; });
+    if (error_) std::rethrow_exception(std::exchange(error_, nullptr));
   }
 
  private:
@@ -303,8 +330,14 @@ class Helper {
       wake_.wait(lock, [this] { return pending_ || stop_; });
       if (!pending_) return;
       lock.unlock();
-      task_();
+      std::exception_ptr error;
+      try {
+        task_();
+      } catch (...) {
+        error = std::current_exception();
+      }
       lock.lock();
+      error_ = error;
       pending_ = false;
       done_.notify_all();
     }
@@ -312,13 +345,14 @@ class Helper {
   std::mutex mu_;
   std::condition_variable wake_, done_;
   std::function<void()> task_;
+  std::exception_ptr error_;
   bool pending_ = false, stop_ = false;
   std::thread thread_;
 };
 
-class TrainOp : public OpKernel {
+class TrainOp : public GuardedOp {
  public:
-  explicit TrainOp(OpKernelConstruction* context) : OpKernel(context) {
+  explicit TrainOp(OpKernelConstruction* context) : GuardedOp(context) {
     std::string optimizer, clip;
     std::vector<float> hyper;
     OP_REQUIRES_OK(context, context->GetAttr("cells", &cells_));
@@ -354,7 +388,7 @@ class TrainOp : public OpKernel {
     }
   }
 
-  void Compute(OpKernelContext* context) override {
+  void Run(OpKernelContext* context) override {
     const Tensor &x = context->input(0), &y = context->input(1);
     const Tensor &batches = context->input(2), &sizes = context->input(3);
     const int layers = static_cast<int>(cells_.size());
@@ -448,8 +482,14 @@ class TrainOp : public OpKernel {
       if (helper != nullptr && rows >= 2) {  // the second half on the helper, the first here
         const int64_t first = rows / 2;
         helper->Run([&] { Pass(values, x, y, step_indices + first, rows - first, count, &shares[1]); });
-        Pass(values, x, y, step_indices, first, count, &shares[0]);
+        std::exception_ptr error;  // the helper still reads the shares: wait for it before unwinding
+        try {
+          Pass(values, x, y, step_indices, first, count, &shares[0]);
+        } catch (...) {
+          error = std::current_exception();
+        }
         helper->Wait();
+        if (error) std::rethrow_exception(error);
         for (int i = 0; i < variable_count; ++i) {
           Eigen::Map<Eigen::ArrayXf>(grads[i], counts[i]) += Eigen::Map<Eigen::ArrayXf>(shares[1].grads[i].data(), counts[i]);
         }
