@@ -251,6 +251,18 @@ def test_a_named_target_is_built_as_asked_or_not_at_all(tmp_path, monkeypatch):
     assert not (tmp_path / "cache").exists()
 
 
+def test_a_thread_count_tensorflow_would_abort_on_is_named(monkeypatch):
+    """As the main command does: one line naming the variable, exit 2, before TensorFlow starts."""
+    monkeypatch.setenv("TF_NUM_INTEROP_THREADS", "-3")
+    done = _module("--info")
+    (line,) = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert line == (
+        "python -m tf_sine.native: error: TF_NUM_INTEROP_THREADS: expected a number of threads, "
+        "0 or more (0: TensorFlow's default), got '-3'"
+    )
+
+
 def _fake_record(path: Path, changes: dict) -> str:
     fields = dict(status="built", compiler="c++ (fake)", cpu="cpu", machine="x86_64", tensorflow="2",
                   attempts=[{"flags": ["-march=native"], "outcome": "built", "detail": "", "seconds": 1.0}],

@@ -6,8 +6,9 @@
     python -m tf_sine.native --check  # self-test the kept library again
 
 Exit status 0 when a self-tested library is available, 1 with the reason when none is (training
-then falls back, see `tf_sine.native.FALLBACK`), 2 for an unknown option or a malformed
-`TF_SINE_NATIVE_MARCH`.
+then falls back, see `tf_sine.native.FALLBACK`), 2 for an unknown option, a malformed
+`TF_SINE_NATIVE_MARCH` or a thread count in `TF_NUM_INTRAOP_THREADS`/`TF_NUM_INTEROP_THREADS`
+that is not a whole number from 0 up.
 """
 
 from __future__ import annotations
@@ -33,8 +34,15 @@ def main(argv: list[str] | None = None) -> int:
     if not native.enabled():
         print(f"{PROGRAM}: TF_SINE_NATIVE=0 turns the native kernels off; nothing built or loaded")
         return 1 if args.check or args.info else 0
+    from tf_sine.errors import TfSineError
     from tf_sine.startup import start_tensorflow
+    from tf_sine.threads import check_user_variables
 
+    try:
+        check_user_variables()  # TensorFlow would abort on a negative thread count
+    except TfSineError as error:
+        print(f"{PROGRAM}: error: {error.argument}: {error.detail}", file=sys.stderr)
+        return 2
     start_tensorflow()
     try:
         if args.info:
