@@ -130,6 +130,9 @@ CASES = [
     Case("values beyond float32", ["predict", "--model", "{model}", "--input", "{float32}"],
          "argument --input: expected values within float32's range once scaled as the run scales its series (about ±3.4e38), got 1e+39 at index 0",
          lambda p: tf_sine.open_run(p["model"]).predict([1e39] * 12), ValueError, "values: expected values within float32's range"),
+    Case("another series beyond float32", ["evaluate", "--model", "{model}", "--data", "{big32}"],
+         "argument --data: expected values within float32's range once scaled as the run scales its series (about ±3.4e38), got 5.64642e+38 at index 2",
+         lambda p: tf_sine.open_run(p["model"]).with_series(p["big32"]).evaluate(), ValueError, "data: expected values within float32's range"),
     Case("memory study lengths beyond memory", ["memory", "--lengths", "1000000000"],
          "argument --lengths: expected sequence lengths whose adding problems fit in this machine's memory",
          lambda p: run_study("memory", p["dir"] / "memory", lengths=[10**9]), ValueError, "lengths: expected sequence lengths whose"),
@@ -158,6 +161,7 @@ def paths(tiny_run, tmp_path_factory) -> dict[str, Path]:
         "weights.h5": b"\x89HDF", "float32.txt": b"1e39\n" * 12, "truncated.keras": model_bytes[: len(model_bytes) // 3],
         "corrupt.keras": b"this is not a zip archive", "file.txt": b"a file, not a directory",
         "one.csv": b"date,value\n2020-01-01,1.5\n",
+        "big32.csv": ("value\n" + "".join(f"{float(np.sin(0.3 * i)) * 1e39!r}\n" for i in range(300))).encode(),
         "huge.csv": ("date,value\n" + "".join(f"2020-01-{d + 1:02d},{(-1) ** d * 1e308}\n" for d in range(28))).encode(),
     }.items():  # fmt: skip
         path = folder / name

@@ -297,3 +297,15 @@ def test_scores_by_horizon_need_no_future_rows(driven_run):
     frame = driven_table().iloc[:-FUTURE]  # no future rows: every test target is still known
     scores = run.with_series(frame, column="sales").evaluate(horizon=3)
     assert len(scores["rmse_by_horizon"]) == 3 and np.isfinite(scores["rmse_by_horizon"]).all()
+
+
+def test_a_covariate_beyond_float32_once_scaled_is_named(driven_run):
+    """Another table whose price the model would read as infinite: refused naming the column and
+    row, not scored as NaN."""
+    _, run = driven_run
+    frame = driven_table().iloc[:-FUTURE]
+    frame.iloc[40, frame.columns.get_loc("price")] = 1e39
+    with pytest.raises(
+        DataError, match=r"^data: expected values within float32's range .* got 1e\+39 in price at index 40"
+    ):
+        run.with_series(frame, column="sales").evaluate()

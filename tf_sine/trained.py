@@ -81,12 +81,14 @@ class Run:
     def dataset(self) -> Dataset:
         """The series the run is scored and forecast on, split as `config` says."""
         self.require_one_series("dataset")
-        return load_dataset(self.config, self.series)
+        data = load_dataset(self.config, self.series)
+        _check_float32_range("data", data, self.transform)  # another series may hold larger values
+        return data
 
     @functools.cached_property
     def panel(self) -> Any:
         """For a model of several series: each of them split (`tf_sine.panel.Panel`)."""
-        from tf_sine.panel import load_panel
+        from tf_sine.panel import load_panel, naming
 
         panel = load_panel(self.config, self.series)
         if self.transforms is not None and set(panel.datasets) != set(self.transforms):
@@ -96,6 +98,9 @@ class Run:
                 "data", f"expected the series the model was trained on ({trained}), got a table that "
                 f"differs in {', '.join(map(repr, unknown))}",
             )  # fmt: skip
+        for key, data in panel.datasets.items() if self.transforms is not None else ():
+            with naming(key):
+                _check_float32_range("data", data, self.transforms[key])
         return panel
 
     @property
@@ -273,12 +278,12 @@ class Run:
                 "step; use forecast, or the export's next_value signature",
             )  # fmt: skip
         series = as_series(values, "values").astype(np.float64)
-        _check_float32_range(series, self.transform)
         first = first_target(self.config.timesteps, self.transform.difference)
         if len(series) < first:
             raise DataError("values", f"expected at least {first} values for one window, got {len(series)}")
         empty = np.arange(0)
         data = Dataset(series, empty, empty, empty, len(series))
+        _check_float32_range("values", data, self.transform)
         if outputs_of(self.model) > 1:
             return direct_forecasts(self.model, data, self.transform, np.arange(first - 1, len(series)))
         return predict_levels(self.model, data, self.transform, np.arange(first, len(series) + 1))
@@ -520,18 +525,28 @@ def untrained_run(config: Config) -> Run:
     return Run(None, None, config, Transform.for_config(data, config), None)
 
 
-def _check_float32_range(series: np.ndarray, transform: Transform) -> None:
-    """Refuses values the model, which reads float32, would see as infinite once scaled as the
-    run scales its series (they would come back as NaN predictions)."""
+def _check_float32_range(argument: str, data: Dataset, transform: Transform) -> None:
+    """Refuses values, or inputs beside them, that the model, which reads float32, would see as
+    infinite once scaled as the run scales its series (they would come back as NaN predictions
+    and NaN scores).
+
+    Raises:
+        DataError: naming `argument`, the first such value and where it is.
+    """
     with np.errstate(over="ignore", invalid="ignore"):
-        scaled = np.abs(transform.encode(series))
-    beyond = np.flatnonzero(scaled > np.finfo(np.float32).max)
-    if len(beyond):
-        at = int(beyond[0])
-        raise DataError(
-            "values", f"expected values within float32's range once scaled as the run scales its series "
-            f"(about ±3.4e38), got {series[at]:.6g} at index {at}, which scales to {scaled[at]:.3g}",
-        )  # fmt: skip
+        parts = [("", data.levels[:, None], np.abs(transform.encode(data.levels))[:, None])]
+        if data.extras is not None:
+            parts.append((" in ", data.extras, np.abs(transform.encode_extras(data.extras))))
+    for where, values, scaled in parts:
+        beyond = np.argwhere(scaled > np.finfo(np.float32).max)
+        if len(beyond):
+            row, column = (int(i) for i in beyond[0])
+            named = f"{where}{data.extra_names[column]}" if where else ""
+            raise DataError(
+                argument, f"expected values within float32's range once scaled as the run scales its series "
+                f"(about ±3.4e38), got {values[row, column]:.6g}{named} at index {row}, which scales to "
+                f"{scaled[row, column]:.3g}",
+            )  # fmt: skip
 
 
 def open_run(path: str | os.PathLike) -> Run:
