@@ -16,7 +16,7 @@ from conftest import ROOT, TINY, write_seasonal_csv
 
 import tf_sine
 from tf_sine.errors import RunError, RunFailedError
-from tf_sine.owned import OwnedFolder, write_together
+from tf_sine.owned import OwnedFolder, check_writable_folder, write_together
 
 TINY_FLAGS = ["--preset", "tiny", "--units", "4", "--steps", "40", "--checkpoint-every", "20", "--quiet"]
 
@@ -222,13 +222,41 @@ def test_a_full_disk_while_marking_the_folder_is_named_as_while_writing(tmp_path
 
     monkeypatch.setattr(tf_sine.owned, "write_json", full)
     for attempt in (
-        lambda: write_together(tmp_path / "out", ["a.csv"], lambda staging: None),
+        lambda: write_together(tmp_path / "out" / "below", ["a.csv"], lambda staging: None),
         lambda: tf_sine.owned.check_writable_folder(tmp_path / "checked"),
     ):
         with pytest.raises(
             RunFailedError, match=r"^no space left on the device of '.*' \([0-9.e+]+ MiB free\)"
         ):
             attempt()
+    assert list(tmp_path.iterdir()) == []  # the folders made for the work are gone with it
+
+
+def test_folders_made_for_work_that_did_not_happen_are_removed_and_no_others(tmp_path):
+    """A check before the work leaves nothing; a write cut short removes the folders it made,
+    never a folder that was there before, nor one holding anything else."""
+    check_writable_folder(tmp_path / "a" / "b")
+    assert list(tmp_path.iterdir()) == []
+
+    def cut_short(staging: OwnedFolder) -> None:
+        staging.write("a.csv", lambda path: path.write_text("half"))
+        raise OSError(28, "No space left on device")
+
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    for out in (tmp_path / "new" / "out", existing):
+        with pytest.raises(RunFailedError):
+            write_together(out, ["a.csv"], cut_short)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["existing"]
+    assert [p.name for p in existing.iterdir()] == [".tf_sine"]  # the user's folder stays, marked
+
+    def refused_after_a_users_file_appeared(staging: OwnedFolder) -> None:
+        (tmp_path / "third" / "notes.txt").write_text("the user's, written meanwhile")
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(RunFailedError):
+        write_together(tmp_path / "third", ["a.csv"], refused_after_a_users_file_appeared)
+    assert (tmp_path / "third" / "notes.txt").read_text() == "the user's, written meanwhile"
 
 
 def test_a_resume_on_changed_data_is_refused_and_overwrite_starts_over(tmp_path, cli):

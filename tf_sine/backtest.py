@@ -122,7 +122,7 @@ def backtest(
     if refit:
         from tf_sine.owned import check_writable_folder
 
-        check_writable_folder(work, "work")  # "" or a file refused before any fold trains
+        check_writable_folder(work, "work", keep=True)  # "" or a file refused before any fold trains
     origins = int(test[0]) - 1 + horizon * np.arange(folds)
     scale = mase_scale(data, run.period)
     rows, pooled = [], {}

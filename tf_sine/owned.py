@@ -244,6 +244,17 @@ class OwnedFolder:
         self._record(relative, None)
         _remove_empty_parents(self.path / relative, self.path)
 
+    def remove_if_unused(self) -> None:
+        """Removes the folder when it holds nothing but tf_sine's bookkeeping and lists no file:
+        one made for work that did not happen (refused, or cut short by a full disk)."""
+        try:
+            if any(entry.name != BOOKKEEPING for entry in self.path.iterdir()) or self.owned_files():
+                return
+            shutil.rmtree(self._bookkeeping)
+            self.path.rmdir()
+        except (OSError, RunError):  # gone, not a folder, or a damaged manifest: left as it is
+            pass
+
     def remove_temporaries(self) -> list[Path]:
         """Deletes temporary files a killed tf_sine process left; only ones named as tf_sine names them."""
         mine = f"{TEMPORARY_MARK}{os.getpid()}"
@@ -453,8 +464,11 @@ def disk_full_named(folder: Path) -> Iterator[None]:
     except OSError as error:
         if error.errno != errno.ENOSPC:
             raise
+        existing = folder
+        while not existing.exists() and existing != existing.parent:  # removed, or never made
+            existing = existing.parent
         try:
-            free = f"{shutil.disk_usage(folder).free / 2**20:.3g} MiB free"
+            free = f"{shutil.disk_usage(existing).free / 2**20:.3g} MiB free"
         except OSError:
             free = "free space unknown"
         raise RunFailedError(
@@ -492,8 +506,13 @@ def write_together(
             of one of `names` that tf_sine did not write, or (without `overwrite`) tf_sine's.
     """
     folder = OwnedFolder(path, argument, shared=True)
+    made = _missing_folders(folder.path)
     with disk_full_named(folder.path):  # the bookkeeping (lock, manifest, commit) too
-        _write_together(folder, names, build, overwrite)
+        try:
+            _write_together(folder, names, build, overwrite)
+        except BaseException:
+            _remove_made(folder, made)  # nothing of folders made for this is left behind
+            raise
     return folder
 
 
@@ -524,14 +543,43 @@ def _write_together(
         folder.release()
 
 
-def check_writable_folder(path: str | os.PathLike, argument: str = "out") -> None:
+def check_writable_folder(path: str | os.PathLike, argument: str = "out", keep: bool = False) -> None:
     """Refuses, before any work, a folder `write_together` could not write into: an empty path,
-    a file, or a folder that cannot be created or written (it is created, marked as tf_sine's).
+    a file, or a folder that cannot be created or written. One that did not exist is created to
+    see, and removed again unless `keep` (for work that writes into it directly, marked as
+    tf_sine's).
 
     Raises:
         RunError: as `write_together` would, naming `argument`.
         RunFailedError: the disk is full.
     """
     folder = OwnedFolder(path, argument, shared=True)
-    with disk_full_named(folder.path):
-        folder.claim().release()
+    made = _missing_folders(folder.path)
+    try:
+        with disk_full_named(folder.path):
+            folder.claim().release()
+    finally:
+        if not keep:
+            _remove_made(folder, made)
+
+
+def _missing_folders(path: Path) -> list[Path]:
+    """`path` and its parents that do not exist yet, deepest first."""
+    missing = []
+    while not os.path.lexists(path) and path != path.parent:
+        missing.append(path)
+        path = path.parent
+    return missing
+
+
+def _remove_made(folder: OwnedFolder, made: list[Path]) -> None:
+    """Removes `folder` if it is among the folders `made` and unused, then those of them above it
+    that are left empty."""
+    if not made:
+        return
+    folder.remove_if_unused()
+    for parent in made[1:]:
+        try:
+            parent.rmdir()
+        except OSError:  # not empty, or already gone
+            return
