@@ -8,7 +8,8 @@ import keras
 import numpy as np
 import pytest
 
-from tf_sine.checkpoints import HISTORY_SERIES, Checkpoints
+from tf_sine.checkpoints import Checkpoints
+from tf_sine.history_segments import SERIES
 from tf_sine.owned import OwnedFolder
 from tf_sine.training import TrainingState
 
@@ -35,7 +36,7 @@ def _history(step: int, scale: float = 1.0) -> dict:
 def _resumed(at: int, step: int, scale: float) -> dict:
     """The history of a run resumed at step `at` that then took another course (`scale`)."""
     before, after = _history(at), _history(step, scale)
-    for steps_key, values_key in HISTORY_SERIES:
+    for steps_key, values_key in SERIES:
         taken = sum(s <= at for s in after[steps_key])
         after[values_key] = before[values_key] + after[values_key][taken:]
     return after
@@ -138,7 +139,7 @@ def test_a_lost_segment_makes_its_checkpoints_unreadable(folder, model):
     (folder.path / "checkpoints" / "history-002800-003000.npz").unlink()
     state, messages = _load(folder)
     assert state["step"] == 2800 and _loaded_history(state) == _history(2800)
-    assert len(messages) == 2 and all("history-002800-003000.npz" in m for m in messages)
+    assert len(messages) == 2 and all("its history has no segment from step 2800" in m for m in messages)
 
 
 def test_a_fresh_start_replaces_an_abandoned_runs_checkpoints_and_segments(folder, model):
@@ -171,3 +172,70 @@ def test_segments_hold_float64_and_int64(folder, model):
     with np.load(folder.path / "checkpoints" / "history-000000-000100.npz") as arrays:
         assert arrays["loss_steps"].dtype == np.int64 and arrays["losses"].dtype == np.float64
         assert arrays["val_steps"].tolist() == list(range(7, 101, 7))
+
+
+def test_a_kill_between_listing_and_renaming_a_merged_segment_loses_no_checkpoint(folder, model, monkeypatch):
+    """The manifest lists a file before it is renamed into place: a listed segment may be
+    missing, and the chain is read from those on disk."""
+    import tf_sine.files
+
+    _save_all(folder, model, last=300)  # (0, 200], (200, 300]
+    replace = tf_sine.files.os.replace
+
+    def killed_at_the_last_merge(source, target):
+        if str(target).endswith("history-000000-000400.npz"):
+            raise KeyboardInterrupt
+        replace(source, target)
+
+    monkeypatch.setattr(tf_sine.files.os, "replace", killed_at_the_last_merge)
+    with pytest.raises(KeyboardInterrupt):
+        Checkpoints(folder).save(model, 400, _history(400), model.get_weights())
+    monkeypatch.undo()
+    assert "checkpoints/history-000000-000400.npz" in folder.owned_files() and (0, 400) not in _segments(
+        folder
+    )
+    state, messages = _load(folder)
+    assert state["step"] == 300 and not messages and _loaded_history(state) == _history(300)
+    resumed = Checkpoints(folder)
+    resumed.load_newest()
+    resumed.save(model, 400, _history(400), model.get_weights())
+    assert _segments(folder) == [(0, 400)] and _loaded_history(_load(folder)[0]) == _history(400)
+
+
+def test_a_segment_changed_by_hand_is_found_out(folder, model):
+    """Same lengths, other values: the manifest's SHA-256 tells."""
+    _save_all(folder, model)
+    path = folder.path / "checkpoints" / "history-002800-003000.npz"
+    with np.load(path) as arrays:
+        changed = {name: arrays[name] for name in arrays.files}
+    changed["losses"] = changed["losses"] + 1.0
+    np.savez(path, **changed)
+    state, messages = _load(folder)
+    assert state["step"] == 2800 and _loaded_history(state) == _history(2800)
+    assert len(messages) == 2 and all(
+        "history-002800-003000.npz was changed after tf_sine wrote it" in m for m in messages
+    )
+
+
+def test_two_objects_on_one_folder_keep_the_history_whole(folder, model):
+    """Each save checks the chain it extends is still there; another writer's segments are
+    kept where they hold the same entries."""
+    first, second = Checkpoints(folder), Checkpoints(folder)
+    first.save(model, 100, _history(100), model.get_weights())
+    second.save(model, 200, _history(200), model.get_weights())
+    first.save(model, 300, _history(300), model.get_weights())
+    state, messages = _load(folder)
+    assert state["step"] == 300 and not messages and _loaded_history(state) == _history(300)
+
+
+def test_a_history_that_stops_short_of_its_checkpoint_is_not_resumed(folder, model):
+    """What a signal between a chunk and its bookkeeping left in the older state files."""
+    _save_all(folder, model, last=200)
+    state_file = folder.path / "checkpoints" / "step-000200.state.json"
+    state = json.loads(state_file.read_text())
+    del state["history_lengths"]
+    state.update(_history(190))
+    state_file.write_text(json.dumps(state))
+    state, messages = _load(folder)
+    assert state["step"] == 100
+    assert "its loss history ends at step 190, not at its step 200" in messages[0]

@@ -10,17 +10,12 @@ Each checkpoint is three files sharing one step number::
 The ``.keras`` file is written last, so it never exists without the others: a checkpoint is
 its ``.keras`` file. Only the newest few are kept.
 
-The training history (a loss per step, a validation loss per epoch) is kept apart: each
-checkpoint adds the entries since the one before as a segment ``history-000500-001000.npz``
-(steps 500 to 1000, the first excluded), and the newest two are
-merged while the older spans no more steps than the newer. A long run thus writes each entry
-a few times and keeps a few segments, where a whole history in every state file would make
-writing checkpoints grow with the square of the steps.
+The training history is kept apart, in segments the checkpoints share
+(`tf_sine.history_segments`): ``history-000500-001000.npz``, ...
 """
 
 from __future__ import annotations
 
-import bisect
 import os
 import re
 from collections.abc import Callable
@@ -29,17 +24,13 @@ from typing import Any
 
 import numpy as np
 
-from tf_sine.files import first_line, json_text, load_keras, read_json
+from tf_sine.files import first_line, json_text, load_keras, read_arrays, read_json
+from tf_sine.history_segments import SERIES_KEYS, HistorySegments
 from tf_sine.owned import OwnedFolder
 
 CHECKPOINTS_KEPT = 3
 
 _CHECKPOINT_NAME = re.compile(r"^step-(\d+)\.keras$")
-_SEGMENT_NAME = re.compile(r"^history-(\d+)-(\d+)\.npz$")
-# The history's lists (`TrainingState.history`), each beside the list of its entries' steps.
-HISTORY_SERIES = (("loss_steps", "losses"), ("val_steps", "val_losses"))
-
-Segment = tuple[int, int]  # the steps (start, end] a history segment holds
 
 
 class Checkpoints:
@@ -52,9 +43,7 @@ class Checkpoints:
         self.owner = owner
         self.name = name
         self.folder = owner.path / name
-        # The history segments the next save extends, and the step they reach: those of the
-        # checkpoint loaded, those this object saved; None for a fresh start.
-        self._history: tuple[list[Segment], int] | None = None
+        self.history = HistorySegments(owner, name)
 
     def save(
         self,
@@ -78,8 +67,9 @@ class Checkpoints:
         """
         path = self.folder / f"step-{step:06d}.keras"
         state = dict(state or {})
-        if any(key in state for pair in HISTORY_SERIES for key in pair):
-            state["history_lengths"] = self._save_history(step, state)
+        if any(key in state for key in SERIES_KEYS):
+            series = {key: state.pop(key, []) for key in SERIES_KEYS}
+            state["history_lengths"] = self.history.save(step, series)
         text = json_text({**state, "step": step, "seed_generators": _seed_states(model)})
         self.owner.write(self._relative(_state_path(path)), lambda temporary: temporary.write_text(text))
         if best_weights is not None:
@@ -100,105 +90,6 @@ class Checkpoints:
 
     def _relative(self, path: Path) -> str:
         return f"{self.name}/{path.name}"
-
-    def _save_history(self, step: int, state: dict[str, Any]) -> dict[str, int]:
-        """Writes the history's entries after the last segment's end as a segment up to `step`.
-
-        The history's lists are taken out of `state`; returns their lengths.
-        """
-        series = {key: state.pop(key, []) for pair in HISTORY_SERIES for key in pair}
-        chain, reached = self._settle_history()
-        if step < reached:  # saved again at an earlier step: the history is written anew
-            chain, reached = self._settle_history(([], 0))
-        if step > reached:
-            arrays = {}
-            for steps_key, values_key in HISTORY_SERIES:
-                first = bisect.bisect_right(series[steps_key], reached)
-                arrays[steps_key] = np.asarray(series[steps_key][first:], dtype=np.int64)
-                arrays[values_key] = np.asarray(series[values_key][first:], dtype=np.float64)
-            self._write_segment((reached, step), arrays)
-            chain = self._merged([*chain, (reached, step)])
-        self._history = (chain, step)
-        return {key: len(values) for key, values in series.items()}
-
-    def _settle_history(self, history: tuple[list[Segment], int] | None = None) -> tuple[list[Segment], int]:
-        """Removes the segments outside the chain the next save extends (`history`, default the
-        one loaded or saved; none for a fresh start) and cuts its last at the step it reaches.
-
-        A resumed run drops what an abandoned one wrote after its checkpoint; a fresh one, all.
-        """
-        chain, reached = history or self._history or ([], 0)
-        for segment in self._segments():
-            if segment not in chain:
-                self.owner.remove(self._segment_relative(segment))
-        if chain and chain[-1][1] > reached:
-            last = chain[-1]
-            arrays = self._read_segment(last)
-            cut = {}
-            for steps_key, values_key in HISTORY_SERIES:
-                kept = arrays[steps_key] <= reached
-                cut[steps_key], cut[values_key] = arrays[steps_key][kept], arrays[values_key][kept]
-            self._write_segment((last[0], reached), cut)
-            self.owner.remove(self._segment_relative(last))
-            chain = [*chain[:-1], (last[0], reached)]
-        self._history = (chain, reached)
-        return chain, reached
-
-    def _merged(self, chain: list[Segment]) -> list[Segment]:
-        """`chain` with its newest two segments merged while the older spans no more steps.
-
-        As a binary counter: n checkpoints a fixed number of steps apart leave about log2(n)
-        segments, and each entry is rewritten about log2(n) times.
-        """
-        while len(chain) >= 2 and _span(chain[-2]) <= _span(chain[-1]):
-            older, newer = chain[-2:]
-            parts = [self._read_segment(older), self._read_segment(newer)]
-            merged = (older[0], newer[1])
-            self._write_segment(merged, {key: np.concatenate([p[key] for p in parts]) for key in parts[0]})
-            for segment in (older, newer):  # after the merged one is written: a crash leaves both
-                self.owner.remove(self._segment_relative(segment))
-            chain = [*chain[:-2], merged]
-        return chain
-
-    def _segments(self) -> list[Segment]:
-        """The history segments tf_sine wrote here, by start then end."""
-        prefix = f"{self.name}/"
-        names = (r[len(prefix) :] for r in self.owner.owned_files() if r.startswith(prefix))
-        return sorted((int(m[1]), int(m[2])) for m in map(_SEGMENT_NAME.match, names) if m)
-
-    def _segment_relative(self, segment: Segment) -> str:
-        return f"{self.name}/history-{segment[0]:06d}-{segment[1]:06d}.npz"
-
-    def _write_segment(self, segment: Segment, arrays: dict[str, np.ndarray]) -> None:
-        self.owner.write(self._segment_relative(segment), lambda temporary: np.savez(temporary, **arrays))
-
-    def _read_segment(self, segment: Segment) -> dict[str, np.ndarray]:
-        return _read_arrays(self.owner.path / self._segment_relative(segment))
-
-    def _load_history(self, step: int, lengths: dict[str, int]) -> tuple[dict[str, list], list[Segment]]:
-        """The history's lists up to `step`, from a chain of segments from step 0, and the chain.
-
-        Raises:
-            ValueError: the segments do not reach `step`, or hold other lengths than `lengths`.
-        """
-        segments, chain, reached = self._segments(), [], 0
-        while reached < step:  # where a merge was cut short, the merged segment covers both
-            following = [segment for segment in segments if segment[0] == reached]
-            if not following:
-                raise ValueError(f"its history has no segment from step {reached}")
-            chain.append(max(following, key=lambda segment: segment[1]))
-            reached = chain[-1][1]
-        parts = [self._read_segment(segment) for segment in chain]
-        series: dict[str, list] = {}
-        for steps_key, values_key in HISTORY_SERIES:
-            steps = np.concatenate([p[steps_key] for p in parts]) if parts else np.zeros(0, np.int64)
-            values = np.concatenate([p[values_key] for p in parts]) if parts else np.zeros(0)
-            kept = steps <= step
-            series[steps_key], series[values_key] = steps[kept].tolist(), values[kept].tolist()
-        found = {key: len(values) for key, values in series.items()}
-        if found != lengths:
-            raise ValueError(f"its history holds {found} entries where its state file says {lengths}")
-        return series, chain
 
     def saved(self) -> list[tuple[int, Path]]:
         """`(step, path)` of every checkpoint, oldest first."""
@@ -222,21 +113,22 @@ class Checkpoints:
         for _, path in reversed(self.saved()):
             try:
                 state = read_json(_state_path(path))
-                chain: list[Segment] = []
+                chain = None
                 if "history_lengths" in state:  # else the history is in the state file (older runs)
-                    series, chain = self._load_history(state["step"], state.pop("history_lengths"))
+                    series, chain = self.history.load(state["step"], state.pop("history_lengths"))
                     state.update(series)
+                _check_history_end(state)
                 model = load_keras(path)
                 _restore_seed_states(model, state["seed_generators"])
                 if state.get("best_step"):
-                    arrays = _read_arrays(_best_path(path))
+                    arrays = read_arrays(_best_path(path))
                     state["best_weights"] = [arrays[name] for name in sorted(arrays)]
             except (OSError, ValueError, KeyError) as error:  # ModelError is a ValueError
                 if notify is not None:
                     notify(f"checkpoint {path} is unreadable ({first_line(error)}); using the one before it")
                 continue
-            # Read only: the next save settles the segments (other workers read them too).
-            self._history = (chain, state["step"] if chain else 0)
+            if chain is not None:  # read only: the next save settles the segments (workers read them too)
+                self.history.adopt(chain, state["step"])
             return model, state
         return None
 
@@ -255,19 +147,12 @@ def _best_path(checkpoint: Path) -> Path:
     return checkpoint.with_name(checkpoint.name.replace(".keras", ".best.npz"))
 
 
-def _span(segment: Segment) -> int:
-    return segment[1] - segment[0]
-
-
-def _read_arrays(path: Path) -> dict[str, np.ndarray]:
-    """The arrays of an ``.npz`` file by name; ValueError where it cannot be read."""
-    try:
-        with np.load(path, allow_pickle=False) as arrays:
-            return {name: arrays[name] for name in arrays.files}
-    except OSError:
-        raise
-    except Exception as error:  # a truncated archive raises zipfile.BadZipFile
-        raise ValueError(f"cannot read {path.name}: {error}") from None
+def _check_history_end(state: dict[str, Any]) -> None:
+    """Refuses a history whose last loss is not of the checkpoint's step: one written while a
+    signal cut a chunk's bookkeeping short (before `tf_sine.interrupts`) lacks that chunk."""
+    steps = state.get("loss_steps")
+    if steps and steps[-1] != state["step"]:
+        raise ValueError(f"its loss history ends at step {steps[-1]}, not at its step {state['step']}")
 
 
 def _seed_generator_variables(model: Any) -> list[Any]:

@@ -93,6 +93,19 @@ def first_line(error: BaseException) -> str:
     return text.splitlines()[0] if text else type(error).__name__
 
 
+def read_arrays(path: str | os.PathLike) -> dict[str, Any]:
+    """The arrays of an ``.npz`` file by name; ValueError where it cannot be read."""
+    import numpy as np
+
+    try:
+        with np.load(path, allow_pickle=False) as arrays:
+            return {name: arrays[name] for name in arrays.files}
+    except OSError:
+        raise
+    except Exception as error:  # a truncated archive raises zipfile.BadZipFile
+        raise ValueError(f"cannot read {Path(path).name}: {error}") from None
+
+
 def load_keras(path: str | os.PathLike) -> Any:
     """Loads a ``.keras`` file, any failure of a damaged archive as one `ModelError`."""
     import keras
