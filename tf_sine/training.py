@@ -412,7 +412,8 @@ def train(
         result.final_step = int(model.optimizer.iterations.numpy())
         clock.stop()
         if result.final_step > start and result.final_step != last_checkpoint:
-            checkpoint(result.final_step)
+            with held_interrupts():  # a second Ctrl-C waits for this checkpoint too
+                checkpoint(result.final_step)
         raise
     clock.stop()
     result.final_step, result.stopped_early = step, step < steps
