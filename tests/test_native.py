@@ -258,7 +258,7 @@ def test_a_thread_count_tensorflow_would_abort_on_is_named(monkeypatch):
     (line,) = done.stderr.strip().splitlines()
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert line == (
-        "python -m tf_sine.native: error: TF_NUM_INTEROP_THREADS: expected a number of threads, "
+        "python -m tf_sine.native: error: argument TF_NUM_INTEROP_THREADS: expected a number of threads, "
         "0 or more (0: TensorFlow's default), got '-3'"
     )
 

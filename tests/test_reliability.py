@@ -219,26 +219,3 @@ def test_divergence_stops_with_the_step_and_writes_no_nan_model(tmp_path):
     assert len(lines) == 1 and "training diverged: the loss is" in lines[0] and "at step" in lines[0]
     assert "--learning-rate" in lines[0] and "Traceback" not in done.stderr
     assert not (run_dir / "model.keras").exists() and not (run_dir / "metrics.json").exists()
-
-
-def test_a_signal_waits_for_the_end_of_the_piece_it_arrived_in():
-    """In process: the held signal reaches its handler after the block, never inside it."""
-    from tf_sine.interrupts import held_interrupts
-
-    received: list[int] = []
-
-    def handler(signum: int, frame) -> None:
-        received.append(signum)
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    finished = []
-    try:
-        with pytest.raises(KeyboardInterrupt), held_interrupts():
-            os.kill(os.getpid(), signal.SIGTERM)
-            time.sleep(0.05)  # where an unheld handler would already have raised
-            finished.append(received[:])
-        assert finished == [[]] and received == [signal.SIGTERM]
-        assert signal.getsignal(signal.SIGTERM) is handler  # restored
-    finally:
-        signal.signal(signal.SIGTERM, previous)

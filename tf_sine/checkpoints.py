@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from tf_sine.files import first_line, json_text, load_keras, read_arrays, read_json
-from tf_sine.history_segments import SERIES_KEYS, HistorySegments
+from tf_sine.history_segments import HISTORY_KEYS, HistorySegments
 from tf_sine.owned import OwnedFolder
 
 CHECKPOINTS_KEPT = 3
@@ -53,23 +53,37 @@ class Checkpoints:
         best_weights: list[np.ndarray] | None = None,
         keep: int = CHECKPOINTS_KEPT,
     ) -> Path:
-        """Saves the checkpoint of `step`, then removes all but the newest `keep`, and any after it.
+        """Saves the checkpoint of `step`, then removes all but the newest `keep`.
+
+        Checkpoints after `step` are an abandoned course's (those that could not be read when
+        the run resumed or started again): they are removed first, as is the ``.keras`` file of
+        one at `step`, so that no crash leaves one beside a history it does not belong to.
 
         Args:
             model: a compiled Keras model; its optimizer state is saved with it.
             step: the optimizer steps taken so far.
-            state: more JSON-able training state (`TrainingState.history()`).
+            state: more JSON-able training state (`TrainingState.history()`); its history lists
+                (`HISTORY_KEYS`) go to the shared segments (`tf_sine.history_segments`), the
+                state file records their lengths.
             best_weights: the best weights so far, as `model.get_weights()` gives them.
             keep: how many checkpoints to keep.
 
         Returns:
             The checkpoint's ``.keras`` path.
+
+        Raises:
+            OSError: a file cannot be written (a full disk, for one).
         """
         path = self.folder / f"step-{step:06d}.keras"
+        for saved_step, old in self.saved():
+            if saved_step > step:
+                self._remove(old)
+            elif saved_step == step:
+                self.owner.remove(self._relative(old))
         state = dict(state or {})
-        if any(key in state for key in SERIES_KEYS):
-            series = {key: state.pop(key, []) for key in SERIES_KEYS}
-            state["history_lengths"] = self.history.save(step, series)
+        if any(key in state for key in HISTORY_KEYS):
+            history = {key: state.pop(key, []) for key in HISTORY_KEYS}
+            state["history_lengths"] = self.history.save(step, history)
         text = json_text({**state, "step": step, "seed_generators": _seed_states(model)})
         self.owner.write(self._relative(_state_path(path)), lambda temporary: temporary.write_text(text))
         if best_weights is not None:
@@ -78,15 +92,13 @@ class Checkpoints:
                 self._relative(_best_path(path)), lambda temporary: np.savez(temporary, **arrays)
             )
         self.owner.write(self._relative(path), model.save)
-        # Checkpoints after this step are an abandoned course's (those that could not be read
-        # when this run resumed or started again); of the rest the newest `keep` stay.
-        saved = self.saved()
-        abandoned = [old for saved_step, old in saved if saved_step > step]
-        earlier = [old for saved_step, old in saved if saved_step <= step]
-        for old in abandoned + earlier[:-keep]:
-            for file in (old, _state_path(old), _best_path(old)):
-                self.owner.remove(self._relative(file))
+        for _, old in self.saved()[:-keep]:
+            self._remove(old)
         return path
+
+    def _remove(self, checkpoint: Path) -> None:
+        for file in (checkpoint, _state_path(checkpoint), _best_path(checkpoint)):
+            self.owner.remove(self._relative(file))
 
     def _relative(self, path: Path) -> str:
         return f"{self.name}/{path.name}"
@@ -115,8 +127,8 @@ class Checkpoints:
                 state = read_json(_state_path(path))
                 chain = None
                 if "history_lengths" in state:  # else the history is in the state file (older runs)
-                    series, chain = self.history.load(state["step"], state.pop("history_lengths"))
-                    state.update(series)
+                    history, chain = self.history.load(state["step"], state.pop("history_lengths"))
+                    state.update(history)
                 _check_history_end(state)
                 model = load_keras(path)
                 _restore_seed_states(model, state["seed_generators"])
@@ -127,9 +139,13 @@ class Checkpoints:
                 if notify is not None:
                     notify(f"checkpoint {path} is unreadable ({first_line(error)}); using the one before it")
                 continue
-            if chain is not None:  # read only: the next save settles the segments (workers read them too)
-                self.history.adopt(chain, state["step"])
+            # Read only: the next save settles the segments (other workers read them too).
+            if chain is None:
+                self.history.forget()
+            else:
+                self.history.remember(chain, state["step"])
             return model, state
+        self.history.forget()
         return None
 
 

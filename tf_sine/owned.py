@@ -244,16 +244,22 @@ class OwnedFolder:
         self._record(relative, None)
         _remove_empty_parents(self.path / relative, self.path)
 
-    def remove_if_unused(self) -> None:
-        """Removes the folder when it holds nothing but tf_sine's bookkeeping and lists no file:
-        one made for work that did not happen (refused, or cut short by a full disk)."""
+    def remove_if_unused(self, made: Path) -> None:
+        """Removes the folder when it holds nothing but tf_sine's bookkeeping and lists no file,
+        and the empty folders above it up to `made`: those made for work that did not happen
+        (refused, or cut short by a full disk). Call it holding the lock, or before taking it.
+
+        Args:
+            made: the topmost folder the work made (`path` or one above it).
+        """
         try:
             if any(entry.name != BOOKKEEPING for entry in self.path.iterdir()) or self.owned_files():
                 return
             shutil.rmtree(self._bookkeeping)
             self.path.rmdir()
         except (OSError, RunError):  # gone, not a folder, or a damaged manifest: left as it is
-            pass
+            return
+        _remove_empty_parents(self.path, made.parent)
 
     def remove_temporaries(self) -> list[Path]:
         """Deletes temporary files a killed tf_sine process left; only ones named as tf_sine names them."""
@@ -506,21 +512,20 @@ def write_together(
             of one of `names` that tf_sine did not write, or (without `overwrite`) tf_sine's.
     """
     folder = OwnedFolder(path, argument, shared=True)
-    made = _missing_folders(folder.path)
     with disk_full_named(folder.path):  # the bookkeeping (lock, manifest, commit) too
-        try:
-            _write_together(folder, names, build, overwrite)
-        except BaseException:
-            _remove_made(folder, made)  # nothing of folders made for this is left behind
-            raise
+        _write_together(folder, names, build, overwrite, _topmost_missing(folder.path))
     return folder
 
 
 def _write_together(
-    folder: OwnedFolder, names: list[str], build: Callable[[OwnedFolder], Any], overwrite: bool
+    folder: OwnedFolder,
+    names: list[str],
+    build: Callable[[OwnedFolder], Any],
+    overwrite: bool,
+    made: Path | None,
 ) -> None:
-    folder.claim()
     try:
+        folder.claim()
         earlier = sorted({r.split("/")[0] for r in folder.owned_files()} & set(names))
         if earlier and not overwrite:
             raise RunError(
@@ -539,6 +544,10 @@ def _write_together(
             folder.discard_staging()  # a result cut short is not kept
             raise
         folder.commit(names)
+    except BaseException:
+        if made is not None:  # nothing of the folders made for this is left behind
+            folder.remove_if_unused(made)
+        raise
     finally:
         folder.release()
 
@@ -554,32 +563,19 @@ def check_writable_folder(path: str | os.PathLike, argument: str = "out", keep: 
         RunFailedError: the disk is full.
     """
     folder = OwnedFolder(path, argument, shared=True)
-    made = _missing_folders(folder.path)
-    try:
-        with disk_full_named(folder.path):
-            folder.claim().release()
-    finally:
-        if not keep:
-            _remove_made(folder, made)
-
-
-def _missing_folders(path: Path) -> list[Path]:
-    """`path` and its parents that do not exist yet, deepest first."""
-    missing = []
-    while not os.path.lexists(path) and path != path.parent:
-        missing.append(path)
-        path = path.parent
-    return missing
-
-
-def _remove_made(folder: OwnedFolder, made: list[Path]) -> None:
-    """Removes `folder` if it is among the folders `made` and unused, then those of them above it
-    that are left empty."""
-    if not made:
-        return
-    folder.remove_if_unused()
-    for parent in made[1:]:
+    made = _topmost_missing(folder.path)
+    with disk_full_named(folder.path):
         try:
-            parent.rmdir()
-        except OSError:  # not empty, or already gone
-            return
+            folder.claim()
+        finally:
+            if made is not None and not keep:
+                folder.remove_if_unused(made)
+            folder.release()
+
+
+def _topmost_missing(path: Path) -> Path | None:
+    """The topmost of `path` and its parents that does not exist yet; None when `path` exists."""
+    missing = None
+    while not os.path.lexists(path) and path != path.parent:
+        missing, path = path, path.parent
+    return missing

@@ -98,7 +98,14 @@ def start_tensorflow() -> ModuleType:
     """Imports TensorFlow and lists its devices quietly (module docstring); returns the module.
 
     Call it before anything else imports TensorFlow; later calls only return the module.
+
+    Raises:
+        ConfigError: a thread count in TensorFlow's variables that it would abort on or ignore
+            (`tf_sine.threads.check_user_variables`), before TensorFlow starts.
     """
+    from tf_sine.threads import check_user_variables
+
+    check_user_variables()
     if "tensorflow" in sys.modules:
         return sys.modules["tensorflow"]
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # later info lines too; warnings stay

@@ -98,9 +98,10 @@ class Run:
                 "data", f"expected the series the model was trained on ({trained}), got a table that "
                 f"differs in {', '.join(map(repr, unknown))}",
             )  # fmt: skip
-        for key, data in panel.datasets.items() if self.transforms is not None else ():
-            with naming(key):
-                _check_float32_range("data", data, self.transforms[key])
+        if self.transforms is not None:
+            for key, data in panel.datasets.items():
+                with naming(key):
+                    _check_float32_range("data", data, self.transforms[key])
         return panel
 
     @property

@@ -372,47 +372,44 @@ def train(
 
     start = step = result.final_step
     epoch_losses: list[float] = []
-
-    def piece(step: int) -> int:
-        """One chunk, its losses, its callbacks and a checkpoint due after it; the step reached."""
-        nonlocal epoch_losses
-        end = schedule.end_after(step)
-        if step % validate_every == 0:
-            hooks.on_epoch_begin(step // validate_every)
-        hooks.on_train_batch_begin(end - 1)
-        called = time.perf_counter()
-        if batches == "passes":
-            losses = run_chunk(batch_order(len(x), batch_size, seed, step, end))
-        else:
-            losses = run_chunk(*datafeeder_order(len(x), batch_size, step - feed_start, end - feed_start))
-        if step > start:  # the first call includes tracing
-            schedule.measured(time.perf_counter() - called, end - step)
-        # The fit engine reports one mean for the chunk: it stands for each of its steps.
-        epoch_losses += [float(v) for v in losses] if len(losses) > 1 else [float(losses[0])] * (end - step)
-        state.steps += list(range(step + 1, end + 1)) if len(losses) > 1 else [end]
-        state.losses += [float(value) for value in losses]
-        hooks.on_train_batch_end(end - 1, {"loss": float(losses[-1])})
-        if end % validate_every == 0 or end == steps:
-            hooks.on_epoch_end((end - 1) // validate_every, {"loss": float(np.mean(epoch_losses))})
-            epoch_losses = []
-        if checkpoint_every and (end % checkpoint_every == 0 or end == steps or model.stop_training):
-            clock.stop()
-            checkpoint(end)
-        return end
-
     model.stop_training = False
     hooks.on_train_begin()
     try:
         while step < steps and not model.stop_training:
-            # Ctrl-C and SIGTERM land between pieces, where the model and the histories agree
-            # (`tf_sine.interrupts`).
+            # A chunk, its losses, its callbacks and a checkpoint due after it are one piece:
+            # Ctrl-C and SIGTERM land between pieces, where the model and the histories agree.
             with held_interrupts():
-                step = piece(step)
+                end = schedule.end_after(step)
+                if step % validate_every == 0:
+                    hooks.on_epoch_begin(step // validate_every)
+                hooks.on_train_batch_begin(end - 1)
+                called = time.perf_counter()
+                if batches == "passes":
+                    losses = run_chunk(batch_order(len(x), batch_size, seed, step, end))
+                else:
+                    order = datafeeder_order(len(x), batch_size, step - feed_start, end - feed_start)
+                    losses = run_chunk(*order)
+                if step > start:  # the first call includes tracing
+                    schedule.measured(time.perf_counter() - called, end - step)
+                # The fit engine reports one mean for the chunk: it stands for each of its steps.
+                each = [float(v) for v in losses] if len(losses) > 1 else [float(losses[0])] * (end - step)
+                epoch_losses += each
+                state.steps += list(range(step + 1, end + 1)) if len(losses) > 1 else [end]
+                state.losses += [float(value) for value in losses]
+                step = end
+                hooks.on_train_batch_end(end - 1, {"loss": float(losses[-1])})
+                if step % validate_every == 0 or step == steps:
+                    hooks.on_epoch_end((step - 1) // validate_every, {"loss": float(np.mean(epoch_losses))})
+                    epoch_losses = []
+                ending = step == steps or model.stop_training
+                if checkpoint_every and (ending or step % checkpoint_every == 0):
+                    clock.stop()
+                    checkpoint(step)
     except KeyboardInterrupt:  # keep the work done so far
-        result.final_step = int(model.optimizer.iterations.numpy())
-        clock.stop()
-        if result.final_step > start and result.final_step != last_checkpoint:
-            with held_interrupts():  # a second Ctrl-C waits for this checkpoint too
+        with held_interrupts():  # a second Ctrl-C waits for this checkpoint, a third does not
+            result.final_step = int(model.optimizer.iterations.numpy())
+            clock.stop()
+            if result.final_step > start and result.final_step != last_checkpoint:
                 checkpoint(result.final_step)
         raise
     clock.stop()

@@ -56,7 +56,7 @@ from tf_sine.cli.common import (
 )
 from tf_sine.errors import RunFailedError, TfSineError
 from tf_sine.startup import start_tensorflow
-from tf_sine.threads import apply_plan, check_user_variables, plan_for
+from tf_sine.threads import apply_plan, plan_for
 
 __all__ = ["build_parser", "flag_for", "main"]
 
@@ -84,8 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         # Built once, and checked before TensorFlow starts: a bad flag is reported at once.
         args.config = train_commands.checked_config(args) if args.command == "train" else None
-        check_user_variables()
-        start_tensorflow()  # quietly (tf_sine.startup)
+        start_tensorflow()  # quietly (tf_sine.startup), its thread variables checked first
         apply_plan(plan_for(args.config))  # before TensorFlow runs an op
         return _COMMANDS[args.command](args)
     except TfSineError as error:  # the user's mistake or input

@@ -36,14 +36,12 @@ def main(argv: list[str] | None = None) -> int:
         return 1 if args.check or args.info else 0
     from tf_sine.errors import TfSineError
     from tf_sine.startup import start_tensorflow
-    from tf_sine.threads import check_user_variables
 
     try:
-        check_user_variables()  # TensorFlow would abort on a negative thread count
-    except TfSineError as error:
-        print(f"{PROGRAM}: error: {error.argument}: {error.detail}", file=sys.stderr)
+        start_tensorflow()
+    except TfSineError as error:  # a thread count TensorFlow would abort on
+        print(f"{PROGRAM}: error: argument {error.argument}: {error.detail}", file=sys.stderr)
         return 2
-    start_tensorflow()
     try:
         if args.info:
             rows = native.report()

@@ -12,6 +12,7 @@
 #include <mutex>
 #include <new>
 #include <string>
+#include <system_error>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -155,8 +156,9 @@ float* Scratch(OpKernelContext* context, int64_t count, Tensor* holder) {
 }
 
 // An op whose buffers outside TensorFlow's allocator (the products' strips, the training op's
-// shares) may fail to allocate: the failure becomes TensorFlow's out-of-memory error, where an
-// exception leaving Compute would abort the process.
+// shares) may fail to allocate, and whose second thread may fail to start: either becomes
+// TensorFlow's out-of-memory error (a machine limit), where an exception leaving Compute would
+// abort the process.
 class GuardedOp : public OpKernel {
  public:
   explicit GuardedOp(OpKernelConstruction* context) : OpKernel(context) {}
@@ -167,8 +169,9 @@ class GuardedOp : public OpKernel {
     } catch (const std::bad_alloc&) {
       context->SetStatus(absl::ResourceExhaustedError("out of memory for the tf_sine kernels' own buffers in " +
                                                       name()));
-    } catch (const std::exception& error) {  // a thread that could not start
-      context->SetStatus(absl::InternalError(std::string("tf_sine kernels: ") + error.what()));
+    } catch (const std::system_error& error) {  // the training op's second thread could not start
+      context->SetStatus(absl::ResourceExhaustedError(std::string("the tf_sine kernels could not start a thread in ") +
+                                                      name() + ": " + error.what()));
     }
   }
 

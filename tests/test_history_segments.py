@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from tf_sine.checkpoints import Checkpoints
-from tf_sine.history_segments import SERIES
+from tf_sine.history_segments import HISTORY_LISTS
 from tf_sine.owned import OwnedFolder
 from tf_sine.training import TrainingState
 
@@ -36,7 +36,7 @@ def _history(step: int, scale: float = 1.0) -> dict:
 def _resumed(at: int, step: int, scale: float) -> dict:
     """The history of a run resumed at step `at` that then took another course (`scale`)."""
     before, after = _history(at), _history(step, scale)
-    for steps_key, values_key in SERIES:
+    for steps_key, values_key in HISTORY_LISTS:
         taken = sum(s <= at for s in after[steps_key])
         after[values_key] = before[values_key] + after[values_key][taken:]
     return after
@@ -239,3 +239,36 @@ def test_a_history_that_stops_short_of_its_checkpoint_is_not_resumed(folder, mod
     state, messages = _load(folder)
     assert state["step"] == 100
     assert "its loss history ends at step 190, not at its step 200" in messages[0]
+
+
+def test_a_save_reads_only_the_segments_it_merges(folder, model, monkeypatch):
+    """The chain an object remembers is extended without reading the folder's history again;
+    a fresh object reads each segment once to check it holds the same entries."""
+    from tf_sine.history_segments import HistorySegments
+
+    checkpoints = _save_all(folder, model, last=700)  # (0, 400], (400, 600], (600, 700]
+    reads = []
+    read = HistorySegments._read
+
+    def counted(self, segment, digest):
+        reads.append(segment)
+        return read(self, segment, digest)
+
+    monkeypatch.setattr(HistorySegments, "_read", counted)
+    checkpoints.save(model, 800, _history(800), model.get_weights())  # merges into (0, 800]
+    assert reads == [(600, 700), (700, 800), (400, 600), (600, 800), (0, 400), (400, 800)]
+    reads.clear()
+    Checkpoints(folder).save(model, 900, _history(900), model.get_weights())
+    assert reads == [(0, 800)]  # checked once, then extended
+    assert _loaded_history(_load(folder)[0]) == _history(900)
+
+
+def test_a_segment_changed_during_the_run_is_rewritten_from_the_history_saved(folder, model):
+    checkpoints = _save_all(folder, model, last=300)  # (0, 200], (200, 300]
+    path = folder.path / "checkpoints" / "history-000200-000300.npz"
+    with np.load(path) as arrays:
+        changed = {name: arrays[name] for name in arrays.files}
+    np.savez(path, **{**changed, "losses": changed["losses"] * 2})
+    checkpoints.save(model, 400, _history(400), model.get_weights())
+    state, messages = _load(folder)
+    assert state["step"] == 400 and not messages and _loaded_history(state) == _history(400)
