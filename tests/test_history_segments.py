@@ -272,3 +272,31 @@ def test_a_segment_changed_during_the_run_is_rewritten_from_the_history_saved(fo
     checkpoints.save(model, 400, _history(400), model.get_weights())
     state, messages = _load(folder)
     assert state["step"] == 400 and not messages and _loaded_history(state) == _history(400)
+
+
+def test_a_segment_changed_where_no_save_reads_it_is_found_by_its_file(folder, model):
+    """The remembered chain is checked by each file's size, time and inode, not read: a segment
+    no merge touches, changed between two saves, is still found and written anew."""
+    checkpoints = _save_all(folder, model, last=500)  # (0, 400], (400, 500]
+    path = folder.path / "checkpoints" / "history-000000-000400.npz"
+    with np.load(path) as arrays:
+        changed = {name: arrays[name] for name in arrays.files}
+    np.savez(path, **{**changed, "losses": changed["losses"] * 2})
+    checkpoints.save(model, 600, _history(600), model.get_weights())  # merges (400, 600] only
+    state, messages = _load(folder)
+    assert state["step"] == 600 and not messages and _loaded_history(state) == _history(600)
+
+
+def test_lists_of_unequal_lengths_are_refused_when_saved_and_when_read(folder, model):
+    checkpoints = _save_all(folder, model, last=300)
+    broken = _history(400)
+    broken["losses"] = broken["losses"][:-1]
+    with pytest.raises(ValueError, match="expected loss_steps and losses of one length"):
+        checkpoints.save(model, 400, broken)
+    relative = "checkpoints/history-000200-000300.npz"  # as if tf_sine had written it so
+    with np.load(folder.path / relative) as arrays:
+        short = {name: arrays[name] for name in arrays.files}
+    short["losses"] = short["losses"][:-1]
+    folder.write(relative, lambda temporary: np.savez(temporary, **short))
+    state, messages = _load(folder)
+    assert state["step"] == 200 and "of different lengths" in messages[0]

@@ -109,3 +109,25 @@ def test_training_stopped_mid_piece_keeps_its_losses_and_checkpoints_once(sigter
               progress=False, resume=state)  # fmt: skip
     assert saved == [10, 20] and int(model.optimizer.iterations.numpy()) == 20
     assert state.steps == list(range(1, 21)) and len(state.losses) == 20
+
+
+def test_a_second_signal_midway_writes_no_checkpoint_of_a_cut_piece(sigterm_raises):
+    """Two signals during a piece's callbacks: the piece is cut short, so the checkpoint before
+    it stays the newest; no checkpoint pairs its weights with a partial history."""
+    from tf_sine.training import train
+
+    model = keras.Sequential([keras.Input((4, 1)), keras.layers.LSTM(3), keras.layers.Dense(1)])
+    model.compile(optimizer="adagrad", loss="mse")
+    x = np.random.default_rng(0).random((40, 4, 1), dtype=np.float32)
+    saved = []
+
+    class Twice(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if batch == 19:  # the piece that ends at step 20
+                _signal_self()
+                _signal_self()
+
+    with pytest.raises(KeyboardInterrupt):
+        train(model, x, x[:, -1], steps=100, batch_size=8, checkpoint_every=10, progress=False,
+              on_checkpoint=lambda trained, step: saved.append(step), callbacks=[Twice()])  # fmt: skip
+    assert saved == [10]

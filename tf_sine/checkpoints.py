@@ -97,7 +97,9 @@ class Checkpoints:
         return path
 
     def _remove(self, checkpoint: Path) -> None:
-        for file in (checkpoint, _state_path(checkpoint), _best_path(checkpoint)):
+        # Its .keras last: a kill midway leaves a checkpoint that reads as unreadable and is
+        # removed later, not a state file no checkpoint names.
+        for file in (_best_path(checkpoint), _state_path(checkpoint), checkpoint):
             self.owner.remove(self._relative(file))
 
     def _relative(self, path: Path) -> str:

@@ -42,12 +42,13 @@ _NAME = re.compile(r"^history-(\d+)-(\d+)\.npz$")
 
 
 class _Chain(NamedTuple):
-    """The segments a save extends, the step they are read or written through, and the
-    manifest's SHA-256 of each when they were."""
+    """The segments a save extends, the step they are read or written through, and what each
+    was then: the manifest's SHA-256 and the file's size, modification time and inode (a file
+    changed since, on disk or in the manifest, makes the next save read the folder again)."""
 
     segments: list[Segment]
     reached: int
-    digests: dict[Segment, str]
+    signatures: dict[Segment, tuple]
 
 
 class HistorySegments:
@@ -74,9 +75,13 @@ class HistorySegments:
             The lists' lengths (what `load` checks).
 
         Raises:
+            ValueError: a step list and its value list differ in length.
             OSError: a segment cannot be written or read (a full disk, for one).
             RunError: a segment's name is taken by a file tf_sine did not write.
         """
+        for steps_key, values_key in HISTORY_LISTS:
+            if len(history[steps_key]) != len(history[values_key]):
+                raise ValueError(f"expected {steps_key} and {values_key} of one length, got other lengths")
         try:
             return self._save(step, history)
         except (ValueError, FileNotFoundError):  # a segment changed or removed meanwhile
@@ -138,8 +143,7 @@ class HistorySegments:
     def remember(self, chain: list[Segment], step: int) -> None:
         """Makes `chain`, read or written through `step`, the one the next save extends."""
         on_disk = self._on_disk()
-        digests = {segment: on_disk[segment] for segment in chain if segment in on_disk}
-        self._chain = _Chain(chain, step, digests)
+        self._chain = _Chain(chain, step, {segment: self._signature(segment, on_disk) for segment in chain})
 
     def forget(self) -> None:
         """The next save keeps only the segments whose entries equal the history it saves."""
@@ -153,7 +157,7 @@ class HistorySegments:
         segments from step 0 whose entries are those of `history`, each read once."""
         known = self._chain
         unchanged = known is not None and all(
-            on_disk.get(segment, "missing") == known.digests.get(segment) for segment in known.segments
+            self._signature(segment, on_disk) == known.signatures[segment] for segment in known.segments
         )
         if unchanged and known.reached <= step:
             return known.segments, known.reached
@@ -227,6 +231,13 @@ class HistorySegments:
     def _write(self, segment: Segment, arrays: dict[str, np.ndarray]) -> None:
         self.owner.write(self._relative(segment), lambda temporary: np.savez(temporary, **arrays))
 
+    def _signature(self, segment: Segment, on_disk: dict[Segment, str]) -> tuple | None:
+        """What tells a segment changed without reading it; None for one not on disk."""
+        if segment not in on_disk:
+            return None
+        stat = (self.owner.path / self._relative(segment)).stat()
+        return on_disk[segment], stat.st_size, stat.st_mtime_ns, stat.st_ino
+
     def _read(self, segment: Segment, digest: str | None) -> dict[str, np.ndarray]:
         """A segment's arrays, checked against `digest` (the manifest's SHA-256).
 
@@ -237,7 +248,11 @@ class HistorySegments:
         path = self.owner.path / self._relative(segment)
         if file_hash(path) != digest:
             raise ValueError(f"{path.name} was changed after tf_sine wrote it")
-        return read_arrays(path)
+        arrays = read_arrays(path)
+        for steps_key, values_key in HISTORY_LISTS:
+            if len(arrays.get(steps_key, ())) != len(arrays.get(values_key, ())):
+                raise ValueError(f"{path.name} holds {steps_key} and {values_key} of different lengths")
+        return arrays
 
 
 def _span(segment: Segment) -> int:

@@ -310,7 +310,8 @@ def train(
         TrainingDivergedError: the loss became NaN or infinite (the model keeps the weights of
             the end of the last finished chunk).
         KeyboardInterrupt: Ctrl-C (or SIGTERM turned into it by the CLI); the callback has
-            then written a checkpoint at the step reached.
+            then written a checkpoint at the step reached. A second Ctrl-C stops a piece of
+            training midway: no checkpoint is written then, the newest one stays the last.
     """
     steps = check_positive_int("steps", steps)
     batch_size = check_positive_int("batch_size", batch_size)
@@ -374,11 +375,13 @@ def train(
     epoch_losses: list[float] = []
     model.stop_training = False
     hooks.on_train_begin()
+    whole = True  # between pieces: the model, the histories and the callbacks agree
     try:
         while step < steps and not model.stop_training:
             # A chunk, its losses, its callbacks and a checkpoint due after it are one piece:
-            # Ctrl-C and SIGTERM land between pieces, where the model and the histories agree.
+            # Ctrl-C and SIGTERM land between pieces (a second Ctrl-C stops one midway).
             with held_interrupts():
+                whole = False
                 end = schedule.end_after(step)
                 if step % validate_every == 0:
                     hooks.on_epoch_begin(step // validate_every)
@@ -405,11 +408,12 @@ def train(
                 if checkpoint_every and (ending or step % checkpoint_every == 0):
                     clock.stop()
                     checkpoint(step)
-    except KeyboardInterrupt:  # keep the work done so far
+                whole = True
+    except KeyboardInterrupt:  # keep the work done so far, if a piece was not cut short
         with held_interrupts():  # a second Ctrl-C waits for this checkpoint, a third does not
             result.final_step = int(model.optimizer.iterations.numpy())
             clock.stop()
-            if result.final_step > start and result.final_step != last_checkpoint:
+            if whole and result.final_step > start and result.final_step != last_checkpoint:
                 checkpoint(result.final_step)
         raise
     clock.stop()
