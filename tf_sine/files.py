@@ -108,8 +108,15 @@ def read_arrays(path: str | os.PathLike) -> dict[str, Any]:
 
 def load_keras(path: str | os.PathLike) -> Any:
     """Loads a ``.keras`` file, any failure of a damaged archive as one `ModelError`."""
+    import zipfile
+
     import keras
 
+    if Path(path).is_file() and not zipfile.is_zipfile(path):  # Keras would say "File not found"
+        raise ModelError(
+            "model",
+            f"cannot load {str(path)!r} as a Keras model: it is not a zip archive (truncated or damaged)",
+        )
     try:
         return keras.models.load_model(path)
     except Exception as error:  # Keras raises many kinds for a damaged archive
