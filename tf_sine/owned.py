@@ -470,9 +470,8 @@ def disk_full_named(folder: Path) -> Iterator[None]:
     except OSError as error:
         if error.errno != errno.ENOSPC:
             raise
-        existing = folder
-        while not existing.exists() and existing != existing.parent:  # removed, or never made
-            existing = existing.parent
+        missing = _topmost_missing(folder)  # removed, or never made
+        existing = folder if missing is None else missing.parent
         try:
             free = f"{shutil.disk_usage(existing).free / 2**20:.3g} MiB free"
         except OSError:
