@@ -18,7 +18,8 @@ $(STAMP): setup.cfg pyproject.toml constraints.txt
 # The compiled recurrent kernels (tf_sine/native): the first flag set that compiles and passes
 # the self-test, kept per source, TensorFlow, compiler and CPU. A failure is printed once and
 # kept too (training then falls back to TensorFlow's kernels), so it does not stop make.
-$(NATIVE): $(STAMP) tf_sine/native/rnn_ops.cc tf_sine/native/build.py tf_sine/native/selftest.py
+$(NATIVE): $(STAMP) tf_sine/native/rnn_ops.cc $(wildcard tf_sine/native/*.h) tf_sine/native/build.py \
+		tf_sine/native/selftest.py
 	$(BIN)/python -m tf_sine.native || true
 	touch $(NATIVE)
 
