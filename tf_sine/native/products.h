@@ -80,7 +80,15 @@ inline void StoreLanes(float* p, Lanes value) {
 // one strip of b (k rows of kTileWidth floats, contiguous).
 template <int Rows>
 inline void Tile(const float* a, int64_t k, const float* strip, float* out, int64_t n, bool accumulate) {
-  Vector sum[Rows][kColumns] = {};
+  // Every loop over the accumulators unrolled: one left rolled makes GCC keep them in a stack
+  // array, zeroed with `rep stos` and spilled and reloaded around the epilogue, a cost each tile
+  // pays once, which short products (k = 128) feel.
+  Vector sum[Rows][kColumns];
+#pragma GCC unroll 8
+  for (int r = 0; r < Rows; ++r) {
+#pragma GCC unroll 4
+    for (int q = 0; q < kColumns; ++q) sum[r][q] = Vector{};
+  }
   for (int64_t p = 0; p < k; ++p) {
     Vector segment[kColumns];
     for (int q = 0; q < kColumns; ++q) segment[q] = Load(strip + p * kTileWidth + q * kLanes);
@@ -89,18 +97,21 @@ inline void Tile(const float* a, int64_t k, const float* strip, float* out, int6
       for (int q = 0; q < kColumns; ++q) sum[r][q] += scalar * segment[q];
     }
   }
+#pragma GCC unroll 8
   for (int r = 0; r < Rows; ++r) {
     float* row = out + r * n;
+#pragma GCC unroll 4
     for (int q = 0; q < kColumns; ++q) {
       Store(row + q * kLanes, accumulate ? Load(row + q * kLanes) + sum[r][q] : sum[r][q]);
     }
   }
 }
 
-// The last rows < kRows of a column of tiles.
-inline void RemainingRows(int64_t rows, const float* a, int64_t k, const float* strip, float* out, int64_t n,
-                          bool accumulate) {
+// A tile of `rows` (1..kRows) rows.
+inline void TileOf(int64_t rows, const float* a, int64_t k, const float* strip, float* out, int64_t n,
+                   bool accumulate) {
   switch (rows) {
+    case 6: return Tile<6>(a, k, strip, out, n, accumulate);
     case 5: return Tile<5>(a, k, strip, out, n, accumulate);
     case 4: return Tile<4>(a, k, strip, out, n, accumulate);
     case 3: return Tile<3>(a, k, strip, out, n, accumulate);
@@ -109,6 +120,7 @@ inline void RemainingRows(int64_t rows, const float* a, int64_t k, const float* 
     default: return;
   }
 }
+static_assert(kRows == 6, "TileOf dispatches up to 6 rows");
 
 }  // namespace products
 
@@ -158,11 +170,15 @@ class StepProduct {
     using products::kTileWidth;
     for (int64_t j = 0; j < n_; j += kTileWidth) {
       const float* strip = strips_.get() + j * k_;
-      int64_t i = 0;
-      for (; i + kRows <= rows; i += kRows) {
-        products::Tile<kRows>(a + i * k_, k_, strip, out + i * n_ + j, n_, accumulate);
+      // As few tiles as kRows allows, their rows as even as can be (16 rows: 6 + 5 + 5, not
+      // 6 + 6 + 4): a tile of fewer rows keeps fewer multiply-adds in flight, and the shortest
+      // is the slowest per row.
+      const int64_t tiles = (rows + kRows - 1) / kRows;
+      for (int64_t t = 0, i = 0; t < tiles; ++t) {
+        const int64_t tile_rows = rows / tiles + (t < rows % tiles ? 1 : 0);
+        products::TileOf(tile_rows, a + i * k_, k_, strip, out + i * n_ + j, n_, accumulate);
+        i += tile_rows;
       }
-      products::RemainingRows(rows - i, a + i * k_, k_, strip, out + i * n_ + j, n_, accumulate);
     }
   }
 
