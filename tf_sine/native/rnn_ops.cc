@@ -157,8 +157,8 @@ float* Scratch(OpKernelContext* context, int64_t count, Tensor* holder) {
 
 // An op whose buffers outside TensorFlow's allocator (the products' strips, the training op's
 // shares) may fail to allocate, and whose second thread may fail to start: either becomes
-// TensorFlow's out-of-memory error (a machine limit), where an exception leaving Compute would
-// abort the process.
+// TensorFlow's out-of-memory error (a machine limit). Any other exception is a bug of ours and
+// becomes an internal error. An exception leaving Compute would abort the process.
 class GuardedOp : public OpKernel {
  public:
   explicit GuardedOp(OpKernelConstruction* context) : OpKernel(context) {}
@@ -172,6 +172,8 @@ class GuardedOp : public OpKernel {
     } catch (const std::system_error& error) {  // the training op's second thread could not start
       context->SetStatus(absl::ResourceExhaustedError(std::string("the tf_sine kernels could not start a thread in ") +
                                                       name() + ": " + error.what()));
+    } catch (const std::exception& error) {  // a bug of ours: an error status, not an abort
+      context->SetStatus(absl::InternalError(std::string("tf_sine kernels: ") + error.what()));
     }
   }
 
